@@ -1,0 +1,45 @@
+# The two set-up commands: `make run` (build the default spec end to end) and `make test`.
+# Both create .venv on first use. PYTHON must be 3.11+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export GEOSOLVER_HOME ?= $(CURDIR)/.geosolver
+DAGSTER := $(BIN)/dagster
+DEFS := -m pipelines.definitions
+
+.PHONY: run test lint dev bench clean
+
+$(BIN)/.installed: pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -e '.[dev,ui]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
+	@for region in $$($(BIN)/geosolver regions); do \
+		echo "== raw_images[$$region]"; \
+		$(DAGSTER) asset materialize $(DEFS) --select raw_images --partition $$region || exit 1; \
+	done
+	$(DAGSTER) asset materialize $(DEFS) --select 'deduplicated_images*'
+	$(BIN)/geosolver show
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 --durations=10 $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+dev: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(DAGSTER) dev $(DEFS)
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .geosolver .dagster_home

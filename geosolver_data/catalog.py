@@ -1,0 +1,58 @@
+"""A DuckDB catalog: views over the published shards and reports, for ad-hoc SQL.
+
+The catalog file is rebuilt from what is on disk after every publish (temp file, then rename),
+so it never points at a half-written version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+
+from geosolver_data.layout import atomic_path
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _version_rows(home: Path) -> list[tuple]:
+    rows = []
+    for manifest in sorted((home / "datasets").glob("*/*/manifest.json")):
+        m = json.loads(manifest.read_text())
+        rows.append((m["dataset"], m["version"], m["rows"], m["created_at"], str(manifest.parent)))
+    return rows
+
+
+def _dataset_views(con: duckdb.DuckDBPyConnection, name: str, folder: Path) -> None:
+    reports = folder / "reports"
+    con.execute(f"CREATE VIEW {_q(name)} AS SELECT * FROM read_parquet({_lit(folder / 'shards' / '*.parquet')})")
+    for suffix, file in (("_rejects", "rejects.parquet"), ("_dropped", "dedup_dropped.parquet")):
+        con.execute(f"CREATE VIEW {_q(name + suffix)} AS SELECT * FROM read_parquet({_lit(reports / file)})")
+
+
+def rebuild_catalog(home: Path) -> Path:
+    """Views: `datasets` (every published version), and per dataset its latest version's
+    `<name>` (shard rows), `<name>_rejects` and `<name>_dropped`."""
+    target = home / "catalog.duckdb"
+    with atomic_path(target) as tmp:
+        tmp.unlink()  # DuckDB creates the file itself
+        con = duckdb.connect(str(tmp))
+        con.execute("CREATE TABLE datasets (dataset VARCHAR, version VARCHAR, rows BIGINT, "
+                    "created_at VARCHAR, path VARCHAR)")
+        rows = _version_rows(home)
+        if rows:
+            con.executemany("INSERT INTO datasets VALUES (?, ?, ?, ?, ?)", rows)
+        for pointer in sorted((home / "datasets").glob("*/LATEST")):
+            version = pointer.read_text().strip()
+            folder = pointer.parent / version
+            if (folder / "manifest.json").exists():
+                _dataset_views(con, pointer.parent.name, folder)
+        con.close()
+    return target

@@ -1,0 +1,110 @@
+"""`geosolver`: small commands around the artifacts (the pipeline itself runs under Dagster)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import duckdb
+
+from geosolver_data import validate
+from geosolver_data.catalog import rebuild_catalog
+from geosolver_data.layout import DatasetLayout, geosolver_home
+from geosolver_data.spec import SpecError, load_spec
+
+
+def _layout(args: argparse.Namespace) -> DatasetLayout:
+    return DatasetLayout(geosolver_home(args.home), load_spec(args.spec).name)
+
+
+def _version_dir(args: argparse.Namespace) -> tuple[DatasetLayout, str]:
+    layout = _layout(args)
+    version = args.version or layout.latest_version()
+    if not version or not (layout.version_dir(version) / "manifest.json").exists():
+        raise SystemExit(f"geosolver: no published version {version or ''} of dataset {layout.name!r} "
+                         f"under {layout.versions} (run `make run` first)")
+    return layout, version
+
+
+def cmd_regions(args: argparse.Namespace) -> None:
+    print("\n".join(load_spec(args.spec).region_names))
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    layout, version = _version_dir(args)
+    manifest = json.loads((layout.version_dir(version) / "manifest.json").read_text())
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return
+    print(f"dataset {manifest['dataset']} version {version}: {manifest['rows']} rows in "
+          f"{len(manifest['shards'])} shards, splits {manifest['splits']}")
+    print(f"  path      {layout.version_dir(version)}")
+    print(f"  rejects   {manifest['rejects']}")
+    print(f"  dropped   {manifest['dedup_dropped']}")
+    before, after = manifest["balance"]["before"], manifest["balance"]["after"]
+    print(f"  balance   cells {before['cells']} -> {after['cells']}, gini {before['gini']} -> {after['gini']}, "
+          f"entropy {before['entropy']} -> {after['entropy']}, top-1% share {before['top1pct_share']} -> "
+          f"{after['top1pct_share']}")
+    print(f"  catalog   {layout.catalog}  (try: geosolver sql \"SELECT country, count(*) FROM {layout.name} "
+          "GROUP BY 1 ORDER BY 2 DESC\")")
+
+
+def cmd_sql(args: argparse.Namespace) -> None:
+    home = geosolver_home(args.home)
+    catalog = home / "catalog.duckdb"
+    if not catalog.exists():
+        rebuild_catalog(home)
+    con = duckdb.connect(str(catalog), read_only=True)
+    con.sql(args.query).show(max_rows=args.max_rows)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    layout, version = _version_dir(args)
+    spec, folder = load_spec(args.spec), layout.version_dir(version)
+    checks = {
+        "manifest": validate.manifest_problems(folder),
+        "duplicate_sha256": validate.duplicate_sha256(folder),
+        "near_duplicates": validate.near_duplicates(folder, spec.dedup.phash_threshold),
+        "coordinates": validate.invalid_coordinates(folder),
+        "quotas": validate.quota_problems(folder, spec),
+        "splits_disjoint": validate.split_overlap(folder, spec),
+    }
+    for name, problems in checks.items():
+        print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n     {p}" for p in problems[:10]))
+    if any(checks.values()):
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geosolver", description=__doc__)
+    parser.add_argument("--home", help="artifact root (default: $GEOSOLVER_HOME or .geosolver)")
+    parser.add_argument("--spec", help="dataset spec YAML (default: $GEOSOLVER_SPEC or the bundled demo)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("regions", help="print the spec's region names (the ingest partitions)").set_defaults(
+        func=cmd_regions)
+    show = sub.add_parser("show", help="summarise a published dataset version")
+    show.add_argument("--version", help="dataset version (default: the latest)")
+    show.add_argument("--json", action="store_true", help="print the whole manifest")
+    show.set_defaults(func=cmd_show)
+    sql = sub.add_parser("sql", help="run SQL against the DuckDB catalog of published datasets")
+    sql.add_argument("query")
+    sql.add_argument("--max-rows", type=int, default=40)
+    sql.set_defaults(func=cmd_sql)
+    val = sub.add_parser("validate", help="check a published version's invariants; exit 1 on a problem")
+    val.add_argument("--version", help="dataset version (default: the latest)")
+    val.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (SpecError, duckdb.Error) as exc:
+        sys.exit(f"geosolver: {exc}")
+
+
+if __name__ == "__main__":
+    main()

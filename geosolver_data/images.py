@@ -1,0 +1,118 @@
+"""Ingest-time image work, done once per image: validate, decode, orient, resize, re-encode, hash.
+
+Everything later in the pipeline works on the metadata this produces; the JPEG bytes are only
+copied again when the final shards are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from geosolver_data.phash import phash
+from geosolver_data.spec import ImageSpec
+
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+# Pillow's own bomb guard fires at 2x this; our spec's max_pixels is checked first, from the header.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageRejected(Exception):
+    """An image that cannot enter the dataset; `reason` is a short category for the rejects table."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    jpeg: bytes
+    width: int
+    height: int
+    sha256: str
+    phash: int
+
+
+def open_image(data: bytes, spec: ImageSpec) -> Image.Image:
+    """Open (header only) and validate size, type and pixel count before any pixel is decoded."""
+    if len(data) > spec.max_file_bytes:
+        raise ImageRejected("too_large", f"{len(data)} bytes > max_file_bytes {spec.max_file_bytes}")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("not_an_image", str(exc)[:200]) from exc
+    if image.format not in ACCEPTED_FORMATS:
+        raise ImageRejected("unsupported_format", str(image.format))
+    width, height = image.size
+    if width * height > spec.max_pixels:
+        raise ImageRejected("too_many_pixels", f"{width}x{height} > max_pixels {spec.max_pixels}")
+    return image
+
+
+def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def decode(image: Image.Image, max_side: int) -> Image.Image:
+    """Decode to an upright RGB image no larger than `max_side`.
+
+    For JPEG, `draft` lets libjpeg decode at 1/2, 1/4 or 1/8 scale directly: most of the
+    ingest speed comes from never decoding pixels that the resize would throw away.
+    """
+    w, h = image.size
+    if image.format in ("JPEG", "MPO"):
+        image.draft("RGB", _target_size(w, h, max_side))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("undecodable", str(exc)[:200]) from exc
+    rgb = _to_rgb(upright)
+    size = _target_size(*rgb.size, max_side)
+    if size != rgb.size:
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return rgb
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)  # no EXIF: location lives in columns, not in the bytes
+    return out.getvalue()
+
+
+def process_image(data: bytes, spec: ImageSpec) -> ProcessedImage:
+    """Bytes from any source -> the normalised JPEG and its hashes, or ImageRejected."""
+    return process_opened(open_image(data, spec), spec)
+
+
+def process_opened(image: Image.Image, spec: ImageSpec) -> ProcessedImage:
+    """An image from `open_image` (whose EXIF the caller may have read) -> JPEG and hashes."""
+    rgb = decode(image, spec.max_side)
+    jpeg = encode_jpeg(rgb, spec.jpeg_quality)
+    return ProcessedImage(
+        jpeg=jpeg,
+        width=rgb.width,
+        height=rgb.height,
+        sha256=hashlib.sha256(jpeg).hexdigest(),
+        phash=phash(rgb),
+    )

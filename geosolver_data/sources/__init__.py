@@ -1,0 +1,1 @@
+"""Image sources. Each yields candidate images for one region; all share the ingest path."""

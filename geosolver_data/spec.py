@@ -1,0 +1,224 @@
+"""The dataset spec: the YAML file that says what to build.
+
+Keys are validated strictly (unknown keys are errors) because a typo in a spec would
+otherwise silently build a different dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SPEC_ENV = "GEOSOLVER_SPEC"
+SOURCE_TYPES = ("synthetic", "local")
+
+
+class SpecError(ValueError):
+    """The spec is malformed; the message names the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    bbox: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+
+    def contains(self, lat: float, lon: float) -> bool:
+        min_lon, min_lat, max_lon, max_lat = self.bbox
+        return min_lat <= lat <= max_lat and min_lon <= lon <= max_lon
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    type: str
+    name: str = ""
+    path: str = ""  # local: folder of photos; synthetic: where to write (default under GEOSOLVER_HOME)
+    per_region: int = 300  # synthetic: scenes per region
+    seed: int = 0
+    exact_duplicate_share: float = 0.05  # synthetic
+    near_duplicate_share: float = 0.05  # synthetic
+    same_place_share: float = 0.05  # synthetic
+    sequence_from: str = "folder"  # local: "folder" (a folder is a sequence) or "none"
+    license: str = ""
+    creator: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    max_side: int = 336
+    jpeg_quality: int = 90
+    max_pixels: int = 64_000_000
+    max_file_bytes: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class DedupSpec:
+    phash_threshold: int = 4
+    same_place_m: float = 5.0
+
+
+@dataclass(frozen=True)
+class BalanceSpec:
+    resolution: int = 3
+    alpha: float = 0.5
+    cap: int = 50
+    target_size: int = 1000
+    split_resolution: int = 1
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    target_mb: float = 64.0
+    row_group_rows: int = 256
+    compression: str = "zstd"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    regions: tuple[Region, ...]
+    sources: tuple[SourceSpec, ...]
+    h3_resolutions: tuple[int, ...] = (1, 3, 5)
+    image: ImageSpec = ImageSpec()
+    dedup: DedupSpec = DedupSpec()
+    balance: BalanceSpec = BalanceSpec()
+    shards: ShardSpec = ShardSpec()
+    workers: int = 0  # processes for image work; 0 = one per core
+
+    def region(self, name: str) -> Region:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise SpecError(f"region {name!r} is not in spec {self.name!r} (regions: {self.region_names})")
+
+    @property
+    def region_names(self) -> list[str]:
+        return [r.name for r in self.regions]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the whole spec, recorded in manifests."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    return cls(**raw)
+
+
+def _regions(raw: Any) -> tuple[Region, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise SpecError("regions: expected a non-empty list of {name, bbox}")
+    regions = []
+    for i, item in enumerate(raw):
+        region = _build(Region, item, f"regions[{i}]")
+        bbox = tuple(float(v) for v in region.bbox)
+        if len(bbox) != 4:
+            raise SpecError(f"regions[{i}].bbox: expected [min_lon, min_lat, max_lon, max_lat]")
+        min_lon, min_lat, max_lon, max_lat = bbox
+        if not (-180 <= min_lon < max_lon <= 180 and -90 <= min_lat < max_lat <= 90):
+            raise SpecError(f"regions[{i}].bbox {list(bbox)}: not a valid [min_lon, min_lat, max_lon, max_lat]")
+        if not str(region.name).replace("_", "").replace("-", "").isalnum():
+            raise SpecError(f"regions[{i}].name {region.name!r}: use letters, digits, '-' and '_' only")
+        regions.append(Region(name=str(region.name), bbox=bbox))  # type: ignore[arg-type]
+    names = [r.name for r in regions]
+    if len(set(names)) != len(names):
+        raise SpecError(f"regions: names must be unique, got {names}")
+    return tuple(regions)
+
+
+def _sources(raw: Any) -> tuple[SourceSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise SpecError("sources: expected a non-empty list")
+    sources = tuple(_build(SourceSpec, item, f"sources[{i}]") for i, item in enumerate(raw))
+    for i, src in enumerate(sources):
+        if src.type not in SOURCE_TYPES:
+            raise SpecError(f"sources[{i}].type {src.type!r}: expected one of {list(SOURCE_TYPES)}")
+        if src.type == "local" and not src.path:
+            raise SpecError(f"sources[{i}]: a local source needs 'path' (a folder of geotagged photos)")
+        if src.sequence_from not in ("folder", "none"):
+            raise SpecError(f"sources[{i}].sequence_from: expected 'folder' or 'none'")
+    labels = [s.label for s in sources]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"sources: give sources of the same type distinct 'name's, got {labels}")
+    return sources
+
+
+def _check(spec: DatasetSpec) -> None:
+    res = spec.h3_resolutions
+    if not res or any(not 0 <= r <= 15 for r in res) or list(res) != sorted(set(res)):
+        raise SpecError(f"h3_resolutions {list(res)}: expected distinct increasing integers in 0..15")
+    bal = spec.balance
+    if bal.resolution not in res:
+        raise SpecError(f"balance.resolution {bal.resolution} must be one of h3_resolutions {list(res)}")
+    if not 0 <= bal.split_resolution < bal.resolution:
+        raise SpecError("balance.split_resolution must be coarser (smaller) than balance.resolution")
+    if set(bal.splits) - {"train", "val", "test"} or abs(sum(bal.splits.values()) - 1) > 1e-6:
+        raise SpecError(f"balance.splits {bal.splits}: keys train/val/test, fractions summing to 1")
+    if not 0 <= bal.alpha <= 1 or bal.cap < 1 or bal.target_size < 1:
+        raise SpecError("balance: need 0 <= alpha <= 1, cap >= 1, target_size >= 1")
+    if not 0 <= spec.dedup.phash_threshold <= 16:
+        raise SpecError("dedup.phash_threshold must be in 0..16 (bits of a 64-bit hash)")
+    if spec.image.max_side < 16 or not 1 <= spec.image.jpeg_quality <= 100:
+        raise SpecError("image: need max_side >= 16 and 1 <= jpeg_quality <= 100")
+
+
+def parse_spec(raw: Any) -> DatasetSpec:
+    """Build a validated spec from parsed YAML."""
+    if not isinstance(raw, dict):
+        raise SpecError("the spec must be a YAML mapping")
+    raw = dict(raw)
+    try:
+        raw["regions"] = _regions(raw.get("regions"))
+        raw["sources"] = _sources(raw.get("sources"))
+        for key, cls in (("image", ImageSpec), ("dedup", DedupSpec), ("balance", BalanceSpec),
+                         ("shards", ShardSpec)):
+            if key in raw:
+                raw[key] = _build(cls, raw[key], key)
+        if "h3_resolutions" in raw:
+            raw["h3_resolutions"] = tuple(int(r) for r in raw["h3_resolutions"])
+        spec = _build(DatasetSpec, raw, "spec")
+    except TypeError as exc:
+        raise SpecError(f"spec: {exc}") from exc
+    if not spec.name or not str(spec.name).replace("_", "").replace("-", "").isalnum():
+        raise SpecError(f"name {spec.name!r}: use letters, digits, '-' and '_' only")
+    _check(spec)
+    return spec
+
+
+def default_spec_path() -> Path:
+    return Path(str(resources.files("geosolver_data") / "specs" / "demo.yaml"))
+
+
+def load_spec(path: str | os.PathLike[str] | None = None) -> DatasetSpec:
+    """Load the spec at `path`, else `$GEOSOLVER_SPEC`, else the bundled offline demo."""
+    path = path or os.environ.get(SPEC_ENV) or default_spec_path()
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {path}: {exc.strerror}") from exc
+    try:
+        return parse_spec(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"spec {path} is not valid YAML: {exc}") from exc

@@ -1,0 +1,95 @@
+"""Invariants of a published dataset version, as lists of problems (empty = fine).
+
+The Dagster asset checks and the tests call these; each names what is wrong, not just that
+something is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+
+from geosolver_data.geo import cell_parent, invalid_coordinate_reason
+from geosolver_data.hamming import near_pairs
+from geosolver_data.spec import DatasetSpec
+
+
+def _shard_glob(version_dir: Path) -> str:
+    return str(version_dir / "shards" / "*.parquet")
+
+
+def manifest_problems(version_dir: Path) -> list[str]:
+    """Every listed shard exists with its size, sha256 and row count; no unlisted shard exists."""
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    problems = []
+    listed = set()
+    for shard in manifest["shards"]:
+        path = version_dir / shard["path"]
+        listed.add(path.name)
+        if not path.exists():
+            problems.append(f"{shard['path']}: listed but missing")
+            continue
+        if path.stat().st_size != shard["bytes"]:
+            problems.append(f"{shard['path']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != shard["sha256"]:
+            problems.append(f"{shard['path']}: sha256 differs from the manifest")
+        elif pq.ParquetFile(path).metadata.num_rows != shard["rows"]:
+            problems.append(f"{shard['path']}: row count differs from the manifest")
+    extra = sorted(p.name for p in (version_dir / "shards").glob("*.parquet") if p.name not in listed)
+    problems += [f"shards/{name}: present but not in the manifest" for name in extra]
+    return problems
+
+
+def duplicate_sha256(version_dir: Path) -> list[str]:
+    rows = duckdb.sql(f"SELECT sha256, count(*) FROM read_parquet('{_shard_glob(version_dir)}') "
+                      "GROUP BY 1 HAVING count(*) > 1 ORDER BY 1").fetchall()
+    return [f"sha256 {h[:12]}… appears {n} times" for h, n in rows]
+
+
+def near_duplicates(version_dir: Path, threshold: int) -> list[str]:
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE h AS SELECT row_number() OVER () AS id, phash AS h, image_id "
+                f"FROM read_parquet('{_shard_glob(version_dir)}')")
+    pairs = near_pairs(con, "h", threshold)
+    return [f"rows {a} and {b} are {d} bits apart (threshold {threshold})" for a, b, d in pairs.tolist()]
+
+
+def invalid_coordinates(version_dir: Path) -> list[str]:
+    rows = duckdb.sql(f"SELECT image_id, lat, lon FROM read_parquet('{_shard_glob(version_dir)}')").fetchall()
+    return [f"{i}: {why}" for i, lat, lon in rows if (why := invalid_coordinate_reason(lat, lon))]
+
+
+def _columns(version_dir: Path, columns: list[str]) -> dict[str, np.ndarray]:
+    table = pq.read_table(version_dir / "shards", columns=columns)
+    return {c: np.asarray(table.column(c).to_pylist() if c == "split" else table.column(c).to_numpy())
+            for c in columns}
+
+
+def split_overlap(version_dir: Path, spec: DatasetSpec) -> list[str]:
+    """Blocks (H3 at the split resolution) whose images fall in more than one split."""
+    col = f"h3_r{spec.balance.resolution}"
+    data = _columns(version_dir, [col, "split"])
+    blocks = cell_parent(data[col], spec.balance.split_resolution)
+    problems = []
+    for block in np.unique(blocks):
+        splits = sorted(set(data["split"][blocks == block].tolist()))
+        if len(splits) > 1:
+            problems.append(f"block {int(block):x} is in splits {splits}")
+    return problems
+
+
+def quota_problems(version_dir: Path, spec: DatasetSpec) -> list[str]:
+    """No cell above the cap; no more rows than the target."""
+    col = f"h3_r{spec.balance.resolution}"
+    cells = _columns(version_dir, [col])[col]
+    uniq, counts = np.unique(cells, return_counts=True)
+    problems = [f"cell {int(c):x} has {n} images > cap {spec.balance.cap}"
+                for c, n in zip(uniq, counts, strict=True) if n > spec.balance.cap]
+    if len(cells) > spec.balance.target_size:
+        problems.append(f"{len(cells)} rows > target_size {spec.balance.target_size}")
+    return problems

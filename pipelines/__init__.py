@@ -1,0 +1,1 @@
+"""Geosolver's Dagster layer: assets, checks, partitions and resources that call the libraries."""
