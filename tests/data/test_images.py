@@ -1,0 +1,102 @@
+import hashlib
+import io
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from geosolver_data.exif import read_captured_at, read_gps
+from geosolver_data.images import ImageRejected, process_image
+from geosolver_data.phash import hamming, phash
+from geosolver_data.spec import ImageSpec
+from tests.data.images_util import encode, noise_image
+
+SPEC = ImageSpec(max_side=336, jpeg_quality=90, max_pixels=4_000_000, max_file_bytes=2_000_000)
+
+
+def test_jpeg_is_resized_reencoded_and_hashed() -> None:
+    out = process_image(encode(noise_image(0), quality=95), SPEC)
+    assert (out.width, out.height) == (336, 252)
+    assert out.sha256 == hashlib.sha256(out.jpeg).hexdigest()
+    with Image.open(io.BytesIO(out.jpeg)) as im:
+        assert im.format == "JPEG" and im.mode == "RGB" and im.size == (336, 252)
+        assert not im.getexif()  # location lives in columns; EXIF is stripped
+    assert process_image(encode(noise_image(0), quality=95), SPEC) == out  # deterministic
+
+
+def test_small_images_are_not_upscaled() -> None:
+    out = process_image(encode(noise_image(1, (200, 100))), SPEC)
+    assert (out.width, out.height) == (200, 100)
+
+
+def test_exif_orientation_is_applied() -> None:
+    upright = Image.new("RGB", (400, 200), (255, 0, 0))
+    upright.paste((0, 0, 255), (0, 0, 200, 200))  # left half blue
+    # A camera held sideways stores the sensor image rotated and says "rotate 90 CW" (6).
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    out = process_image(encode(stored, lat=1.0, lon=2.0, orientation=6, quality=95), SPEC)
+    assert (out.width, out.height) == (336, 168)
+    with Image.open(io.BytesIO(out.jpeg)) as im:
+        left, right = im.getpixel((40, 84)), im.getpixel((300, 84))
+    assert left[2] > 200 and left[0] < 60, left
+    assert right[0] > 200 and right[2] < 60, right
+
+
+def test_png_with_alpha_and_webp_are_accepted() -> None:
+    rgba = Image.new("RGBA", (100, 80), (0, 0, 0, 0))
+    out = process_image(encode(rgba, "PNG"), SPEC)
+    with Image.open(io.BytesIO(out.jpeg)) as im:
+        assert min(im.getpixel((50, 40))) > 240  # transparent becomes white, not black
+    assert process_image(encode(noise_image(2), "WEBP"), SPEC).width == 336
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"<html>rate limited</html>", "not_an_image"),
+    (encode(noise_image(3))[:3000], "undecodable"),
+    (encode(Image.new("L", (3000, 3000)), "PNG"), "too_many_pixels"),
+    (encode(noise_image(4), "GIF"), "unsupported_format"),
+])
+def test_bad_input_is_rejected_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageRejected) as err:
+        process_image(data, SPEC)
+    assert err.value.reason == reason
+
+
+def test_decompression_bomb_is_rejected_before_decoding() -> None:
+    bomb = encode(Image.new("1", (30_000, 30_000)), "PNG")  # 900 Mpx in a small file
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageRejected, match="too_many_pixels"):
+        process_image(bomb, SPEC)
+
+
+def test_oversize_file_is_rejected() -> None:
+    with pytest.raises(ImageRejected, match="too_large"):
+        process_image(b"\xff\xd8" + b"0" * 2_000_001, SPEC)
+
+
+def test_exif_gps_and_time_round_trip() -> None:
+    data = encode(noise_image(5), lat=-33.8688, lon=151.2093)
+    with Image.open(io.BytesIO(data)) as im:
+        lat, lon = read_gps(im.getexif())
+        assert abs(lat + 33.8688) < 1e-6 and abs(lon - 151.2093) < 1e-6
+        assert read_captured_at(im.getexif()).isoformat() == "2020-06-01T12:00:00+00:00"
+    with Image.open(io.BytesIO(encode(noise_image(5)))) as im:
+        assert read_gps(im.getexif()) is None and read_captured_at(im.getexif()) is None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_phash_matches_the_imagehash_reference(seed: int) -> None:
+    image = noise_image(seed, (300 + seed * 7, 200))
+    assert phash(image) == int(str(imagehash.phash(image)), 16)
+
+
+def test_near_copies_are_close_and_different_images_are_far() -> None:
+    a = noise_image(10)
+    near = a.resize((576, 432)).point(lambda v: min(255, int(v * 1.03)))
+    near_out = process_image(encode(near, quality=75), SPEC)
+    a_out = process_image(encode(a, quality=95), SPEC)
+    assert hamming(a_out.phash, near_out.phash) <= 4
+    others = [process_image(encode(noise_image(s)), SPEC).phash for s in range(11, 21)]
+    assert min(hamming(a_out.phash, o) for o in others) > 10
+    assert np.uint64(a_out.phash) == a_out.phash

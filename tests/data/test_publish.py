@@ -1,0 +1,132 @@
+import hashlib
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import h3
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from geosolver_data import stages, validate
+from geosolver_data.layout import DatasetLayout
+from geosolver_data.publish import Published
+from geosolver_data.spec import DatasetSpec, load_spec
+from tests.conftest import TINY_SPEC
+
+
+def build(home: Path) -> tuple[DatasetSpec, DatasetLayout, Published]:
+    spec = load_spec(TINY_SPEC)
+    layout = DatasetLayout(home, spec.name)
+    for region in spec.region_names:
+        stages.ingest_region(spec, layout, region, log=lambda _: None)
+    stages.deduplicate_dataset(spec, layout)
+    stages.assign_cells(spec, layout)
+    stages.balance_dataset(spec, layout)
+    return spec, layout, stages.publish(spec, layout)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSpec, DatasetLayout, Published]:
+    return build(tmp_path_factory.mktemp("home"))
+
+
+def _rows(published: Published) -> pa.Table:
+    return pq.read_table(published.path / "shards")
+
+
+def test_shards_have_the_contract_columns(built) -> None:
+    spec, _, published = built
+    table = _rows(published)
+    for col in ("image_id", "source", "lat", "lon", "country", "split", "image", "width", "height", "sha256",
+                "phash", "captured_at", "sequence_id", "license", "creator", "h3_r1", "h3_r3", "h3_r5"):
+        assert col in table.column_names, col
+    assert table.schema.field("h3_r3").type == pa.uint64() and table.schema.field("phash").type == pa.uint64()
+    assert set(table.column("split").to_pylist()) <= {"train", "val", "test"}
+    assert all(v.startswith("synthetic:") for v in table.column("image_id").to_pylist())
+    assert table.num_rows == published.manifest["rows"] <= spec.balance.target_size
+
+
+def test_invariants_checked_independently(built) -> None:
+    spec, _, published = built
+    t = _rows(published).to_pylist()
+    shas = [r["sha256"] for r in t]
+    assert len(shas) == len(set(shas))
+    assert all(hashlib.sha256(r["image"]).hexdigest() == r["sha256"] for r in t)
+    for a, b in itertools.combinations(t, 2):
+        assert (a["phash"] ^ b["phash"]).bit_count() > spec.dedup.phash_threshold
+    cells = np.unique([r["h3_r3"] for r in t], return_counts=True)[1]
+    assert cells.max() <= spec.balance.cap
+    block_split: dict[str, set[str]] = {}
+    for r in t:
+        block = h3.cell_to_parent(h3.int_to_str(r["h3_r3"]), spec.balance.split_resolution)
+        block_split.setdefault(block, set()).add(r["split"])
+    assert all(len(s) == 1 for s in block_split.values())
+    assert {s for v in block_split.values() for s in v} == {"train", "val", "test"}
+
+
+def test_manifest_matches_files(built) -> None:
+    _, _, published = built
+    m = published.manifest
+    for shard in m["shards"]:
+        data = (published.path / shard["path"]).read_bytes()
+        assert len(data) == shard["bytes"] and hashlib.sha256(data).hexdigest() == shard["sha256"]
+        assert pq.ParquetFile(published.path / shard["path"]).metadata.num_rows == shard["rows"]
+    assert sum(s["rows"] for s in m["shards"]) == m["rows"]
+    assert m["version"] == published.path.name and m["spec"]["name"] == "tiny"
+    assert m["rejects"] == {"invalid_coordinates": 2, "missing_gps": 2, "not_an_image": 2, "undecodable": 2}
+    assert set(m["dedup_dropped"]) == {"exact", "perceptual", "same_place"}
+    assert (published.path / "coverage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_validate_finds_nothing_wrong_and_catches_tampering(built, tmp_path: Path) -> None:
+    spec, _, published = built
+    assert validate.manifest_problems(published.path) == []
+    assert validate.duplicate_sha256(published.path) == []
+    assert validate.near_duplicates(published.path, spec.dedup.phash_threshold) == []
+    assert validate.invalid_coordinates(published.path) == []
+    assert validate.quota_problems(published.path, spec) == []
+    assert validate.split_overlap(published.path, spec) == []
+    copy = tmp_path / "copy"
+    shutil.copytree(published.path, copy)
+    victim = copy / published.manifest["shards"][0]["path"]
+    victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")
+    (copy / "shards" / "stray.parquet").write_bytes(b"")
+    problems = validate.manifest_problems(copy)
+    assert any("sha256 differs" in p for p in problems) and any("stray.parquet" in p for p in problems)
+
+
+def test_republishing_gives_the_same_version_and_keeps_the_first(built) -> None:
+    spec, layout, published = built
+    again = stages.publish(spec, layout)
+    assert again.version == published.version and not again.new
+    assert again.manifest["created_at"] == published.manifest["created_at"]
+    assert not list(layout.versions.glob(".staging-*"))
+    assert layout.latest_version() == published.version
+
+
+def test_a_fresh_build_elsewhere_gives_the_same_version(built, tmp_path: Path) -> None:
+    _, _, published = built
+    assert build(tmp_path / "other")[2].version == published.version
+
+
+def test_catalog_views(built) -> None:
+    _, layout, published = built
+    con = duckdb.connect(str(layout.catalog), read_only=True)
+    assert con.execute("SELECT count(*) FROM tiny").fetchone()[0] == published.manifest["rows"]
+    assert con.execute("SELECT count(*) FROM tiny_rejects").fetchone()[0] == 8
+    assert con.execute("SELECT count(*) FROM tiny_dropped WHERE duplicate_of IS NOT NULL").fetchone()[0] > 0
+    assert con.execute("SELECT version FROM datasets").fetchall() == [(published.version,)]
+
+
+def test_downstream_stage_without_upstream_says_what_to_run(tmp_path: Path) -> None:
+    spec = load_spec(TINY_SPEC)
+    layout = DatasetLayout(tmp_path, spec.name)
+    with pytest.raises(stages.MissingInputError, match="Materialise raw_images"):
+        stages.deduplicate_dataset(spec, layout)
+    with pytest.raises(stages.MissingInputError, match="balanced_dataset"):
+        stages.publish(spec, layout)
+    assert json.dumps(spec.to_dict())

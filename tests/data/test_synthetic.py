@@ -1,0 +1,53 @@
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from geosolver_data.sources.scene import render_scene
+from geosolver_data.sources.synthetic import synthesize_region
+from geosolver_data.spec import Region, SourceSpec
+
+EUROPE = Region("europe", (-11.0, 35.0, 32.0, 61.0))
+ASIA = Region("asia", (60.0, -45.0, 155.0, 46.0))
+SRC = SourceSpec(type="synthetic", per_region=20, seed=5)
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def test_synthesis_is_deterministic_and_idempotent(tmp_path: Path) -> None:
+    a = synthesize_region(tmp_path / "a", EUROPE, (EUROPE, ASIA), SRC)
+    b = synthesize_region(tmp_path / "b", EUROPE, (EUROPE, ASIA), SRC)
+    assert _digest(a) == _digest(b)
+    mtime = (a / ".complete.json").stat().st_mtime_ns
+    assert synthesize_region(tmp_path / "a", EUROPE, (EUROPE, ASIA), SRC) == a
+    assert (a / ".complete.json").stat().st_mtime_ns == mtime  # done once, not rewritten
+    files = [p for p in a.rglob("*") if p.is_file() and p.name != ".complete.json"]
+    assert ".jpg" in {p.suffix for p in files} and len({p.suffix for p in files}) >= 2  # a mix of formats
+    assert any(p.parent.name == "reuploads" for p in files) and (a / "broken" / "truncated.jpg").exists()
+    assert not list(tmp_path.glob("a/.staging-*"))
+
+
+def test_other_parameters_rebuild_the_folder(tmp_path: Path) -> None:
+    a = synthesize_region(tmp_path, EUROPE, (EUROPE,), SRC)
+    first = _digest(a)
+    synthesize_region(tmp_path, EUROPE, (EUROPE,), SourceSpec(type="synthetic", per_region=20, seed=6))
+    assert _digest(a) != first
+
+
+def _mean_views(lat: float, lon: float, seed: int, n: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.mean([np.asarray(render_scene(lat, lon, "FR", 100_000, rng), dtype=np.float64)
+                    for _ in range(n)], axis=0)
+
+
+def test_scene_content_depends_on_location() -> None:
+    paris, paris_again = _mean_views(48.85, 2.35, 0), _mean_views(48.85, 2.35, 1)
+    singapore = _mean_views(1.35, 103.8, 2)
+    same = np.abs(paris - paris_again).mean()
+    far = np.abs(paris - singapore).mean()
+    assert far > 2 * same, (far, same)
