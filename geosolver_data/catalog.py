@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from geosolver_data.db import connect
 from geosolver_data.layout import atomic_path
 
 
@@ -43,7 +44,7 @@ def rebuild_catalog(home: Path) -> Path:
     target = home / "catalog.duckdb"
     with atomic_path(target) as tmp:
         tmp.unlink()  # DuckDB creates the file itself
-        con = duckdb.connect(str(tmp))
+        con = connect(tmp)
         con.execute("CREATE TABLE datasets (dataset VARCHAR, version VARCHAR, rows BIGINT, "
                     "created_at VARCHAR, path VARCHAR)")
         rows = _version_rows(home)

@@ -11,6 +11,7 @@ import duckdb
 
 from geosolver_data import validate
 from geosolver_data.catalog import rebuild_catalog
+from geosolver_data.db import connect
 from geosolver_data.layout import DatasetLayout, geosolver_home
 from geosolver_data.spec import SpecError, load_spec
 
@@ -56,7 +57,7 @@ def cmd_sql(args: argparse.Namespace) -> None:
     catalog = home / "catalog.duckdb"
     if not catalog.exists():
         rebuild_catalog(home)
-    con = duckdb.connect(str(catalog), read_only=True)
+    con = connect(catalog, read_only=True)
     con.sql(args.query).show(max_rows=args.max_rows)
 
 

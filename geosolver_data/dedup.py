@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geosolver_data.db import connect
 from geosolver_data.hamming import near_pairs
 from geosolver_data.layout import atomic_path
 from geosolver_data.records import DROPPED_SCHEMA, META_COLUMNS
@@ -118,7 +119,7 @@ def _same_place(con: duckdb.DuckDBPyConnection, metres: float) -> None:
 
 def deduplicate(files: Sequence[Path], spec: DedupSpec, kept_path: Path, dropped_path: Path) -> DedupStats:
     """Read raw metadata (never the bytes), write the kept rows and the dropped report."""
-    con = duckdb.connect()
+    con = connect()
     _load(con, files)
     con.execute("CREATE TEMP TABLE alive AS SELECT rank, sha256, phash, sequence_id, lat, lon FROM img")
     con.execute("CREATE TEMP TABLE dropped (rank BIGINT, reason VARCHAR, dup_rank BIGINT, distance DOUBLE)")

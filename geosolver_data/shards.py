@@ -13,13 +13,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from geosolver_data.balance import SPLIT_ORDER, keyed_hash
+from geosolver_data.db import connect
 from geosolver_data.geocells import h3_column
 from geosolver_data.spec import DatasetSpec
 
@@ -75,7 +75,7 @@ def _ordered_batches(balanced: pa.Table, raw_files: Sequence[Path], spec: Datase
     shuffle = keyed_hash(balanced.column("image_id").to_pylist(), spec.balance.seed, "shuffle")
     split_rank = pa.array([SPLIT_ORDER.index(s) for s in balanced.column("split").to_pylist()], pa.int8())
     bal = balanced.append_column("_shuffle", pa.array(shuffle, pa.uint64())).append_column("_split", split_rank)
-    con = duckdb.connect()
+    con = connect()
     con.register("bal", bal)
     cols = ", ".join(f"b.{c}" if c != "image" else "r.image" for c in shard_columns(spec.h3_resolutions))
     reader = con.sql(f"""

@@ -10,10 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
+from geosolver_data.db import connect
 from geosolver_data.geo import cell_parent, invalid_coordinate_reason
 from geosolver_data.hamming import near_pairs
 from geosolver_data.spec import DatasetSpec
@@ -46,13 +46,13 @@ def manifest_problems(version_dir: Path) -> list[str]:
 
 
 def duplicate_sha256(version_dir: Path) -> list[str]:
-    rows = duckdb.sql(f"SELECT sha256, count(*) FROM read_parquet('{_shard_glob(version_dir)}') "
+    rows = connect().sql(f"SELECT sha256, count(*) FROM read_parquet('{_shard_glob(version_dir)}') "
                       "GROUP BY 1 HAVING count(*) > 1 ORDER BY 1").fetchall()
     return [f"sha256 {h[:12]}… appears {n} times" for h, n in rows]
 
 
 def near_duplicates(version_dir: Path, threshold: int) -> list[str]:
-    con = duckdb.connect()
+    con = connect()
     con.execute(f"CREATE TABLE h AS SELECT row_number() OVER () AS id, phash AS h, image_id "
                 f"FROM read_parquet('{_shard_glob(version_dir)}')")
     pairs = near_pairs(con, "h", threshold)
@@ -60,7 +60,7 @@ def near_duplicates(version_dir: Path, threshold: int) -> list[str]:
 
 
 def invalid_coordinates(version_dir: Path) -> list[str]:
-    rows = duckdb.sql(f"SELECT image_id, lat, lon FROM read_parquet('{_shard_glob(version_dir)}')").fetchall()
+    rows = connect().sql(f"SELECT image_id, lat, lon FROM read_parquet('{_shard_glob(version_dir)}')").fetchall()
     return [f"{i}: {why}" for i, lat, lon in rows if (why := invalid_coordinate_reason(lat, lon))]
 
 

@@ -1,0 +1,74 @@
+"""What a user's CI does: `dagster asset materialize` and `geosolver` as subprocesses."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_SPEC
+
+ROOT = Path(__file__).parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    return {**os.environ, "DAGSTER_HOME": str(dagster_home), "GEOSOLVER_HOME": str(tmp_path / "home"),
+            "GEOSOLVER_SPEC": str(TINY_SPEC)}
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _materialize(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return _run([str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines.definitions", *args], env)
+
+
+@pytest.fixture(scope="module")
+def cli_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = _env(tmp_path_factory.mktemp("cli"))
+    for region in _run([str(BIN / "geosolver"), "regions"], env).stdout.split():
+        done = _materialize(env, "--select", "raw_images", "--partition", region)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "RUN_SUCCESS" in done.stderr
+    done = _materialize(env, "--select", "deduplicated_images*")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'Asset check \'manifest_matches_files\' on \'dataset_shards\' passed' in done.stderr
+    return env
+
+
+def test_dagster_cli_builds_a_dataset(cli_build: dict[str, str]) -> None:
+    show = _run([str(BIN / "geosolver"), "show", "--json"], cli_build)
+    assert show.returncode == 0, show.stderr
+    manifest = json.loads(show.stdout)
+    assert manifest["dataset"] == "tiny" and manifest["rows"] > 0
+    assert (Path(cli_build["DAGSTER_HOME"]) / "history" / "runs.db").exists()  # SQLite under DAGSTER_HOME
+
+
+def test_geosolver_commands(cli_build: dict[str, str]) -> None:
+    geosolver = str(BIN / "geosolver")
+    validate = _run([geosolver, "validate"], cli_build)
+    assert validate.returncode == 0 and validate.stdout.count("ok  ") == 6, validate.stdout
+    sql = _run([geosolver, "sql", "SELECT split, count(*) AS n FROM tiny GROUP BY 1 ORDER BY 1"], cli_build)
+    assert sql.returncode == 0 and "train" in sql.stdout, sql.stderr
+    summary = _run([geosolver, "show"], cli_build)
+    assert "gini" in summary.stdout and "rejects" in summary.stdout
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    bad = _materialize(env, "--select", "raw_images", "--partition", "atlantis")
+    assert bad.returncode != 0 and "atlantis" in bad.stderr + bad.stdout
+    missing = _run([str(BIN / "geosolver"), "show"], env)
+    assert missing.returncode == 1 and "no published version" in missing.stderr
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("name: x\nregions: []\n")
+    broken = _run([str(BIN / "geosolver"), "--spec", str(spec), "regions"], env)
+    assert broken.returncode == 1 and "regions: expected a non-empty list" in broken.stderr
