@@ -86,6 +86,35 @@ class ShardSpec:
     compression: str = "zstd"
 
 
+OBJECTIVES = ("soft_haversine", "infonce")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Fine-tuning settings. `base` is a Hugging Face id, a local folder, or "tiny" (built from a
+    config, for offline demos and tests)."""
+
+    base: str = "geolocal/StreetCLIP"
+    objectives: tuple[str, ...] = ("soft_haversine", "infonce")  # the first is the published model
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-5  # unfrozen vision blocks
+    head_lr: float = 1e-3  # location encoder and image head
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    unfreeze_last_blocks: int = 2
+    queue_size: int = 1024
+    soft_target_km: float = 250.0
+    checkpoint_every: int = 200
+    seed: int = 0
+    num_workers: int = 0
+    nproc: int = 1  # processes (GPUs) for torchrun; 1 trains in-process
+    gallery_resolution: int = 5
+    top_k: int = 5
+    eval_max_images: int = 0  # 0 = the whole test split
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
@@ -96,6 +125,7 @@ class DatasetSpec:
     dedup: DedupSpec = DedupSpec()
     balance: BalanceSpec = BalanceSpec()
     shards: ShardSpec = ShardSpec()
+    model: ModelSpec = ModelSpec()
     workers: int = 0  # processes for image work; 0 = one per core
 
     def region(self, name: str) -> Region:
@@ -182,6 +212,16 @@ def _check(spec: DatasetSpec) -> None:
         raise SpecError("dedup.phash_threshold must be in 0..16 (bits of a 64-bit hash)")
     if spec.image.max_side < 16 or not 1 <= spec.image.jpeg_quality <= 100:
         raise SpecError("image: need max_side >= 16 and 1 <= jpeg_quality <= 100")
+    _check_model(spec.model)
+
+
+def _check_model(model: ModelSpec) -> None:
+    if not model.objectives or set(model.objectives) - set(OBJECTIVES):
+        raise SpecError(f"model.objectives {list(model.objectives)}: choose from {list(OBJECTIVES)}")
+    if model.steps < 1 or model.batch_size < 2 or model.grad_accum < 1 or model.nproc < 1:
+        raise SpecError("model: need steps >= 1, batch_size >= 2, grad_accum >= 1, nproc >= 1")
+    if not 0 <= model.gallery_resolution <= 15:
+        raise SpecError("model.gallery_resolution must be an H3 resolution (0..15)")
 
 
 def parse_spec(raw: Any) -> DatasetSpec:
@@ -193,9 +233,11 @@ def parse_spec(raw: Any) -> DatasetSpec:
         raw["regions"] = _regions(raw.get("regions"))
         raw["sources"] = _sources(raw.get("sources"))
         for key, cls in (("image", ImageSpec), ("dedup", DedupSpec), ("balance", BalanceSpec),
-                         ("shards", ShardSpec)):
+                         ("shards", ShardSpec), ("model", ModelSpec)):
             if key in raw:
                 raw[key] = _build(cls, raw[key], key)
+        if "model" in raw:
+            raw["model"] = dataclasses.replace(raw["model"], objectives=tuple(raw["model"].objectives))
         if "h3_resolutions" in raw:
             raw["h3_resolutions"] = tuple(int(r) for r in raw["h3_resolutions"])
         spec = _build(DatasetSpec, raw, "spec")

@@ -110,3 +110,10 @@ def publish(spec: DatasetSpec, layout: DatasetLayout) -> Published:
     report = json.loads(layout.balance_report.read_text())
     return publish_dataset(layout, spec, pq.read_table(layout.balanced), report,
                            raw_files(spec, layout), reject_files(spec, layout))
+
+
+def latest_dataset(layout: DatasetLayout) -> str:
+    version = layout.latest_version()
+    if version is None:
+        raise MissingInputError("dataset_shards has not been materialised: no dataset version is published")
+    return version

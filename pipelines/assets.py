@@ -1,8 +1,11 @@
-"""Dataset assets: raw_images -> deduplicated_images -> geocells -> balanced_dataset -> dataset_shards."""
+"""Assets. Dataset: raw_images -> deduplicated_images -> geocells -> balanced_dataset -> dataset_shards.
+Model: dataset_shards -> finetuned_model -> geolocation_eval."""
 
 import dagster as dg
 
 from geosolver_data import stages
+from geosolver_model import evaluate
+from geosolver_model import stages as model_stages
 from pipelines.metadata import balance_table, counts_table
 from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
@@ -85,3 +88,42 @@ def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
             "coverage_map": dg.MetadataValue.path(str(published.path / "coverage.png")),
         },
     )
+
+
+@dg.asset(deps=[dataset_shards], group_name="model", kinds={"pytorch", "safetensors"})
+def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
+    """StreetCLIP vision tower + location encoder fine-tuned for retrieval, one folder per version."""
+    spec, layout = geosolver.spec(), geosolver.layout()
+    model = model_stages.finetune(spec, layout.home, stages.latest_dataset(layout), log=context.log.info)
+    runs = model.manifest["objectives"]
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(model.version),
+        metadata={
+            "version": model.version,
+            "new_version": model.new,
+            "dataset_version": model.manifest["dataset"]["version"],
+            "base": model.manifest["base"],
+            "final_loss": dg.MetadataValue.json({o: r["final_loss"] for o, r in runs.items()}),
+            "samples_per_s": dg.MetadataValue.json({o: r["samples_per_s"] for o, r in runs.items()}),
+            "path": dg.MetadataValue.path(str(model.path)),
+        },
+    )
+
+
+@dg.asset(deps=[finetuned_model], group_name="model", kinds={"pytorch"})
+def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
+    """Distance accuracies, median km, GeoGuessr score and country accuracy against the comparators."""
+    spec, layout = geosolver.spec(), geosolver.layout()
+    model = model_stages.latest_model(layout.home)
+    results = model_stages.evaluate_model(spec, layout.home, model, log=context.log.info)
+    test = results["dataset_test"]
+    return dg.MaterializeResult(metadata={
+        "model_version": model.version,
+        "median_km": test[model_stages.PUBLISHED]["median_km"],
+        "median_km_untrained": test["untrained"]["median_km"],
+        "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
+        "best_objective": model_stages.winner(results, spec.model.objectives),
+        "results": dg.MetadataValue.md(evaluate.markdown_table(results)),
+        "history": dg.MetadataValue.json(results["history"]),
+        "error_plot": dg.MetadataValue.path(str(model.path / "errors.png")),
+    })

@@ -1,0 +1,87 @@
+"""The base CLIP: StreetCLIP (or any CLIP) from the hub or a folder, or a tiny one built from a config.
+
+"tiny" exists so tests and the offline demo run without downloads; it is seeded, so every process
+builds the same weights. Real specs name `geolocal/StreetCLIP` (CLIP ViT-L/14 at 336 px).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    CLIPConfig,
+    CLIPModel,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()  # progress bars would flood Dagster's captured logs
+hf_logging.set_verbosity_error()
+
+TINY = "tiny"
+STREETCLIP = "geolocal/StreetCLIP"
+
+
+class BaseModelUnavailable(RuntimeError):
+    """The base model's weights cannot be loaded; the message says how to provide them."""
+
+
+def tiny_config() -> CLIPConfig:
+    vocab = 2 * 256 + 2  # byte-level characters, with and without end-of-word, plus two specials
+    return CLIPConfig(
+        text_config={"hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 2, "num_hidden_layers": 2,
+                     "vocab_size": vocab, "max_position_embeddings": 77, "bos_token_id": vocab - 2,
+                     "eos_token_id": vocab - 1, "pad_token_id": vocab - 1},
+        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 4,
+                       "image_size": 64, "patch_size": 8},
+        projection_dim=64,
+    )
+
+
+def _byte_chars() -> list[str]:
+    """The 256 printable stand-ins for bytes that byte-level BPE (GPT-2, CLIP) uses."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    extra = iter(range(256, 512))
+    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    """A character-level CLIP tokenizer (no merges), built in memory: nothing to download."""
+    chars = _byte_chars()
+    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": 256 + i for i, c in enumerate(chars)}
+    vocab |= {"<|startoftext|>": 512, "<|endoftext|>": 513}
+    return CLIPTokenizer(vocab=vocab, merges=[])
+
+
+def _unavailable(name: str, exc: Exception) -> BaseModelUnavailable:
+    return BaseModelUnavailable(
+        f"cannot load base model {name!r}: {exc.__class__.__name__}: {str(exc)[:300]}\n"
+        f"If this machine is offline, download it elsewhere (e.g. `huggingface-cli download {STREETCLIP} "
+        f"--local-dir ./streetclip`), copy the folder here and set `model.base` in the spec to its path; "
+        "or use `model.base: tiny` for a small offline model."
+    )
+
+
+def load_clip(name: str) -> tuple[CLIPModel, CLIPTokenizer]:
+    """The full CLIP (text + vision) and its tokenizer, for zero-shot prompts."""
+    if name == TINY:
+        torch.manual_seed(0)
+        return CLIPModel(tiny_config()).eval(), tiny_tokenizer()
+    try:
+        return CLIPModel.from_pretrained(name, use_safetensors=True).eval(), CLIPTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise _unavailable(name, exc) from exc
+
+
+def load_vision(name: str) -> CLIPVisionModelWithProjection:
+    """The vision tower with its projection: the part that is fine-tuned."""
+    if name == TINY:
+        cfg = tiny_config()
+        vision = CLIPVisionConfig(**{**cfg.vision_config.to_dict(), "projection_dim": cfg.projection_dim})
+        torch.manual_seed(0)
+        return CLIPVisionModelWithProjection(vision)
+    try:
+        return CLIPVisionModelWithProjection.from_pretrained(name, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise _unavailable(name, exc) from exc

@@ -1,0 +1,85 @@
+"""Test sets: the dataset's own test split, and public benchmarks when their files are present.
+
+Public benchmarks are looked for under `$GEOSOLVER_HOME/benchmarks/<name>/`:
+  im2gps3k/, yfcc4k/  an image folder (`images/`) and one CSV with IMG_ID, LAT, LON columns
+  osv5m/              `test.csv` (id, latitude, longitude, ...) and images under `images/` as <id>.jpg
+Their licences do not allow redistribution, so they are never downloaded by Geosolver.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from geosolver_model.preprocess import decode
+
+
+@dataclass(frozen=True)
+class TestSet:
+    name: str
+    size: int
+    images: Callable[[], Iterator[Image.Image]]  # decodes lazily, in order, each time it is called
+    latlon: np.ndarray  # (N, 2)
+    country: np.ndarray | None  # (N,) ISO codes when known
+
+
+def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    paths = [version_dir / s["path"] for s in manifest["shards"] if s["split"] == "test"]
+    table = pq.ParquetDataset(paths).read(columns=["image", "lat", "lon", "country"])
+    if limit:
+        table = table.slice(0, limit)
+    latlon = np.stack([table.column("lat").to_numpy(), table.column("lon").to_numpy()], axis=1)
+    def images() -> Iterator[Image.Image]:
+        return (decode(table.column("image")[i].as_py()) for i in range(table.num_rows))
+
+    return TestSet("dataset_test", table.num_rows, images, latlon, np.array(table.column("country").to_pylist()))
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _folder_set(name: str, rows: list[tuple[Path, float, float]], limit: int) -> TestSet:
+    rows = [r for r in rows if r[0].exists()][: limit or None]
+
+    def images() -> Iterator[Image.Image]:
+        for path, _, _ in rows:
+            with Image.open(path) as im:
+                yield im.convert("RGB")
+
+    return TestSet(name, len(rows), images, np.array([[lat, lon] for _, lat, lon in rows]).reshape(-1, 2), None)
+
+
+def im2gps_style(folder: Path, name: str, limit: int = 0) -> TestSet:
+    """Im2GPS3k / YFCC4k: images/ plus a CSV with IMG_ID, LAT, LON."""
+    table = next(iter(sorted(folder.glob("*.csv"))), None)
+    if table is None:
+        raise FileNotFoundError(f"{folder}: no CSV with IMG_ID, LAT, LON")
+    rows = [(folder / "images" / r["IMG_ID"], float(r["LAT"]), float(r["LON"])) for r in _csv_rows(table)]
+    return _folder_set(name, rows, limit)
+
+
+def osv5m(folder: Path, limit: int = 0) -> TestSet:
+    rows = [(folder / "images" / f"{r['id']}.jpg", float(r["latitude"]), float(r["longitude"]))
+            for r in _csv_rows(folder / "test.csv")]
+    return _folder_set("osv5m_test", rows, limit)
+
+
+def public_benchmarks(home: Path, limit: int = 0) -> list[TestSet]:
+    root = home / "benchmarks"
+    found = []
+    for name in ("im2gps3k", "yfcc4k"):
+        if (root / name / "images").is_dir():
+            found.append(im2gps_style(root / name, name, limit))
+    if (root / "osv5m" / "test.csv").exists():
+        found.append(osv5m(root / "osv5m", limit))
+    return found

@@ -1,0 +1,45 @@
+"""Process-group helpers: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; one process otherwise."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def init_from_env() -> bool:
+    """Join the process group torchrun describes; False when not launched by torchrun."""
+    if dist.is_initialized() or "RANK" not in os.environ:
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend)
+    return True
+
+
+def device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate a tensor from every rank, keeping gradients to the local part.
+
+    With every rank computing the same global loss, all_gather's backward sums the gradient from
+    all ranks, and DDP's averaging then gives exactly the single-process gradient.
+    """
+    if world_size() == 1:
+        return x
+    return torch.cat(dist_fn.all_gather(x))

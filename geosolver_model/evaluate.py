@@ -1,0 +1,100 @@
+"""Run every comparator over every test set; write eval.json, a markdown table and an error plot."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+from geosolver_data.geo import haversine_km
+from geosolver_model.benchmarks import TestSet
+from geosolver_model.metrics import THRESHOLDS_KM, geo_metrics
+from geosolver_model.model import GeoRetriever
+from geosolver_model.predict import predict
+from geosolver_model.preprocess import preprocess
+from geosolver_model.zeroshot import ZeroShot
+
+Predictor = Callable[[list[Image.Image]], np.ndarray]  # images -> (B, 2) degrees
+BATCH = 64
+
+
+def retrieval_predictor(model: GeoRetriever, gallery: np.ndarray, top_k: int = 5) -> Predictor:
+    model = model.eval()
+    gal = torch.as_tensor(gallery, dtype=torch.float32)
+    with torch.no_grad():
+        gal_emb = model.encode_gps(gal)
+
+    def run(images: list[Image.Image]) -> np.ndarray:
+        pixels = torch.stack([preprocess(im, model.image_size) for im in images])
+        return predict(model, pixels, gal, gal_emb, top_k).latlon[:, 0].double().numpy()
+
+    return run
+
+
+def zeroshot_predictor(zs: ZeroShot) -> Predictor:
+    return lambda images: zs.predict(torch.stack([preprocess(im, zs.image_size) for im in images]))
+
+
+def _batches(it: Iterator[Image.Image]) -> Iterator[list[Image.Image]]:
+    while batch := list(itertools.islice(it, BATCH)):
+        yield batch
+
+
+def run_predictor(predictor: Predictor, test: TestSet) -> np.ndarray:
+    return np.concatenate([predictor(b) for b in _batches(test.images())]) if test.size else np.zeros((0, 2))
+
+
+def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
+             log: Callable[[str], None] = print) -> tuple[dict, dict[str, np.ndarray]]:
+    """{test: {comparator: metrics}}, and the error distances (km) on the first test set."""
+    results: dict[str, dict] = {}
+    errors: dict[str, np.ndarray] = {}
+    for test in tests:
+        results[test.name] = {}
+        for name, predictor in comparators.items():
+            pred = run_predictor(predictor, test)
+            results[test.name][name] = geo_metrics(pred, test.latlon, test.country)
+            log(f"eval {test.name} {name}: {results[test.name][name]}")
+            if test is tests[0]:
+                errors[name] = haversine_km(pred[:, 0], pred[:, 1], test.latlon[:, 0], test.latlon[:, 1])
+    return results, errors
+
+
+def markdown_table(results: dict) -> str:
+    """One table per test set ({test: {comparator: metrics}}; other keys are skipped)."""
+    keys = [f"acc_{t}km" for t in THRESHOLDS_KM] + ["median_km", "geoguessr_score", "country_acc", "n"]
+    lines = []
+    for test, by_comp in results.items():
+        if not isinstance(by_comp, dict):
+            continue
+        lines += [f"**{test}**", "", "| comparator | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        lines += [f"| {c} | " + " | ".join(str(m[k]) for k in keys) + " |" for c, m in by_comp.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def error_plot(errors: dict[str, np.ndarray], out: Path, title: str) -> Path:
+    """Cumulative share of test images within d km, per comparator (log scale)."""
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for name, km in errors.items():
+        xs = np.sort(np.maximum(km, 0.1))
+        ax.plot(xs, np.arange(1, len(xs) + 1) / max(1, len(xs)), label=f"{name} (median {np.median(km):.0f} km)")
+    for t in THRESHOLDS_KM:
+        ax.axvline(t, color="#dddddd", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("error (km)")
+    ax.set_ylabel("share of images within")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,29 @@
+"""Geolocation metrics: distance thresholds, median error, GeoGuessr score, country accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.geo import haversine_km
+
+THRESHOLDS_KM = (1, 25, 200, 750, 2500)
+
+
+def geoguessr_score(km: np.ndarray) -> np.ndarray:
+    """The game's points per round: 5000·exp(-d/1492.7)."""
+    return 5000 * np.exp(-km / 1492.7)
+
+
+def geo_metrics(pred: np.ndarray, true: np.ndarray, true_country: np.ndarray | None = None) -> dict[str, float]:
+    """pred, true (N, 2) degrees -> the eval.json keys. Country of a guess: nearest gazetteer place."""
+    km = haversine_km(pred[:, 0], pred[:, 1], true[:, 0], true[:, 1])
+    if true_country is None:
+        true_country = load_gazetteer().countries(true[:, 0], true[:, 1])
+    pred_country = load_gazetteer().countries(pred[:, 0], pred[:, 1])
+    out: dict[str, float] = {"n": len(km)}
+    out |= {f"acc_{t}km": round(float(np.mean(km <= t)), 4) for t in THRESHOLDS_KM}
+    out["median_km"] = round(float(np.median(km)), 2)
+    out["geoguessr_score"] = round(float(np.mean(geoguessr_score(km))), 1)
+    out["country_acc"] = round(float(np.mean(pred_country == np.asarray(true_country))), 4)
+    return out

@@ -1,0 +1,109 @@
+"""The retrieval geolocator: CLIP vision tower + image head, location encoder, shared space.
+
+Saved the transformers way: `vision/` via save_pretrained (safetensors), the rest in
+`geo.safetensors` with `geo_config.json`. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import CLIPVisionModelWithProjection
+
+from geosolver_model.base import load_vision
+from geosolver_model.location_encoder import LocationEncoder
+
+
+@dataclass(frozen=True)
+class GeoConfig:
+    embed_dim: int = 512
+    loc_features: int = 256
+    loc_hidden: int = 512
+    queue_size: int = 1024
+    seed: int = 0
+
+
+class GeoRetriever(nn.Module):
+    def __init__(self, vision: CLIPVisionModelWithProjection, config: GeoConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vision = vision
+        width = vision.config.projection_dim
+        torch.manual_seed(config.seed)
+        self.image_head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, config.embed_dim))
+        self.location = LocationEncoder(config.embed_dim, config.loc_features, config.loc_hidden, seed=config.seed)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # GPS of past batches, extra negatives; buffers so checkpoints carry them
+        self.register_buffer("queue", torch.zeros(config.queue_size, 2))
+        self.register_buffer("queue_len", torch.zeros((), dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @property
+    def image_size(self) -> int:
+        return int(self.vision.config.image_size)
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised pixels -> (B, D) unit vectors."""
+        return F.normalize(self.image_head(self.vision(pixel_values=pixels).image_embeds), dim=-1)
+
+    def encode_gps(self, latlon: torch.Tensor) -> torch.Tensor:
+        """(N, 2) degrees -> (N, D) unit vectors."""
+        return F.normalize(self.location(latlon), dim=-1)
+
+    def forward(self, pixels: torch.Tensor, latlon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image embeddings (B, D) and GPS embeddings (N, D) in one call, so DDP sees one forward."""
+        return self.encode_images(pixels), self.encode_gps(latlon)
+
+    def queued_gps(self) -> torch.Tensor | None:
+        n = int(self.queue_len)
+        return self.queue[:n] if n else None
+
+    @torch.no_grad()
+    def enqueue(self, latlon: torch.Tensor) -> None:
+        size = self.queue.shape[0]
+        if size == 0:
+            return
+        latlon = latlon[-size:]
+        idx = (int(self.queue_ptr) + torch.arange(len(latlon))) % size
+        self.queue[idx] = latlon.to(self.queue)
+        self.queue_ptr.fill_((int(self.queue_ptr) + len(latlon)) % size)
+        self.queue_len.fill_(min(size, int(self.queue_len) + len(latlon)))
+
+    def freeze_vision_except_last(self, blocks: int) -> None:
+        """Train only the last `blocks` transformer blocks, the post-norm and the projection."""
+        for p in self.vision.parameters():
+            p.requires_grad = False
+        layers = self.vision.vision_model.encoder.layers
+        trainable = [*layers[len(layers) - blocks:]] if blocks > 0 else []
+        trainable += [self.vision.vision_model.post_layernorm, self.vision.visual_projection]
+        for module in trainable:
+            for p in module.parameters():
+                p.requires_grad = True
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.vision.save_pretrained(folder / "vision", safe_serialization=True)
+        rest = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("vision.")}
+        save_file(rest, folder / "geo.safetensors")
+        (folder / "geo_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, map_location: str | torch.device = "cpu") -> GeoRetriever:
+        vision = CLIPVisionModelWithProjection.from_pretrained(folder / "vision", use_safetensors=True)
+        model = cls(vision, GeoConfig(**json.loads((folder / "geo_config.json").read_text())))
+        missing, unexpected = model.load_state_dict(load_file(folder / "geo.safetensors"), strict=False)
+        if unexpected or any(not k.startswith("vision.") for k in missing):
+            raise ValueError(f"{folder}: weights do not match the model (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        return model.to(map_location)
+
+    @classmethod
+    def from_base(cls, base: str, config: GeoConfig) -> GeoRetriever:
+        return cls(load_vision(base), config)

@@ -1,0 +1,35 @@
+"""`torchrun --nproc_per_node N -m geosolver_model.train_cli ...`: one training process per GPU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch.distributed as dist
+
+from geosolver_data.spec import ModelSpec
+from geosolver_model import distributed as D
+from geosolver_model.train import save_final, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", type=Path, required=True, help="a published dataset version folder")
+    parser.add_argument("--objective", required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--spec-json", required=True, help="the spec's model section as JSON")
+    args = parser.parse_args()
+    raw = json.loads(args.spec_json)
+    spec = ModelSpec(**{**raw, "objectives": tuple(raw["objectives"])})
+    D.init_from_env()
+    result = train(spec, args.dataset, args.objective, args.run_dir,
+                   log=lambda m: print(m, flush=True) if D.rank() == 0 else None)
+    if D.rank() == 0:
+        save_final(result, args.run_dir / "final")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
