@@ -66,8 +66,9 @@ def _unavailable(name: str, exc: Exception) -> BaseModelUnavailable:
 def load_clip(name: str) -> tuple[CLIPModel, CLIPTokenizer]:
     """The full CLIP (text + vision) and its tokenizer, for zero-shot prompts."""
     if name == TINY:
-        torch.manual_seed(0)
-        return CLIPModel(tiny_config()).eval(), tiny_tokenizer()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return CLIPModel(tiny_config()).eval(), tiny_tokenizer()
     try:
         return CLIPModel.from_pretrained(name, use_safetensors=True).eval(), CLIPTokenizer.from_pretrained(name)
     except (OSError, ValueError) as exc:
@@ -79,8 +80,9 @@ def load_vision(name: str) -> CLIPVisionModelWithProjection:
     if name == TINY:
         cfg = tiny_config()
         vision = CLIPVisionConfig(**{**cfg.vision_config.to_dict(), "projection_dim": cfg.projection_dim})
-        torch.manual_seed(0)
-        return CLIPVisionModelWithProjection(vision)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return CLIPVisionModelWithProjection(vision)
     try:
         return CLIPVisionModelWithProjection.from_pretrained(name, use_safetensors=True)
     except (OSError, ValueError) as exc:

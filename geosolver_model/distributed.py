@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -42,4 +43,6 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     """
     if world_size() == 1:
         return x
-    return torch.cat(dist_fn.all_gather(x))
+    with warnings.catch_warnings():  # deprecated in favour of a private API; still the autograd-aware one
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(dist_fn.all_gather(x))

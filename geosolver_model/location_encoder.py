@@ -32,7 +32,9 @@ class LocationEncoder(nn.Module):
                  sigmas: tuple[float, ...] = (2.0**0, 2.0**4, 2.0**8), seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.branches = nn.ModuleList(ScaleBranch(s, features, hidden, out_dim, generator) for s in sigmas)
+        with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's RNG
+            torch.manual_seed(seed)
+            self.branches = nn.ModuleList(ScaleBranch(s, features, hidden, out_dim, generator) for s in sigmas)
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
         xy = equal_earth(latlon.float())

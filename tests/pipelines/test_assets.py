@@ -18,7 +18,8 @@ ALL = [*dg.load_assets_from_modules([assets]), *dg.load_asset_checks_from_module
 def test_definitions_load_with_the_spec_regions_as_partitions() -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_images", "deduplicated_images", "geocells", "balanced_dataset", "dataset_shards"}
+    assert keys == {"raw_images", "deduplicated_images", "geocells", "balanced_dataset", "dataset_shards",
+                    "finetuned_model", "geolocation_eval"}
     assert assets.raw_images.partitions_def.get_partition_keys() == load_spec(TINY_SPEC).region_names
     assert len(graph.asset_check_keys) == 6
     assert defs.resolve_job_def("build_dataset") is not None
@@ -55,6 +56,19 @@ def test_whole_graph_materialises_with_metadata(built) -> None:
     assert latest.tags["dagster/data_version"] == version  # the UI's data version is the dataset version
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 6 and all(e.passed for e in evaluations)
+
+
+def test_model_assets_train_and_evaluate(built) -> None:
+    home, _, _, result = built
+    model = result.asset_materializations_for_node("finetuned_model")[0].metadata
+    dataset = result.asset_materializations_for_node("dataset_shards")[0].metadata
+    assert model["dataset_version"].value == dataset["version"].value
+    manifest = json.loads((home / "models" / model["version"].value / "manifest.json").read_text())
+    assert manifest["objectives"]["soft_haversine"]["curve"][-1]["step"] == 12
+    evaluation = result.asset_materializations_for_node("geolocation_eval")[0].metadata
+    assert evaluation["model_version"].value == model["version"].value
+    assert evaluation["best_objective"].value in ("soft_haversine", "infonce")
+    assert (home / "models" / model["version"].value / "eval.json").exists()
 
 
 def test_rerun_gives_the_same_version(built) -> None:

@@ -1,0 +1,24 @@
+from pathlib import Path
+
+import pytest
+
+from geosolver_data import stages
+from geosolver_data.layout import DatasetLayout
+from geosolver_data.spec import DatasetSpec, load_spec
+
+LEARN_SPEC = Path(__file__).parents[1] / "specs" / "learn.yaml"
+
+
+@pytest.fixture(scope="session")
+def learn_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSpec, Path, Path]:
+    """(spec, GEOSOLVER_HOME, dataset version folder) of a ~450-image synthetic dataset."""
+    spec = load_spec(LEARN_SPEC)
+    home = tmp_path_factory.mktemp("learn")
+    layout = DatasetLayout(home, spec.name)
+    for region in spec.region_names:
+        stages.ingest_region(spec, layout, region, log=lambda _: None)
+    stages.deduplicate_dataset(spec, layout)
+    stages.assign_cells(spec, layout)
+    stages.balance_dataset(spec, layout)
+    published = stages.publish(spec, layout)
+    return spec, home, published.path

@@ -1,0 +1,132 @@
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.spec import ModelSpec
+from geosolver_model import stages
+from geosolver_model.base import BaseModelUnavailable, load_clip, load_vision
+from geosolver_model.benchmarks import im2gps_style, osv5m, public_benchmarks
+from geosolver_model.gallery import build_gallery
+from geosolver_model.metrics import geo_metrics, geoguessr_score
+from geosolver_model.model import GeoRetriever
+from geosolver_model.predict import predict
+from geosolver_model.train import build_model
+from geosolver_model.zeroshot import ZeroShot
+
+EVAL_KEYS = {"n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "geoguessr_score",
+             "country_acc"}
+
+
+def test_metrics_by_hand() -> None:
+    true = np.array([[48.8566, 2.3522], [40.7128, -74.006], [0.5, 0.5]])
+    pred = np.array([[48.8566, 2.3522], [40.7128, -74.006 + 0.1], [10.5, 0.5]])  # 0 km, ~8.4 km, ~1112 km
+    m = geo_metrics(pred, true, np.array(["FR", "US", "GA"]))
+    assert set(m) == EVAL_KEYS
+    assert m["acc_1km"] == pytest.approx(1 / 3, abs=1e-4) and m["acc_25km"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["acc_2500km"] == 1.0 and m["median_km"] == pytest.approx(8.43, abs=0.05)
+    assert m["country_acc"] == pytest.approx(2 / 3, abs=1e-4)
+    assert geoguessr_score(np.array([0.0]))[0] == 5000
+    assert geoguessr_score(np.array([1492.7]))[0] == pytest.approx(5000 / np.e)
+
+
+def test_predict_returns_sorted_refined_coordinates() -> None:
+    model = build_model(ModelSpec(base="tiny"))
+    gallery = torch.tensor([[48.85, 2.35], [40.71, -74.0], [-33.87, 151.2], [35.68, 139.65]])
+    emb = model.encode_gps(gallery)
+    pixels = torch.randn(3, 3, model.image_size, model.image_size)
+    plain = predict(model, pixels, gallery, emb, top_k=3, refine=False)
+    refined = predict(model, pixels, gallery, emb, top_k=3, refine=True)
+    assert refined.latlon.shape == (3, 3, 2)
+    assert torch.all(refined.score[:, :-1] >= refined.score[:, 1:])
+    assert torch.all(refined.score[:, 0] >= plain.score[:, 0] - 1e-6)  # refining never lowers the best score
+    assert torch.all(refined.latlon[..., 0].abs() <= 90) and torch.all(refined.latlon[..., 1].abs() <= 180)
+
+
+def test_zero_shot_guesses_are_gazetteer_places() -> None:
+    zs = ZeroShot(*load_clip("tiny"))
+    guesses = zs.predict(torch.randn(2, 3, zs.image_size, zs.image_size))
+    gaz = load_gazetteer()
+    for lat, lon in guesses:
+        assert np.any((gaz.lat == lat) & (gaz.lon == lon))
+
+
+def test_unreachable_base_model_says_how_to_fix_it(tmp_path: Path) -> None:
+    with pytest.raises(BaseModelUnavailable, match=r"model\.base"):
+        load_vision(str(tmp_path / "no-such-model"))
+
+
+def test_benchmark_loaders(tmp_path: Path) -> None:
+    folder = tmp_path / "benchmarks" / "im2gps3k"
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "images" / "a.jpg")
+    (folder / "im2gps3k_places365.csv").write_text("IMG_ID,LAT,LON\na.jpg,48.85,2.35\nmissing.jpg,1,1\n")
+    osv = tmp_path / "benchmarks" / "osv5m"
+    (osv / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(osv / "images" / "123.jpg")
+    (osv / "test.csv").write_text("id,latitude,longitude,country\n123,-33.9,151.2,AU\n")
+    found = {t.name: t for t in public_benchmarks(tmp_path)}
+    assert set(found) == {"im2gps3k", "osv5m_test"}
+    assert found["im2gps3k"].size == 1 and found["im2gps3k"].latlon.tolist() == [[48.85, 2.35]]
+    assert next(found["im2gps3k"].images()).size == (40, 30)
+    assert im2gps_style(folder, "x").size == 1 and osv5m(osv).latlon.tolist() == [[-33.9, 151.2]]
+
+
+def test_model_save_load_round_trip(tmp_path: Path) -> None:
+    model = build_model(ModelSpec(base="tiny"))
+    model.enqueue(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    model.save(tmp_path / "m")
+    assert not list((tmp_path / "m").rglob("*.bin")) and list((tmp_path / "m").rglob("*.safetensors"))
+    loaded = GeoRetriever.load(tmp_path / "m")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    (tmp_path / "m" / "geo_config.json").write_text(json.dumps({**loaded.config.__dict__, "embed_dim": 16}))
+    with pytest.raises(RuntimeError):
+        GeoRetriever.load(tmp_path / "m")  # weights that do not fit the config are refused
+
+
+@pytest.fixture(scope="module")
+def finetuned(learn_dataset):
+    spec, home, version_dir = learn_dataset
+    quick = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=30, checkpoint_every=10))
+    return quick, home, stages.finetune(quick, home, version_dir.name, log=lambda _: None)
+
+
+def test_finetune_publishes_a_versioned_model(finetuned) -> None:
+    spec, home, model = finetuned
+    m = model.manifest
+    assert model.path == home / "models" / model.version and (model.path / "finetuned" / "geo.safetensors").exists()
+    assert set(m["objectives"]) == {"soft_haversine", "infonce"} and m["published_objective"] == "soft_haversine"
+    assert m["dataset"]["name"] == "learn" and m["base"] == "tiny" and len(m["objectives"]["infonce"]["curve"]) == 30
+    again = stages.finetune(spec, home, m["dataset"]["version"], log=lambda _: None)
+    assert again.version == model.version and not again.new  # same inputs: same version, no retraining
+    assert (home / "models" / "LATEST").read_text().strip() == model.version
+
+
+def test_evaluate_writes_eval_json_with_every_comparator(finetuned) -> None:
+    spec, home, model = finetuned
+    results = stages.evaluate_model(spec, home, model, log=lambda _: None)
+    on_disk = json.loads((model.path / "eval.json").read_text())
+    assert on_disk["dataset_test"] == results["dataset_test"]
+    assert set(on_disk["dataset_test"]) == {"untrained", "zeroshot_streetclip", "finetuned", "soft_haversine",
+                                            "infonce"}
+    assert all(set(m) == EVAL_KEYS for m in on_disk["dataset_test"].values())
+    assert (model.path / "errors.png").read_bytes()[:4] == b"\x89PNG" and "| finetuned |" in (
+        model.path / "eval.md").read_text()
+    assert stages.winner(results, spec.model.objectives) in spec.model.objectives
+
+
+def test_torchrun_with_two_cpu_processes(learn_dataset) -> None:
+    spec, home, version_dir = learn_dataset
+    ddp = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=4, nproc=2, batch_size=8,
+                                                              objectives=("infonce",), checkpoint_every=2))
+    model = stages.finetune(ddp, home, version_dir.name, log=lambda _: None)
+    assert model.manifest["objectives"]["infonce"]["curve"][-1]["step"] == 4
+    loaded = GeoRetriever.load(model.path / "finetuned")
+    gallery = torch.as_tensor(build_gallery(version_dir, 3))
+    assert loaded.encode_gps(gallery).shape[0] == len(gallery)
