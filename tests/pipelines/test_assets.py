@@ -22,7 +22,7 @@ def test_definitions_load_with_the_spec_regions_as_partitions() -> None:
                     "finetuned_model", "geolocation_eval"}
     assert assets.raw_images.partitions_def.get_partition_keys() == load_spec(TINY_SPEC).region_names
     assert len(graph.asset_check_keys) == 6
-    assert defs.resolve_job_def("build_dataset") is not None
+    assert defs.resolve_job_def("build") is not None
 
 
 def _materialize(instance: dg.DagsterInstance, resource: GeosolverResource, **kwargs) -> dg.ExecuteInProcessResult:
