@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> None:
+    args = (parser or build_parser()).parse_args(argv)
     try:
         args.func(args)
     except (SpecError, duckdb.Error) as exc:

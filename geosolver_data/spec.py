@@ -116,6 +116,15 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class IndexSpec:
+    """Embedding-index settings: the kind of FAISS index follows from the budget and the size."""
+
+    memory_budget_gb: float = 1.0
+    recall_target: float = 0.95  # recall@10 against exact search, on held-out queries
+    neighbours: int = 10  # image neighbours that vote in `geosolver predict`
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     regions: tuple[Region, ...]
@@ -126,6 +135,7 @@ class DatasetSpec:
     balance: BalanceSpec = BalanceSpec()
     shards: ShardSpec = ShardSpec()
     model: ModelSpec = ModelSpec()
+    index: IndexSpec = IndexSpec()
     workers: int = 0  # processes for image work; 0 = one per core
 
     def region(self, name: str) -> Region:
@@ -233,7 +243,7 @@ def parse_spec(raw: Any) -> DatasetSpec:
         raw["regions"] = _regions(raw.get("regions"))
         raw["sources"] = _sources(raw.get("sources"))
         for key, cls in (("image", ImageSpec), ("dedup", DedupSpec), ("balance", BalanceSpec),
-                         ("shards", ShardSpec), ("model", ModelSpec)):
+                         ("shards", ShardSpec), ("model", ModelSpec), ("index", IndexSpec)):
             if key in raw:
                 raw[key] = _build(cls, raw[key], key)
         if "model" in raw:

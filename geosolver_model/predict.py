@@ -37,21 +37,25 @@ def _rings(centres: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def refine(model: GeoRetriever, img: torch.Tensor, latlon: torch.Tensor) -> Guesses:
+    """Move each candidate (B, K, 2) to the best-scoring point on its rings; re-sort by score."""
+    b, k = latlon.shape[:2]
+    cand = _rings(latlon.reshape(-1, 2))  # (B*K, P, 2)
+    emb = model.encode_gps(cand.reshape(-1, 2)).reshape(b, k, cand.shape[1], -1)
+    s = torch.einsum("bkpd,bd->bkp", emb, img)
+    best = s.argmax(dim=2)  # (B, K)
+    score = s.gather(2, best[..., None])[..., 0]
+    moved = cand.reshape(b, k, cand.shape[1], 2).gather(2, best[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
+    score, order = score.sort(dim=1, descending=True)
+    return Guesses(latlon=moved.gather(1, order[..., None].expand(-1, -1, 2)), score=score)
+
+
+@torch.no_grad()
 def predict(model: GeoRetriever, pixels: torch.Tensor, gallery: torch.Tensor, gallery_emb: torch.Tensor,
-            top_k: int = 5, refine: bool = True) -> Guesses:
+            top_k: int = 5, refine_guesses: bool = True) -> Guesses:
     """pixels (B, 3, S, S), gallery (G, 2) with embeddings (G, D) -> top-k guesses per image."""
     img = model.encode_images(pixels)  # (B, D)
-    k = min(top_k, len(gallery))
-    score, idx = (img @ gallery_emb.T).topk(k, dim=1)
-    latlon = gallery[idx]  # (B, K, 2)
-    if refine:
-        cand = _rings(latlon.reshape(-1, 2))  # (B*K, P, 2)
-        emb = model.encode_gps(cand.reshape(-1, 2)).reshape(*cand.shape[:2], -1)
-        s = torch.einsum("bkpd,bd->bkp", emb.reshape(len(img), k, cand.shape[1], -1), img)
-        best = s.argmax(dim=2)  # (B, K)
-        score = s.gather(2, best[..., None])[..., 0]
-        latlon = cand.reshape(len(img), k, cand.shape[1], 2).gather(
-            2, best[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
-        score, order = score.sort(dim=1, descending=True)
-        latlon = latlon.gather(1, order[..., None].expand(-1, -1, 2))
-    return Guesses(latlon=latlon, score=score)
+    score, idx = (img @ gallery_emb.T).topk(min(top_k, len(gallery)), dim=1)
+    if refine_guesses:
+        return refine(model, img, gallery[idx])
+    return Guesses(latlon=gallery[idx], score=score)

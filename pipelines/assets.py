@@ -1,10 +1,11 @@
 """Assets. Dataset: raw_images -> deduplicated_images -> geocells -> balanced_dataset -> dataset_shards.
-Model: dataset_shards -> finetuned_model -> geolocation_eval."""
+Model: dataset_shards -> finetuned_model -> geolocation_eval.
+Index: finetuned_model -> image_embeddings -> embedding_index, gps_gallery_index."""
 
 import dagster as dg
 
 from geosolver_data import stages
-from geosolver_model import evaluate
+from geosolver_model import evaluate, index_stages
 from geosolver_model import stages as model_stages
 from pipelines.metadata import balance_table, counts_table
 from pipelines.partitions import region_partitions
@@ -127,3 +128,45 @@ def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverReso
         "history": dg.MetadataValue.json(results["history"]),
         "error_plot": dg.MetadataValue.path(str(model.path / "errors.png")),
     })
+
+
+@dg.asset(deps=[finetuned_model], group_name="index", kinds={"parquet"})
+def image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
+    """Every shard row embedded once by the published model; shards already embedded are reused."""
+    spec, layout = geosolver.spec(), geosolver.layout()
+    model = model_stages.latest_model(layout.home)
+    result = index_stages.embed(spec, layout.home, model, log=context.log.info)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(model.version + ":" + model.manifest["dataset"]["version"]),
+        metadata={"model_version": model.version, "embedded": result.embedded, "reused": result.reused,
+                  "rows": result.embedded + result.reused, "files": len(result.files)},
+    )
+
+
+def _index_result(artifact) -> dg.MaterializeResult:
+    m = artifact.manifest
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(artifact.version),
+        metadata={"version": artifact.version, "new_version": artifact.new, "model_version": m["model_version"],
+                  "index_key": m["index"]["key"], "vectors": m["index"]["count"], "recall_at_10": m["recall_at_10"],
+                  "p50_ms": m["latency_ms"]["p50"], "p99_ms": m["latency_ms"]["p99"],
+                  "path": dg.MetadataValue.path(str(artifact.path))},
+    )
+
+
+@dg.asset(deps=[image_embeddings], group_name="index", kinds={"faiss"})
+def embedding_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
+    """Image -> image nearest neighbours over the train and val rows: a versioned FAISS artifact."""
+    spec, layout = geosolver.spec(), geosolver.layout()
+    model = model_stages.latest_model(layout.home)
+    embeddings = index_stages.embed(spec, layout.home, model, log=lambda _: None)  # reuses what is on disk
+    return _index_result(index_stages.image_index(spec, layout.home, model, embeddings))
+
+
+@dg.asset(deps=[image_embeddings], group_name="index", kinds={"faiss"})
+def gps_gallery_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
+    """Location-encoder embeddings of the GPS gallery: a versioned FAISS artifact."""
+    spec, layout = geosolver.spec(), geosolver.layout()
+    model = model_stages.latest_model(layout.home)
+    embeddings = index_stages.embed(spec, layout.home, model, log=lambda _: None)
+    return _index_result(index_stages.gps_index(spec, layout.home, model, embeddings))

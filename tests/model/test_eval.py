@@ -40,8 +40,8 @@ def test_predict_returns_sorted_refined_coordinates() -> None:
     gallery = torch.tensor([[48.85, 2.35], [40.71, -74.0], [-33.87, 151.2], [35.68, 139.65]])
     emb = model.encode_gps(gallery)
     pixels = torch.randn(3, 3, model.image_size, model.image_size)
-    plain = predict(model, pixels, gallery, emb, top_k=3, refine=False)
-    refined = predict(model, pixels, gallery, emb, top_k=3, refine=True)
+    plain = predict(model, pixels, gallery, emb, top_k=3, refine_guesses=False)
+    refined = predict(model, pixels, gallery, emb, top_k=3, refine_guesses=True)
     assert refined.latlon.shape == (3, 3, 2)
     assert torch.all(refined.score[:, :-1] >= refined.score[:, 1:])
     assert torch.all(refined.score[:, 0] >= plain.score[:, 0] - 1e-6)  # refining never lowers the best score

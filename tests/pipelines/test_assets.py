@@ -19,7 +19,7 @@ def test_definitions_load_with_the_spec_regions_as_partitions() -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"raw_images", "deduplicated_images", "geocells", "balanced_dataset", "dataset_shards",
-                    "finetuned_model", "geolocation_eval"}
+                    "finetuned_model", "geolocation_eval", "image_embeddings", "embedding_index", "gps_gallery_index"}
     assert assets.raw_images.partitions_def.get_partition_keys() == load_spec(TINY_SPEC).region_names
     assert len(graph.asset_check_keys) == 6
     assert defs.resolve_job_def("build") is not None
@@ -69,6 +69,21 @@ def test_model_assets_train_and_evaluate(built) -> None:
     assert evaluation["model_version"].value == model["version"].value
     assert evaluation["best_objective"].value in ("soft_haversine", "infonce")
     assert (home / "models" / model["version"].value / "eval.json").exists()
+
+
+def test_index_assets_publish_versioned_artifacts(built) -> None:
+    home, instance, _, result = built
+    model_version = result.asset_materializations_for_node("finetuned_model")[0].metadata["version"].value
+    embedded = result.asset_materializations_for_node("image_embeddings")[0].metadata
+    rows = result.asset_materializations_for_node("dataset_shards")[0].metadata["rows"].value
+    assert embedded["rows"].value == rows  # every shard row embedded once
+    for name in ("embedding_index", "gps_gallery_index"):
+        meta = result.asset_materializations_for_node(name)[0].metadata
+        version = meta["version"].value
+        manifest = json.loads((home / "indexes" / version / "manifest.json").read_text())
+        assert manifest["model_version"] == model_version and meta["recall_at_10"].value >= 0.95
+        latest = instance.get_latest_materialization_event(dg.AssetKey(name)).asset_materialization
+        assert latest.tags["dagster/data_version"] == version
 
 
 def test_rerun_gives_the_same_version(built) -> None:

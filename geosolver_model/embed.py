@@ -1,0 +1,79 @@
+"""Embed every shard row once, keyed by image id; incremental per shard.
+
+Embeddings of a shard are stored under embeddings/<model version>/<shard sha256>.parquet, so a new
+dataset version that shares shards with the last one only embeds the shards that changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from geosolver_data.layout import atomic_path
+from geosolver_model.model import GeoRetriever
+from geosolver_model.preprocess import decode, preprocess
+
+BATCH = 64
+META = ["image_id", "lat", "lon", "country", "split"]
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    files: list[Path]  # one per shard, in manifest order
+    embedded: int  # rows embedded in this call
+    reused: int  # rows whose shard was already embedded
+
+
+@torch.no_grad()
+def embed_images(model: GeoRetriever, images: list[bytes]) -> np.ndarray:
+    pixels = torch.stack([preprocess(decode(b), model.image_size) for b in images])
+    return model.encode_images(pixels).numpy().astype(np.float32)
+
+
+def _embed_shard(model: GeoRetriever, shard: Path, h3_cols: list[str], out: Path) -> int:
+    parquet = pq.ParquetFile(shard)
+    tables = []
+    for i in range(parquet.num_row_groups):
+        group = parquet.read_row_group(i, columns=["image", *META, *h3_cols])
+        vectors = np.concatenate([embed_images(model, group.column("image").to_pylist()[s:s + BATCH])
+                                  for s in range(0, group.num_rows, BATCH)])
+        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+        tables.append(group.drop_columns(["image"]).append_column("embedding", column))
+    with atomic_path(out) as tmp:
+        pq.write_table(pa.concat_tables(tables), tmp)
+    return parquet.metadata.num_rows
+
+
+def embed_dataset(model: GeoRetriever, model_version: str, dataset_dir: Path, home: Path,
+                  log: Callable[[str], None] = print) -> EmbeddingSet:
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    h3_cols = [f"h3_r{r}" for r in manifest["h3_resolutions"]]
+    folder = home / "embeddings" / model_version
+    files, embedded, reused = [], 0, 0
+    model.eval()
+    for shard in manifest["shards"]:
+        out = folder / f"{shard['sha256'][:32]}.parquet"
+        if out.exists():
+            reused += shard["rows"]
+        else:
+            embedded += _embed_shard(model, dataset_dir / shard["path"], h3_cols, out)
+            log(f"embedded {shard['path']} ({shard['rows']} rows)")
+        files.append(out)
+    return EmbeddingSet(files, embedded, reused)
+
+
+def load_embeddings(files: list[Path], splits: tuple[str, ...] | None = None) -> tuple[pa.Table, np.ndarray]:
+    """(metadata table, (N, D) float32 vectors), optionally keeping only some splits."""
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    if splits is not None:
+        table = table.filter(pa.compute.is_in(table.column("split"), pa.array(list(splits))))
+    emb = table.column("embedding").combine_chunks()
+    vectors = emb.values.to_numpy(zero_copy_only=False).reshape(len(emb), -1).astype(np.float32)
+    return table.drop_columns(["embedding"]), vectors

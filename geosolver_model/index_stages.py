@@ -1,0 +1,68 @@
+"""The index stages the Dagster assets call: embed every shard row, build the image and GPS indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.geo import h3_cells
+from geosolver_data.spec import DatasetSpec
+from geosolver_model.artifacts import IndexArtifact, index_version, publish_index
+from geosolver_model.embed import EmbeddingSet, embed_dataset, load_embeddings
+from geosolver_model.gallery import build_gallery
+from geosolver_model.model import GeoRetriever
+from geosolver_model.stages import PUBLISHED, ModelVersion
+
+Log = Callable[[str], None]
+REFERENCE_SPLITS = ("train", "val")  # the test split stays out of the index: it is what we evaluate on
+MAX_QUERIES = 200
+
+
+def _dataset_dir(home: Path, spec: DatasetSpec, model: ModelVersion) -> Path:
+    return home / "datasets" / spec.name / model.manifest["dataset"]["version"]
+
+
+def embed(spec: DatasetSpec, home: Path, model: ModelVersion, log: Log = print) -> EmbeddingSet:
+    net = GeoRetriever.load(model.path / PUBLISHED)
+    return embed_dataset(net, model.version, _dataset_dir(home, spec, model), home, log)
+
+
+def _queries(files: list[Path], fallback: np.ndarray) -> np.ndarray:
+    """Held-out queries: test-split image embeddings, else a sample of the indexed vectors."""
+    _, test = load_embeddings(files, ("test",))
+    if len(test) == 0:
+        test = fallback[np.random.default_rng(0).choice(len(fallback), min(len(fallback), MAX_QUERIES), replace=False)]
+    return test[:MAX_QUERIES]
+
+
+def image_index(spec: DatasetSpec, home: Path, model: ModelVersion, embeddings: EmbeddingSet) -> IndexArtifact:
+    """Image -> image kNN over the reference (train + val) rows."""
+    meta, vectors = load_embeddings(embeddings.files, REFERENCE_SPLITS)
+    provenance = {"model_version": model.version, "dataset": model.manifest["dataset"]}
+    version = index_version("image", model.version, model.manifest["dataset"]["version"], spec.index, {})
+    return publish_index(home, "image", version, vectors, meta, _queries(embeddings.files, vectors), spec.index,
+                         provenance)
+
+
+@torch.no_grad()
+def gps_index(spec: DatasetSpec, home: Path, model: ModelVersion, embeddings: EmbeddingSet) -> IndexArtifact:
+    """Location-encoder embeddings of the GPS gallery (train locations, one per H3 cell)."""
+    res = spec.model.gallery_resolution
+    gallery = build_gallery(_dataset_dir(home, spec, model), res)
+    net = GeoRetriever.load(model.path / PUBLISHED)
+    vectors = net.encode_gps(torch.as_tensor(gallery)).numpy().astype(np.float32)
+    gaz = load_gazetteer()
+    nearest = gaz.nearest(gallery[:, 0], gallery[:, 1])
+    ids = pa.table({"lat": gallery[:, 0].astype(np.float64), "lon": gallery[:, 1].astype(np.float64),
+                    f"h3_r{res}": pa.array(h3_cells(gallery[:, 0], gallery[:, 1], [res])[res], pa.uint64()),
+                    "country": gaz.country[nearest].tolist(), "place": gaz.name[nearest].tolist()})
+    provenance = {"model_version": model.version, "dataset": model.manifest["dataset"], "gallery_resolution": res}
+    version = index_version("gps", model.version, model.manifest["dataset"]["version"], spec.index,
+                            {"gallery_resolution": res})
+    return publish_index(home, "gps", version, vectors, ids, _queries(embeddings.files, vectors), spec.index,
+                         provenance)

@@ -1,0 +1,134 @@
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geosolver_data.spec import IndexSpec
+from geosolver_model import artifacts, index_stages, stages
+from geosolver_model.index import build, choose_index, exact_top_k, recall_at_k, search, set_param, tune
+
+BIN = Path(sys.executable).parent
+
+
+def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, d)).astype(np.float32)
+    x = centres[rng.integers(0, 50, n)] + 0.5 * rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_choice_follows_size_and_budget() -> None:
+    gib = 2**30
+    assert choose_index(10_000, 768, gib).key == "Flat"
+    assert choose_index(500_000, 64, gib).key.startswith("HNSW32")
+    assert choose_index(1_000_000, 768, gib).key.endswith("SQ8")  # 3 GiB of floats do not fit
+    assert "PQ" in choose_index(10_000_000, 768, gib).key  # nor 7 GiB of bytes
+
+
+def test_tuned_index_reaches_the_recall_target() -> None:
+    data = _clustered(20_100, 64)  # queries from the same distribution, held out of the index
+    base, queries = data[:20_000], data[20_000:]
+    choice = choose_index(len(base), 64, 2 * 2**20)  # 2 MiB: floats (5 MiB) do not fit, 8-bit codes do
+    assert "SQ8" in choice.key
+    index = build(base, choice)
+    truth = exact_top_k(base, queries, 10)
+    value, recall = tune(index, choice, queries, truth, 0.95)
+    assert recall >= 0.95
+    set_param(index, choice, value)
+    assert recall_at_k(search(index, queries, 10)[1], truth) == pytest.approx(recall)
+
+
+@pytest.fixture(scope="module")
+def built(learn_dataset):
+    spec, home, version_dir = learn_dataset
+    quick = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=20, objectives=("soft_haversine",)))
+    model = stages.finetune(quick, home, version_dir.name, log=lambda _: None)
+    embeddings = index_stages.embed(quick, home, model, log=lambda _: None)
+    image = index_stages.image_index(quick, home, model, embeddings)
+    gps = index_stages.gps_index(quick, home, model, embeddings)
+    return quick, home, model, embeddings, image, gps
+
+
+def test_embeddings_cover_every_row_and_are_reused(built) -> None:
+    spec, home, model, embeddings, _, _ = built
+    manifest = json.loads((home / "datasets" / "learn" / model.manifest["dataset"]["version"] / "manifest.json")
+                          .read_text())
+    assert embeddings.embedded + embeddings.reused == manifest["rows"]
+    again = index_stages.embed(spec, home, model, log=lambda _: None)
+    assert again.embedded == 0 and again.reused == manifest["rows"]
+
+
+def test_index_artifacts_are_versioned_and_self_describing(built) -> None:
+    spec, home, model, embeddings, image, gps = built
+    m = image.manifest
+    assert m["kind"] == "image" and m["model_version"] == model.version and m["recall_at_10"] >= 0.95
+    assert {"key", "search_param", "search_value", "metric", "dim", "count"} <= set(m["index"])
+    assert set(m["files"]) == {"index.faiss", "ids.parquet"} and m["latency_ms"]["p50"] > 0
+    assert gps.manifest["kind"] == "gps" and gps.manifest["index"]["count"] > 0
+    same = index_stages.image_index(spec, home, model, embeddings)
+    assert same.version == image.version and not same.new
+    index, ids, _ = artifacts.load_index(image.path)
+    assert index.ntotal == ids.num_rows == m["index"]["count"]
+    assert set(ids.column("split").to_pylist()) <= {"train", "val"}  # the test split is not indexed
+
+
+def test_a_new_model_gives_a_new_version_and_keeps_the_old(built) -> None:
+    spec, home, _, _, image, _ = built
+    other = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=21))
+    model2 = stages.finetune(other, home, image.manifest["dataset"]["version"], log=lambda _: None)
+    emb2 = index_stages.embed(other, home, model2, log=lambda _: None)
+    image2 = index_stages.image_index(other, home, model2, emb2)
+    assert image2.version != image.version and image.path.exists() and image2.path.exists()
+    assert artifacts.resolve(home, "image") == image2.path
+
+
+def test_corrupted_index_is_detected_before_use(built, tmp_path: Path) -> None:
+    _, _, _, _, image, _ = built
+    copy = tmp_path / image.version
+    shutil.copytree(image.path, copy)
+    data = (copy / "index.faiss").read_bytes()
+    (copy / "index.faiss").write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    with pytest.raises(artifacts.IndexUnavailable, match="corrupted"):
+        artifacts.load_index(copy)
+
+
+def test_predict_command(built, tmp_path: Path) -> None:
+    _, home, _, _, image, _ = built
+    photo = next((home / "synthetic" / "learn" / "synthetic" / "europe").glob("seq_*/000.jpg"))
+    env = {"GEOSOLVER_HOME": str(home), "PATH": str(BIN)}
+    run = subprocess.run([str(BIN / "geosolver"), "predict", str(photo), "--json", "--top-k", "3", "--index",
+                          image.version, "--map", str(tmp_path / "map.png")], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert len(out) == 1 and out[0]["image"] == str(photo) and len(out[0]["candidates"]) == 3
+    for c in out[0]["candidates"]:
+        assert set(c) == {"lat", "lon", "score", "place", "country"}
+        assert -90 <= c["lat"] <= 90 and -180 <= c["lon"] <= 180 and c["country"]
+    assert (tmp_path / "map.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([str(BIN / "geosolver"), "predict", str(photo), __file__, "--index", image.version],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "cannot read image" in bad.stderr and "score" in bad.stdout
+    missing = subprocess.run([str(BIN / "geosolver"), "predict", str(photo), "--index", "nope"], env=env,
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    listing = subprocess.run([str(BIN / "geosolver"), "index", "list"], env=env, capture_output=True, text=True)
+    assert image.version in listing.stdout
+
+
+def test_prune_keeps_the_latest(built, tmp_path: Path) -> None:
+    _, home, _, _, _, _ = built
+    copy = tmp_path / "home"
+    shutil.copytree(home / "indexes", copy / "indexes")
+    latest = artifacts.resolve(copy, "image").name
+    artifacts.prune(copy, keep=0)
+    assert artifacts.resolve(copy, "image").name == latest
+    assert all(m["version"] in {latest, artifacts.resolve(copy, "gps").name} for m in artifacts.list_indexes(copy))
+
+
+def test_index_spec_defaults() -> None:
+    assert IndexSpec().recall_target == 0.95
