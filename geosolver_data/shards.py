@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from geosolver_data.balance import SPLIT_ORDER, keyed_hash
 from geosolver_data.db import connect
 from geosolver_data.geocells import h3_column
+from geosolver_data.layout import file_sha256
 from geosolver_data.spec import DatasetSpec
 
 _TAIL_COLUMNS = ["split", "image", "width", "height", "sha256", "phash", "captured_at", "sequence_id",
@@ -45,14 +46,6 @@ class ShardInfo:
 class ShardSet:
     shards: list[ShardInfo]
     content_hash: str
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _hash_batch(digest: hashlib._Hash, batch: pa.RecordBatch) -> None:
@@ -139,7 +132,7 @@ class _ShardWriter:
         if self.writer is not None and self.current is not None:
             self.writer.close()
             path = self.folder / self.current.path
-            self.current.bytes, self.current.sha256 = path.stat().st_size, _file_sha256(path)
+            self.current.bytes, self.current.sha256 = path.stat().st_size, file_sha256(path)
         self.writer, self.current = None, None
 
     def write(self, split: str, group: pa.Table) -> None:

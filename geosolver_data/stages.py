@@ -117,3 +117,13 @@ def latest_dataset(layout: DatasetLayout) -> str:
     if version is None:
         raise MissingInputError("dataset_shards has not been materialised: no dataset version is published")
     return version
+
+
+def build_dataset(spec: DatasetSpec, layout: DatasetLayout, log: Log = print) -> Published:
+    """Every dataset stage in order, without Dagster: for scripts, notebooks and tests."""
+    for region in spec.region_names:
+        ingest_region(spec, layout, region, log)
+    deduplicate_dataset(spec, layout)
+    assign_cells(spec, layout)
+    balance_dataset(spec, layout)
+    return publish(spec, layout)

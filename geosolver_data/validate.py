@@ -6,7 +6,6 @@ something is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 from geosolver_data.db import connect
 from geosolver_data.geo import cell_parent, invalid_coordinate_reason
 from geosolver_data.hamming import near_pairs
+from geosolver_data.layout import file_sha256
 from geosolver_data.spec import DatasetSpec
 
 
@@ -36,7 +36,7 @@ def manifest_problems(version_dir: Path) -> list[str]:
             continue
         if path.stat().st_size != shard["bytes"]:
             problems.append(f"{shard['path']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != shard["sha256"]:
+        if file_sha256(path) != shard["sha256"]:
             problems.append(f"{shard['path']}: sha256 differs from the manifest")
         elif pq.ParquetFile(path).metadata.num_rows != shard["rows"]:
             problems.append(f"{shard['path']}: row count differs from the manifest")

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosolver_data.layout import publish_dir, staging_dir, write_json, write_text
+from geosolver_data.layout import file_sha256, publish_dir, staging_dir, write_json, write_text
 from geosolver_data.spec import IndexSpec
 from geosolver_model import index as ix
 
@@ -46,14 +46,6 @@ def indexes_root(home: Path) -> Path:
 def index_version(kind: str, model_version: str, dataset_version: str, spec: IndexSpec, extra: dict) -> str:
     key = {"kind": kind, "model": model_version, "dataset": dataset_version, "index": asdict(spec), **extra}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def publish_index(home: Path, kind: str, version: str, vectors: np.ndarray, ids: pa.Table, queries: np.ndarray,
@@ -83,7 +75,7 @@ def publish_index(home: Path, kind: str, version: str, vectors: np.ndarray, ids:
                   "metric": "inner_product", "dim": int(vectors.shape[1]), "count": len(vectors)},
         "recall_at_10": round(recall, 4), "latency_ms": {"p50": round(p50, 4), "p99": round(p99, 4)},
         "build_s": round(build_s, 2), "settings": asdict(spec),
-        "files": {name: _sha256(staging / name) for name in FILES},
+        "files": {name: file_sha256(staging / name) for name in FILES},
     }
     write_json(staging / "manifest.json", manifest)
     new = publish_dir(staging, final)
@@ -109,7 +101,7 @@ def load_index(folder: Path) -> tuple[faiss.Index, pa.Table, dict]:
     manifest = json.loads((folder / "manifest.json").read_text())
     for name, expected in manifest["files"].items():
         path = folder / name
-        if not path.exists() or _sha256(path) != expected:
+        if not path.exists() or file_sha256(path) != expected:
             raise IndexUnavailable(f"{path}: missing or corrupted (sha256 differs from the manifest); "
                               "rebuild it by materialising the index asset again")
     index = faiss.read_index(str(folder / "index.faiss"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from geosolver_data.gazetteer import load_gazetteer
@@ -30,6 +32,23 @@ def _dataset_dir(home: Path, spec: DatasetSpec, model: ModelVersion) -> Path:
 def embed(spec: DatasetSpec, home: Path, model: ModelVersion, log: Log = print) -> EmbeddingSet:
     net = GeoRetriever.load(model.path / PUBLISHED)
     return embed_dataset(net, model.version, _dataset_dir(home, spec, model), home, log)
+
+
+def coverage_problems(spec: DatasetSpec, home: Path, model: ModelVersion) -> list[str]:
+    """Embedding rows must be exactly the dataset's rows, each once."""
+    manifest = json.loads((_dataset_dir(home, spec, model) / "manifest.json").read_text())
+    folder = home / "embeddings" / model.version
+    files = [folder / f"{s['sha256'][:32]}.parquet" for s in manifest["shards"]]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        return [f"no embeddings for {len(missing)} shard(s): {missing[:3]}"]
+    ids = pa.concat_tables([pq.read_table(f, columns=["image_id"]) for f in files]).column("image_id")
+    problems = []
+    if len(ids) != manifest["rows"]:
+        problems.append(f"{len(ids)} embeddings for {manifest['rows']} rows")
+    if len(ids.unique()) != len(ids):
+        problems.append(f"{len(ids) - len(ids.unique())} image ids embedded more than once")
+    return problems
 
 
 def _queries(files: list[Path], fallback: np.ndarray) -> np.ndarray:

@@ -105,12 +105,14 @@ def latest_model(home: Path) -> ModelVersion:
 
 
 def _history(home: Path, current: str) -> list[dict]:
+    """Earlier model versions' published median error on the dataset test split, oldest first."""
     rows = []
-    for path in sorted(models_root(home).glob("*/eval.json")):
+    for path in models_root(home).glob("*/eval.json"):
         if path.parent.name != current:
             data = json.loads(path.read_text()).get("dataset_test", {}).get(PUBLISHED, {})
-            rows.append({"model": path.parent.name, "median_km": data.get("median_km")})
-    return rows
+            created = json.loads((path.parent / "manifest.json").read_text())["created_at"]
+            rows.append({"model": path.parent.name, "created_at": created, "median_km": data.get("median_km")})
+    return sorted(rows, key=lambda r: r["created_at"])
 
 
 def evaluate_model(spec: DatasetSpec, home: Path, model: ModelVersion, log: Log = print) -> dict:
@@ -135,6 +137,18 @@ def evaluate_model(spec: DatasetSpec, home: Path, model: ModelVersion, log: Log 
     write_text(model.path / "eval.md", markdown_table(results))
     error_plot(errors, model.path / "errors.png", f"model {model.version} on {tests[0].name}")
     return results_meta
+
+
+def regressions(current: dict, tolerance: float) -> list[str]:
+    """The published model's median error against the previous model version's, per test set."""
+    previous = [h for h in current.get("history", []) if h.get("median_km") is not None]
+    if not previous:
+        return []
+    before = previous[-1]["median_km"]
+    now = current["dataset_test"][PUBLISHED]["median_km"]
+    if now > before * (1 + tolerance):
+        return [f"median error {now} km vs {before} km for model {previous[-1]['model']} (> {tolerance:.0%} worse)"]
+    return []
 
 
 def winner(results: dict, objectives: tuple[str, ...]) -> str:

@@ -1,13 +1,18 @@
-"""Blocking checks on a published dataset version: a failure stops everything downstream of it."""
+"""Asset checks. Blocking ones stop everything downstream of a failing asset."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
 from geosolver_data import validate
-from pipelines.assets import dataset_shards
+from geosolver_model import artifacts, index_stages
+from geosolver_model import stages as model_stages
+from pipelines.assets import dataset_shards, embedding_index, geolocation_eval, gps_gallery_index, image_embeddings
 from pipelines.resources import GeosolverResource
+
+REGRESSION_TOLERANCE = 0.10
 
 
 def _result(problems: list[str]) -> dg.AssetCheckResult:
@@ -52,3 +57,37 @@ quotas_respected = _shard_check(
 splits_disjoint = _shard_check(
     "splits_disjoint", "No H3 block at the split resolution contributes to two splits.",
     lambda d, g: validate.split_overlap(d, g.spec()))
+
+
+@dg.asset_check(asset=image_embeddings, blocking=True,
+                description="Every row of the dataset version has exactly one embedding.")
+def embeddings_cover_every_row(geosolver: GeosolverResource) -> dg.AssetCheckResult:
+    home = geosolver.layout().home
+    model = model_stages.latest_model(home)
+    return _result(index_stages.coverage_problems(geosolver.spec(), home, model))
+
+
+def _recall_check(asset: dg.AssetsDefinition, kind: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name="recall_at_target", blocking=True,
+                    description="Measured recall@10 against exact search reaches index.recall_target.")
+    def _check(geosolver: GeosolverResource) -> dg.AssetCheckResult:
+        manifest = json.loads((artifacts.resolve(geosolver.layout().home, kind) / "manifest.json").read_text())
+        target = geosolver.spec().index.recall_target
+        ok = manifest["recall_at_10"] >= target
+        return _result([] if ok else [f"recall@10 {manifest['recall_at_10']} < target {target}"])
+
+    return _check
+
+
+image_index_recall = _recall_check(embedding_index, "image")
+gps_index_recall = _recall_check(gps_gallery_index, "gps")
+
+
+@dg.asset_check(asset=geolocation_eval, blocking=False,
+                description=f"The published model's median error is within {REGRESSION_TOLERANCE:.0%} of the "
+                            "previous model version's on the dataset test split.")
+def no_eval_regression(geosolver: GeosolverResource) -> dg.AssetCheckResult:
+    model = model_stages.latest_model(geosolver.layout().home)
+    current = json.loads((model.path / "eval.json").read_text())
+    problems = model_stages.regressions(current, REGRESSION_TOLERANCE)
+    return _result(problems)

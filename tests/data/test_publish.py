@@ -21,12 +21,7 @@ from tests.conftest import TINY_SPEC
 def build(home: Path) -> tuple[DatasetSpec, DatasetLayout, Published]:
     spec = load_spec(TINY_SPEC)
     layout = DatasetLayout(home, spec.name)
-    for region in spec.region_names:
-        stages.ingest_region(spec, layout, region, log=lambda _: None)
-    stages.deduplicate_dataset(spec, layout)
-    stages.assign_cells(spec, layout)
-    stages.balance_dataset(spec, layout)
-    return spec, layout, stages.publish(spec, layout)
+    return spec, layout, stages.build_dataset(spec, layout, log=lambda _: None)
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,5 @@ def learn_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSpec
     """(spec, GEOSOLVER_HOME, dataset version folder) of a ~450-image synthetic dataset."""
     spec = load_spec(LEARN_SPEC)
     home = tmp_path_factory.mktemp("learn")
-    layout = DatasetLayout(home, spec.name)
-    for region in spec.region_names:
-        stages.ingest_region(spec, layout, region, log=lambda _: None)
-    stages.deduplicate_dataset(spec, layout)
-    stages.assign_cells(spec, layout)
-    stages.balance_dataset(spec, layout)
-    published = stages.publish(spec, layout)
+    published = stages.build_dataset(spec, DatasetLayout(home, spec.name), log=lambda _: None)
     return spec, home, published.path

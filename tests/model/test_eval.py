@@ -130,3 +130,12 @@ def test_torchrun_with_two_cpu_processes(learn_dataset) -> None:
     loaded = GeoRetriever.load(model.path / "finetuned")
     gallery = torch.as_tensor(build_gallery(version_dir, 3))
     assert loaded.encode_gps(gallery).shape[0] == len(gallery)
+
+
+def test_regressions_compare_with_the_previous_model() -> None:
+    current = {"dataset_test": {"finetuned": {"median_km": 500.0}},
+               "history": [{"model": "a", "median_km": 300.0}, {"model": "b", "median_km": 480.0}]}
+    assert stages.regressions(current, 0.10) == []  # 500 is within 10% of the previous, 480
+    current["history"].append({"model": "c", "median_km": 400.0})
+    assert "model c" in stages.regressions(current, 0.10)[0]
+    assert stages.regressions({"dataset_test": {"finetuned": {"median_km": 1.0}}, "history": []}, 0.1) == []

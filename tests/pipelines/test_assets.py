@@ -21,7 +21,7 @@ def test_definitions_load_with_the_spec_regions_as_partitions() -> None:
     assert keys == {"raw_images", "deduplicated_images", "geocells", "balanced_dataset", "dataset_shards",
                     "finetuned_model", "geolocation_eval", "image_embeddings", "embedding_index", "gps_gallery_index"}
     assert assets.raw_images.partitions_def.get_partition_keys() == load_spec(TINY_SPEC).region_names
-    assert len(graph.asset_check_keys) == 6
+    assert len(graph.asset_check_keys) == 10
     assert defs.resolve_job_def("build") is not None
 
 
@@ -55,7 +55,8 @@ def test_whole_graph_materialises_with_metadata(built) -> None:
     latest = instance.get_latest_materialization_event(dg.AssetKey("dataset_shards")).asset_materialization
     assert latest.tags["dagster/data_version"] == version  # the UI's data version is the dataset version
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 6 and all(e.passed for e in evaluations)
+    assert len(evaluations) == 10 and all(e.passed for e in evaluations), [e.check_name for e in evaluations
+                                                                           if not e.passed]
 
 
 def test_model_assets_train_and_evaluate(built) -> None:
