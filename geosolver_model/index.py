@@ -28,16 +28,19 @@ class IndexChoice:
 def choose_index(n: int, d: int, budget_bytes: int) -> IndexChoice:
     nlist = int(2 ** round(math.log2(max(16.0, 4 * math.sqrt(n)))))
     nlist = max(1, min(nlist, n // 39))  # faiss wants ~39 training points per centroid
+    # An exact coarse quantizer up to 8192 lists (its cost per query is small next to scanning the
+    # lists, and approximate assignment loses recall); an HNSW one beyond.
+    coarse = f"IVF{nlist}" if nlist <= 8192 else f"IVF{nlist}_HNSW32"
     options = [
         (n <= FLAT_MAX, IndexChoice("Flat", "", 4 * d)),
         (True, IndexChoice("HNSW32,Flat", "efSearch", 4 * d + 32 * 2 * 4 * 1.1)),
-        (nlist >= 16, IndexChoice(f"IVF{nlist}_HNSW32,SQ8", "nprobe", d + 8)),
+        (nlist >= 16, IndexChoice(f"{coarse},SQ8", "nprobe", d + 8)),
     ]
     for allowed, choice in options:
         if allowed and choice.bytes_per_vector * n <= budget_bytes:
             return choice
     m = max(8, min(64, d // 12 // 4 * 4))
-    return IndexChoice(f"OPQ{m}_{4 * m},IVF{nlist}_HNSW32,PQ{m}", "nprobe", m + 8)
+    return IndexChoice(f"OPQ{m}_{4 * m},{coarse},PQ{m}", "nprobe", m + 8)
 
 
 def build(vectors: np.ndarray, choice: IndexChoice, seed: int = 0) -> faiss.Index:
