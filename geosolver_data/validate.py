@@ -75,12 +75,11 @@ def split_overlap(version_dir: Path, spec: DatasetSpec) -> list[str]:
     col = f"h3_r{spec.balance.resolution}"
     data = _columns(version_dir, [col, "split"])
     blocks = cell_parent(data[col], spec.balance.split_resolution)
-    problems = []
-    for block in np.unique(blocks):
-        splits = sorted(set(data["split"][blocks == block].tolist()))
-        if len(splits) > 1:
-            problems.append(f"block {int(block):x} is in splits {splits}")
-    return problems
+    names, codes = np.unique(data["split"].astype(str), return_inverse=True)
+    pairs = np.unique(np.stack([blocks, codes.astype(np.uint64)], axis=1), axis=0)  # distinct (block, split)
+    shared, counts = np.unique(pairs[:, 0], return_counts=True)
+    return [f"block {int(b):x} is in splits {sorted(names[pairs[pairs[:, 0] == b, 1].astype(int)].tolist())}"
+            for b in shared[counts > 1]]
 
 
 def quota_problems(version_dir: Path, spec: DatasetSpec) -> list[str]:

@@ -51,21 +51,26 @@ def _embed_shard(model: GeoRetriever, shard: Path, h3_cols: list[str], out: Path
     return parquet.metadata.num_rows
 
 
-def embed_dataset(model: GeoRetriever, model_version: str, dataset_dir: Path, home: Path,
+def embedding_files(home: Path, model_version: str, dataset_manifest: dict) -> list[Path]:
+    """Where each shard's embeddings live: named by the shard's sha256, so unchanged shards are reused."""
+    folder = home / "embeddings" / model_version
+    return [folder / f"{shard['sha256'][:32]}.parquet" for shard in dataset_manifest["shards"]]
+
+
+def embed_dataset(load_model: Callable[[], GeoRetriever], model_version: str, dataset_dir: Path, home: Path,
                   log: Callable[[str], None] = print) -> EmbeddingSet:
+    """Embed the shards that have no embeddings yet; the model is loaded only if there are any."""
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     h3_cols = [f"h3_r{r}" for r in manifest["h3_resolutions"]]
-    folder = home / "embeddings" / model_version
-    files, embedded, reused = [], 0, 0
-    model.eval()
-    for shard in manifest["shards"]:
-        out = folder / f"{shard['sha256'][:32]}.parquet"
+    files = embedding_files(home, model_version, manifest)
+    model, embedded, reused = None, 0, 0
+    for shard, out in zip(manifest["shards"], files, strict=True):
         if out.exists():
             reused += shard["rows"]
-        else:
-            embedded += _embed_shard(model, dataset_dir / shard["path"], h3_cols, out)
-            log(f"embedded {shard['path']} ({shard['rows']} rows)")
-        files.append(out)
+            continue
+        model = model or load_model().eval()
+        embedded += _embed_shard(model, dataset_dir / shard["path"], h3_cols, out)
+        log(f"embedded {shard['path']} ({shard['rows']} rows)")
     return EmbeddingSet(files, embedded, reused)
 
 

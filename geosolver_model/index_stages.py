@@ -15,7 +15,7 @@ from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import h3_cells
 from geosolver_data.spec import DatasetSpec
 from geosolver_model.artifacts import IndexArtifact, index_version, publish_index
-from geosolver_model.embed import EmbeddingSet, embed_dataset, load_embeddings
+from geosolver_model.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
 from geosolver_model.gallery import build_gallery
 from geosolver_model.model import GeoRetriever
 from geosolver_model.stages import PUBLISHED, ModelVersion
@@ -30,15 +30,15 @@ def _dataset_dir(home: Path, spec: DatasetSpec, model: ModelVersion) -> Path:
 
 
 def embed(spec: DatasetSpec, home: Path, model: ModelVersion, log: Log = print) -> EmbeddingSet:
-    net = GeoRetriever.load(model.path / PUBLISHED)
-    return embed_dataset(net, model.version, _dataset_dir(home, spec, model), home, log)
+    """Embed what is not embedded yet (nothing, and no model load, on a rerun)."""
+    return embed_dataset(lambda: GeoRetriever.load(model.path / PUBLISHED), model.version,
+                         _dataset_dir(home, spec, model), home, log)
 
 
 def coverage_problems(spec: DatasetSpec, home: Path, model: ModelVersion) -> list[str]:
     """Embedding rows must be exactly the dataset's rows, each once."""
     manifest = json.loads((_dataset_dir(home, spec, model) / "manifest.json").read_text())
-    folder = home / "embeddings" / model.version
-    files = [folder / f"{s['sha256'][:32]}.parquet" for s in manifest["shards"]]
+    files = embedding_files(home, model.version, manifest)
     missing = [f.name for f in files if not f.exists()]
     if missing:
         return [f"no embeddings for {len(missing)} shard(s): {missing[:3]}"]

@@ -125,3 +125,16 @@ def test_downstream_stage_without_upstream_says_what_to_run(tmp_path: Path) -> N
     with pytest.raises(stages.MissingInputError, match="balanced_dataset"):
         stages.publish(spec, layout)
     assert json.dumps(spec.to_dict())
+
+
+def test_validate_reports_overlapping_splits_and_quota_breaches(tmp_path: Path) -> None:
+    spec = load_spec(TINY_SPEC)  # cap 3, target 80, split blocks at resolution 1
+    (tmp_path / "shards").mkdir()
+    same_cell = 0x832A100FFFFFFFF
+    pq.write_table(pa.table({
+        "h3_r3": pa.array([same_cell] * 4 + [0x8344A5FFFFFFFFF], pa.uint64()),
+        "split": ["train", "train", "train", "test", "val"],
+    }), tmp_path / "shards" / "x.parquet")
+    overlap = validate.split_overlap(tmp_path, spec)
+    assert overlap == ["block 812a3ffffffffff is in splits ['test', 'train']"]
+    assert validate.quota_problems(tmp_path, spec) == [f"cell {same_cell:x} has 4 images > cap 3"]
