@@ -137,6 +137,7 @@ class DatasetSpec:
     model: ModelSpec = ModelSpec()
     index: IndexSpec = IndexSpec()
     workers: int = 0  # processes for image work; 0 = one per core
+    refresh_cron: str = "0 3 * * 1"  # the scheduled refresh: Mondays 03:00 UTC
 
     def region(self, name: str) -> Region:
         for region in self.regions:

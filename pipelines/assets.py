@@ -12,6 +12,9 @@ from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
 
 GROUP = "dataset"
+# Downstream of ingest, assets rebuild on their own once their inputs have new materialisations and
+# none is in progress (the automation sensor, on by default, evaluates this under `dagster dev`).
+automation = dg.AutomationCondition.eager()
 
 
 @dg.asset(partitions_def=region_partitions, group_name=GROUP, kinds={"parquet"})
@@ -30,7 +33,7 @@ def raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) 
     })
 
 
-@dg.asset(deps=[raw_images], group_name=GROUP, kinds={"duckdb", "parquet"})
+@dg.asset(deps=[raw_images], group_name=GROUP, automation_condition=automation, kinds={"duckdb", "parquet"})
 def deduplicated_images(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Exact, perceptual and same-place duplicates removed; every drop reported with its reason."""
     spec, layout = geosolver.spec(), geosolver.layout()
@@ -44,7 +47,7 @@ def deduplicated_images(geosolver: GeosolverResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(deps=[deduplicated_images], group_name=GROUP, kinds={"parquet"})
+@dg.asset(deps=[deduplicated_images], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
 def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """H3 cells at every configured resolution and an ISO country code per image."""
     spec, layout = geosolver.spec(), geosolver.layout()
@@ -56,7 +59,7 @@ def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(deps=[geocells], group_name=GROUP, kinds={"parquet"})
+@dg.asset(deps=[geocells], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
 def balanced_dataset(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Per-cell tempered quotas, deterministic selection, spatially disjoint train/val/test splits."""
     report = stages.balance_dataset(geosolver.spec(), geosolver.layout())
@@ -70,7 +73,7 @@ def balanced_dataset(geosolver: GeosolverResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(deps=[balanced_dataset], group_name=GROUP, kinds={"parquet"})
+@dg.asset(deps=[balanced_dataset], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
 def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Parquet shards and manifest.json: one immutable dataset version, named by its content hash."""
     published = stages.publish(geosolver.spec(), geosolver.layout())
@@ -91,7 +94,8 @@ def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(deps=[dataset_shards], group_name="model", kinds={"pytorch", "safetensors"})
+@dg.asset(deps=[dataset_shards], group_name="model", automation_condition=automation,
+          kinds={"pytorch", "safetensors"})
 def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """StreetCLIP vision tower + location encoder fine-tuned for retrieval, one folder per version."""
     spec, layout = geosolver.spec(), geosolver.layout()
@@ -111,7 +115,7 @@ def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResou
     )
 
 
-@dg.asset(deps=[finetuned_model], group_name="model", kinds={"pytorch"})
+@dg.asset(deps=[finetuned_model], group_name="model", automation_condition=automation, kinds={"pytorch"})
 def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Distance accuracies, median km, GeoGuessr score and country accuracy against the comparators."""
     spec, layout = geosolver.spec(), geosolver.layout()
@@ -130,7 +134,7 @@ def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverReso
     })
 
 
-@dg.asset(deps=[finetuned_model], group_name="index", kinds={"parquet"})
+@dg.asset(deps=[finetuned_model], group_name="index", automation_condition=automation, kinds={"parquet"})
 def image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Every shard row embedded once by the published model; shards already embedded are reused."""
     spec, layout = geosolver.spec(), geosolver.layout()
@@ -154,7 +158,7 @@ def _index_result(artifact) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(deps=[image_embeddings], group_name="index", kinds={"faiss"})
+@dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
 def embedding_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Image -> image nearest neighbours over the train and val rows: a versioned FAISS artifact."""
     spec, layout = geosolver.spec(), geosolver.layout()
@@ -163,7 +167,7 @@ def embedding_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
     return _index_result(index_stages.image_index(spec, layout.home, model, embeddings))
 
 
-@dg.asset(deps=[image_embeddings], group_name="index", kinds={"faiss"})
+@dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
 def gps_gallery_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Location-encoder embeddings of the GPS gallery: a versioned FAISS artifact."""
     spec, layout = geosolver.spec(), geosolver.layout()

@@ -3,19 +3,14 @@
 import dagster as dg
 
 from pipelines import assets, checks
+from pipelines.jobs import build_job, ingest_job
 from pipelines.resources import GeosolverResource
-
-ingest_job = dg.define_asset_job("ingest", selection=[assets.raw_images],
-                                 description="Ingest one region (a partition) of every source.")
-build_job = dg.define_asset_job(
-    "build",
-    selection=dg.AssetSelection.assets(assets.raw_images).downstream() - dg.AssetSelection.assets(assets.raw_images),
-    description="Everything after ingest: dedup, cells, balance, shards, fine-tuning, evaluation.",
-)
+from pipelines.schedules import dataset_refresh
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([assets]),
     asset_checks=dg.load_asset_checks_from_modules([checks]),
     jobs=[ingest_job, build_job],
+    schedules=[dataset_refresh],
     resources={"geosolver": GeosolverResource()},
 )
