@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines import assets, checks
+from pipelines.executors import executor_from_env
 from pipelines.jobs import build_job, ingest_job
 from pipelines.resources import GeosolverResource
 from pipelines.schedules import dataset_refresh
@@ -12,5 +13,6 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([checks]),
     jobs=[ingest_job, build_job],
     schedules=[dataset_refresh],
+    executor=executor_from_env(),
     resources={"geosolver": GeosolverResource()},
 )

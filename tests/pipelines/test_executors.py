@@ -1,0 +1,27 @@
+import dagster as dg
+import pytest
+
+from pipelines.executors import executor_from_env
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, dg.multiprocess_executor), ("", dg.multiprocess_executor), ("in_process", dg.in_process_executor),
+])
+def test_executor_follows_the_environment(monkeypatch: pytest.MonkeyPatch, value: str | None, expected) -> None:
+    if value is None:
+        monkeypatch.delenv("GEOSOLVER_EXECUTOR", raising=False)
+    else:
+        monkeypatch.setenv("GEOSOLVER_EXECUTOR", value)
+    assert executor_from_env() is expected
+
+
+def test_cluster_executors_without_their_package_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOSOLVER_EXECUTOR", "k8s")
+    try:
+        import dagster_k8s  # noqa: F401
+    except ImportError:
+        with pytest.raises(dg.DagsterInvalidConfigError, match="pip install dagster-k8s"):
+            executor_from_env()
+    monkeypatch.setenv("GEOSOLVER_EXECUTOR", "slurm")
+    with pytest.raises(ValueError, match="expected one of"):
+        executor_from_env()
