@@ -64,14 +64,7 @@ def cmd_sql(args: argparse.Namespace) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     layout, version = _version_dir(args)
     spec, folder = load_spec(args.spec), layout.version_dir(version)
-    checks = {
-        "manifest": validate.manifest_problems(folder),
-        "duplicate_sha256": validate.duplicate_sha256(folder),
-        "near_duplicates": validate.near_duplicates(folder, spec.dedup.phash_threshold),
-        "coordinates": validate.invalid_coordinates(folder),
-        "quotas": validate.quota_problems(folder, spec),
-        "splits_disjoint": validate.split_overlap(folder, spec),
-    }
+    checks = {name: find(folder, spec) for name, (_, find) in validate.CHECKS.items()}
     for name, problems in checks.items():
         print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n     {p}" for p in problems[:10]))
     if any(checks.values()):

@@ -7,6 +7,7 @@ something is.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,17 @@ def quota_problems(version_dir: Path, spec: DatasetSpec) -> list[str]:
     if len(cells) > spec.balance.target_size:
         problems.append(f"{len(cells)} rows > target_size {spec.balance.target_size}")
     return problems
+
+
+# name -> (what it guarantees, how to find violations); the asset checks and `geosolver validate` both use it
+CHECKS: dict[str, tuple[str, Callable[[Path, DatasetSpec], list[str]]]] = {
+    "manifest_matches_files": ("Every shard's size, sha256 and row count match manifest.json.",
+                               lambda d, spec: manifest_problems(d)),
+    "no_duplicate_sha256": ("No two rows share an image sha256.", lambda d, spec: duplicate_sha256(d)),
+    "no_near_duplicates": ("No two rows are within the perceptual-hash threshold.",
+                           lambda d, spec: near_duplicates(d, spec.dedup.phash_threshold)),
+    "coordinates_valid": ("Every row has finite, in-range, non-(0,0) coordinates.",
+                          lambda d, spec: invalid_coordinates(d)),
+    "quotas_respected": ("No cell holds more than the cap; no more rows than the target.", quota_problems),
+    "splits_disjoint": ("No H3 block at the split resolution contributes to two splits.", split_overlap),
+}

@@ -21,7 +21,7 @@ from geosolver_model.model import GeoRetriever
 from geosolver_model.stages import PUBLISHED, ModelVersion
 
 Log = Callable[[str], None]
-REFERENCE_SPLITS = ("train", "val")  # the test split stays out of the index: it is what we evaluate on
+# the reference set is train + val: the test split stays out of the index, it is what we evaluate on
 MAX_QUERIES = 200
 
 
@@ -51,9 +51,8 @@ def coverage_problems(spec: DatasetSpec, home: Path, model: ModelVersion) -> lis
     return problems
 
 
-def _queries(files: list[Path], fallback: np.ndarray) -> np.ndarray:
+def _queries(test: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """Held-out queries: test-split image embeddings, else a sample of the indexed vectors."""
-    _, test = load_embeddings(files, ("test",))
     if len(test) == 0:
         test = fallback[np.random.default_rng(0).choice(len(fallback), min(len(fallback), MAX_QUERIES), replace=False)]
     return test[:MAX_QUERIES]
@@ -61,10 +60,13 @@ def _queries(files: list[Path], fallback: np.ndarray) -> np.ndarray:
 
 def image_index(spec: DatasetSpec, home: Path, model: ModelVersion, embeddings: EmbeddingSet) -> IndexArtifact:
     """Image -> image kNN over the reference (train + val) rows."""
-    meta, vectors = load_embeddings(embeddings.files, REFERENCE_SPLITS)
+    meta, vectors = load_embeddings(embeddings.files)
+    is_test = np.asarray(meta.column("split").to_pylist()) == "test"
+    test = vectors[is_test]
+    meta, vectors = meta.filter(pa.array(~is_test)), vectors[~is_test]
     provenance = {"model_version": model.version, "dataset": model.manifest["dataset"]}
     version = index_version("image", model.version, model.manifest["dataset"]["version"], spec.index, {})
-    return publish_index(home, "image", version, vectors, meta, _queries(embeddings.files, vectors), spec.index,
+    return publish_index(home, "image", version, vectors, meta, _queries(test, vectors), spec.index,
                          provenance)
 
 
@@ -83,5 +85,6 @@ def gps_index(spec: DatasetSpec, home: Path, model: ModelVersion, embeddings: Em
     provenance = {"model_version": model.version, "dataset": model.manifest["dataset"], "gallery_resolution": res}
     version = index_version("gps", model.version, model.manifest["dataset"]["version"], spec.index,
                             {"gallery_resolution": res})
-    return publish_index(home, "gps", version, vectors, ids, _queries(embeddings.files, vectors), spec.index,
+    test = load_embeddings(embeddings.files, ("test",))[1]
+    return publish_index(home, "gps", version, vectors, ids, _queries(test, vectors), spec.index,
                          provenance)

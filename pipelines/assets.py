@@ -20,7 +20,8 @@ automation = dg.AutomationCondition.eager()
 @dg.asset(partitions_def=region_partitions, group_name=GROUP, kinds={"parquet"})
 def raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Photos of one region, decoded, resized, re-encoded and hashed once; failures go to rejects."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     stats = stages.ingest_region(spec, layout, context.partition_key, log=context.log.info)
     rejected = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.rejected.items()}
     return dg.MaterializeResult(metadata={
@@ -36,7 +37,8 @@ def raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) 
 @dg.asset(deps=[raw_images], group_name=GROUP, automation_condition=automation, kinds={"duckdb", "parquet"})
 def deduplicated_images(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Exact, perceptual and same-place duplicates removed; every drop reported with its reason."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     stats = stages.deduplicate_dataset(spec, layout)
     return dg.MaterializeResult(metadata={
         "candidates": stats.candidates,
@@ -50,7 +52,8 @@ def deduplicated_images(geosolver: GeosolverResource) -> dg.MaterializeResult:
 @dg.asset(deps=[deduplicated_images], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
 def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """H3 cells at every configured resolution and an ISO country code per image."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     stats = stages.assign_cells(spec, layout)
     return dg.MaterializeResult(metadata={
         "rows": stats["rows"],
@@ -62,7 +65,8 @@ def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
 @dg.asset(deps=[geocells], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
 def balanced_dataset(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Per-cell tempered quotas, deterministic selection, spatially disjoint train/val/test splits."""
-    report = stages.balance_dataset(geosolver.spec(), geosolver.layout())
+    spec = geosolver.spec()
+    report = stages.balance_dataset(spec, geosolver.layout(spec))
     return dg.MaterializeResult(metadata={
         "rows": report["after"]["images"],
         "cells": report["after"]["cells"],
@@ -76,7 +80,8 @@ def balanced_dataset(geosolver: GeosolverResource) -> dg.MaterializeResult:
 @dg.asset(deps=[balanced_dataset], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
 def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Parquet shards and manifest.json: one immutable dataset version, named by its content hash."""
-    published = stages.publish(geosolver.spec(), geosolver.layout())
+    spec = geosolver.spec()
+    published = stages.publish(spec, geosolver.layout(spec))
     m = published.manifest
     return dg.MaterializeResult(
         data_version=dg.DataVersion(published.version),
@@ -98,7 +103,8 @@ def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
           kinds={"pytorch", "safetensors"})
 def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """StreetCLIP vision tower + location encoder fine-tuned for retrieval, one folder per version."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     model = model_stages.finetune(spec, layout.home, stages.latest_dataset(layout), log=context.log.info)
     runs = model.manifest["objectives"]
     return dg.MaterializeResult(
@@ -118,7 +124,8 @@ def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResou
 @dg.asset(deps=[finetuned_model], group_name="model", automation_condition=automation, kinds={"pytorch"})
 def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Distance accuracies, median km, GeoGuessr score and country accuracy against the comparators."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     model = model_stages.latest_model(layout.home)
     results = model_stages.evaluate_model(spec, layout.home, model, log=context.log.info)
     test = results["dataset_test"]
@@ -137,7 +144,8 @@ def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverReso
 @dg.asset(deps=[finetuned_model], group_name="index", automation_condition=automation, kinds={"parquet"})
 def image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Every shard row embedded once by the published model; shards already embedded are reused."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     model = model_stages.latest_model(layout.home)
     result = index_stages.embed(spec, layout.home, model, log=context.log.info)
     return dg.MaterializeResult(
@@ -161,7 +169,8 @@ def _index_result(artifact) -> dg.MaterializeResult:
 @dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
 def embedding_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Image -> image nearest neighbours over the train and val rows: a versioned FAISS artifact."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     model = model_stages.latest_model(layout.home)
     embeddings = index_stages.embed(spec, layout.home, model, log=lambda _: None)  # reuses what is on disk
     return _index_result(index_stages.image_index(spec, layout.home, model, embeddings))
@@ -170,7 +179,8 @@ def embedding_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
 @dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
 def gps_gallery_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Location-encoder embeddings of the GPS gallery: a versioned FAISS artifact."""
-    spec, layout = geosolver.spec(), geosolver.layout()
+    spec = geosolver.spec()
+    layout = geosolver.layout(spec)
     model = model_stages.latest_model(layout.home)
     embeddings = index_stages.embed(spec, layout.home, model, log=lambda _: None)
     return _index_result(index_stages.gps_index(spec, layout.home, model, embeddings))

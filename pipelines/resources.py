@@ -17,5 +17,6 @@ class GeosolverResource(dg.ConfigurableResource):
     def spec(self) -> DatasetSpec:
         return load_spec(self.spec_path or None)
 
-    def layout(self) -> DatasetLayout:
-        return DatasetLayout(geosolver_home(self.home or None), self.spec().name)
+    def layout(self, spec: DatasetSpec | None = None) -> DatasetLayout:
+        """Pass the spec when you already have it, so the YAML is read once."""
+        return DatasetLayout(geosolver_home(self.home or None), (spec or self.spec()).name)
