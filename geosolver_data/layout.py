@@ -42,6 +42,11 @@ class DatasetLayout:
     def raw_rejects(self, region: str, source: str) -> Path:
         return self.work / "raw_rejects" / region / f"{source}.parquet"
 
+    def ledger(self, region: str, source: str, key: str) -> Path:
+        """Finished-image parts of one region/source ingest; `key` changes when the settings that
+        decide its content change, which starts a fresh ledger."""
+        return self.work / "ledger" / region / f"{source}-{key}"
+
     @property
     def synthetic_root(self) -> Path:
         return self.home / "synthetic" / self.name

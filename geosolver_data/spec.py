@@ -18,7 +18,11 @@ from typing import Any
 import yaml
 
 SPEC_ENV = "GEOSOLVER_SPEC"
-SOURCE_TYPES = ("synthetic", "local")
+SOURCE_TYPES = ("synthetic", "local", "mapillary", "commons", "urls", "osv5m")
+REMOTE_TYPES = ("mapillary", "commons", "urls")  # fetched over HTTP by the async fetcher
+# Settings that change how fast or politely a source is read, not what it yields: changing them
+# keeps the ledger of finished images (see SourceSpec.content_key).
+OPERATIONAL_KEYS = frozenset({"concurrency", "requests_per_second", "max_retries", "timeout_s", "user_agent"})
 
 
 class SpecError(ValueError):
@@ -48,10 +52,29 @@ class SourceSpec:
     sequence_from: str = "folder"  # local: "folder" (a folder is a sequence) or "none"
     license: str = ""
     creator: str = ""
+    # Remote sources (mapillary, commons, urls) and imports (urls, osv5m).
+    url: str = ""  # commons: API endpoint (default Wikimedia Commons); mapillary: see MAPILLARY_API_URL
+    images: str = ""  # osv5m: folder of <id>.jpg files or of zip archives holding them
+    thumb_size: int = 1024  # mapillary: 256 | 1024 | 2048 (thumb_<size>_url); commons: iiurlwidth
+    include_panoramas: bool = False  # mapillary: panoramas are skipped unless asked for
+    tile_deg: float = 0.1  # mapillary/commons: side of the search tiles (Mapillary caps area at 0.01 deg²)
+    page_limit: int = 0  # results per search call; 0 = the API's maximum (mapillary 2000, commons 500)
+    watermark: bool = True  # mapillary: a refresh lists only images captured since the last complete run
+    concurrency: int = 16  # open connections per host
+    requests_per_second: float = 20.0  # per source, all hosts together; 0 = no limit
+    max_retries: int = 5  # per request, on 429, 5xx, timeouts and dropped connections
+    timeout_s: float = 30.0  # per request, connect to last byte
+    user_agent: str = ""  # sent with every request; default names Geosolver and its version
 
     @property
     def label(self) -> str:
         return self.name or self.type
+
+    def content_key(self) -> str:
+        """A hash of the settings that decide what this source yields (not how fast): the ledger of
+        finished images is kept per key, so changing e.g. thumb_size fetches again."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in OPERATIONAL_KEYS}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -196,14 +219,34 @@ def _sources(raw: Any) -> tuple[SourceSpec, ...]:
     for i, src in enumerate(sources):
         if src.type not in SOURCE_TYPES:
             raise SpecError(f"sources[{i}].type {src.type!r}: expected one of {list(SOURCE_TYPES)}")
-        if src.type == "local" and not src.path:
-            raise SpecError(f"sources[{i}]: a local source needs 'path' (a folder of geotagged photos)")
-        if src.sequence_from not in ("folder", "none"):
-            raise SpecError(f"sources[{i}].sequence_from: expected 'folder' or 'none'")
+        _check_source(src, f"sources[{i}]")
     labels = [s.label for s in sources]
     if len(set(labels)) != len(labels):
         raise SpecError(f"sources: give sources of the same type distinct 'name's, got {labels}")
     return sources
+
+
+_NEEDS_PATH = {"local": "a folder of geotagged photos", "urls": "a CSV or Parquet file with url, lat, lon columns",
+               "osv5m": "the OSV-5M metadata CSV (e.g. train.csv)"}
+
+
+def _check_source(src: SourceSpec, where: str) -> None:
+    if src.type in _NEEDS_PATH and not src.path:
+        raise SpecError(f"{where}: a {src.type} source needs 'path' ({_NEEDS_PATH[src.type]})")
+    if src.type == "osv5m" and not src.images:
+        raise SpecError(f"{where}: an osv5m source needs 'images' (a folder of <id>.jpg files or of zip archives)")
+    if src.sequence_from not in ("folder", "none"):
+        raise SpecError(f"{where}.sequence_from: expected 'folder' or 'none'")
+    if src.type == "mapillary" and src.thumb_size not in (256, 1024, 2048):
+        raise SpecError(f"{where}.thumb_size: Mapillary serves 256, 1024 or 2048, got {src.thumb_size}")
+    if not 0 < src.tile_deg <= 1:
+        raise SpecError(f"{where}.tile_deg: expected 0 < tile_deg <= 1, got {src.tile_deg}")
+    if src.type == "mapillary" and src.tile_deg ** 2 > 0.01 + 1e-12:
+        raise SpecError(f"{where}.tile_deg: Mapillary rejects boxes over 0.01 deg², so at most 0.1")
+    if src.page_limit < 0 or src.concurrency < 1 or src.max_retries < 0 or src.timeout_s <= 0:
+        raise SpecError(f"{where}: need page_limit >= 0, concurrency >= 1, max_retries >= 0, timeout_s > 0")
+    if src.requests_per_second < 0:
+        raise SpecError(f"{where}.requests_per_second: expected >= 0 (0 = no limit)")
 
 
 def _check(spec: DatasetSpec) -> None:

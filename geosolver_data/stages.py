@@ -6,6 +6,8 @@ figures worth reporting.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +16,20 @@ import pyarrow.parquet as pq
 
 from geosolver_data.balance import balance
 from geosolver_data.dedup import DedupStats, deduplicate
+from geosolver_data.fetch import is_retryable
 from geosolver_data.geocells import assign_geocells
 from geosolver_data.ingest import IngestStats, IngestTask, ingest
 from geosolver_data.layout import DatasetLayout, atomic_path, write_json
+from geosolver_data.ledger import Ledger
+from geosolver_data.progress import Progress
 from geosolver_data.publish import Published, publish_dataset
-from geosolver_data.sources.local import LocalFile, list_photos
+from geosolver_data.sources.base import ListedSource, Source, fetch_policy
+from geosolver_data.sources.commons import CommonsSource
+from geosolver_data.sources.local import list_photos, local_candidates
+from geosolver_data.sources.mapillary import MapillarySource
+from geosolver_data.sources.osv5m import osv5m_candidates
 from geosolver_data.sources.synthetic import synthesize_region
+from geosolver_data.sources.urls import url_candidates
 from geosolver_data.spec import DatasetSpec, SourceSpec
 
 Log = Callable[[str], None]
@@ -29,36 +39,60 @@ class MissingInputError(RuntimeError):
     """An upstream stage has not been run (or not for every region)."""
 
 
-def _source_files(layout: DatasetLayout, spec: DatasetSpec, src: SourceSpec,
-                  region: str) -> tuple[list[LocalFile], bool]:
-    """The candidate files for this region, and whether this region records their strays.
+def ledger_key(spec: DatasetSpec, src: SourceSpec) -> str:
+    """What decides an ingest's content: the source's content settings, the image work, the regions."""
+    blob = json.dumps([src.content_key(), dataclasses.asdict(spec.image), [r.bbox for r in spec.regions],
+                       spec.region_names], sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    A local folder is read by every region (each keeps its own photos; the first records those of
-    no region); a synthetic source writes and reads one subfolder per region.
+
+def open_source(spec: DatasetSpec, layout: DatasetLayout, src: SourceSpec, region: str, ledger: Ledger,
+                log: Log = print) -> Source:
+    """The source's candidates for one region.
+
+    Folders and lists are read by every region (each keeps its own points; the first region also
+    records those of no region); a synthetic source writes and reads one subfolder per region;
+    Mapillary and Commons are searched within the region's box.
     """
+    first = region == spec.regions[0].name
+    max_bytes = spec.image.max_file_bytes
+    reg = spec.region(region)
     if src.type == "synthetic":
         root = Path(src.path) if src.path else layout.synthetic_root / src.label
-        synthesize_region(root, spec.region(region), spec.regions, src)
-        return list(list_photos(root, src.label, "folder", under=region)), True
-    files = list(list_photos(Path(src.path).expanduser(), src.label, src.sequence_from))
-    return files, region == spec.regions[0].name
+        synthesize_region(root, reg, spec.regions, src)
+        return ListedSource(local_candidates(list_photos(root, src.label, "folder", under=region)), True)
+    if src.type == "local":
+        return ListedSource(local_candidates(list_photos(Path(src.path).expanduser(), src.label, src.sequence_from)),
+                            first)
+    if src.type == "mapillary":
+        since = ledger.state().get("watermark_ms") if src.watermark else None
+        return MapillarySource(src, reg, max_bytes, since_ms=since, log=log)
+    if src.type == "commons":
+        return CommonsSource(src, reg, max_bytes, log=log)
+    if src.type == "urls":
+        return ListedSource(url_candidates(src, reg, spec.regions, first), first, fetch_policy(src, max_bytes))
+    return ListedSource(osv5m_candidates(src, reg, spec.regions, first), first)
 
 
 def ingest_region(spec: DatasetSpec, layout: DatasetLayout, region: str, log: Log = print) -> dict[str, IngestStats]:
-    """Ingest every source of the spec for one region; returns stats per source."""
+    """Ingest every source of the spec for one region, resuming from each source's ledger."""
     spec.region(region)  # fails clearly on an unknown region
     results = {}
     for src in spec.sources:
-        items, owns_strays = _source_files(layout, spec, src, region)
-        log(f"{src.label}: {len(items)} candidate files")
+        ledger = Ledger(layout.ledger(region, src.label, ledger_key(spec, src)))
+        source = open_source(spec, layout, src, region, ledger, log)
         task = IngestTask(region=region, regions=spec.regions, image=spec.image, source=src.label,
-                          owns_strays=owns_strays, license=src.license, creator=src.creator)
-
-        def progress(done: int, total: int, label: str = src.label) -> None:
-            log(f"{label}: {done}/{total} files ({100 * done / max(total, 1):.0f}%)")
-
-        results[src.label] = ingest(task, items, layout.raw_images(region, src.label),
-                                    layout.raw_rejects(region, src.label), spec.workers, progress)
+                          owns_strays=source.owns_strays, license=src.license, creator=src.creator)
+        stats = ingest(task, source, ledger, layout.raw_images(region, src.label),
+                       layout.raw_rejects(region, src.label), spec.workers, Progress(f"{region}/{src.label}", log))
+        if src.type == "mapillary" and src.watermark and stats.listing_complete and not any(
+                is_retryable(reason) for reason in stats.total_rejects):
+            watermark = ledger.max_captured_at_ms()
+            if watermark is not None:
+                ledger.save_state({**ledger.state(), "watermark_ms": watermark})
+        log(f"{region}/{src.label}: {stats.ingested} new images, {sum(stats.rejected.values())} rejected, "
+            f"{stats.already_done} already done, {stats.retries} retries; {stats.total_rows} images in total")
+        results[src.label] = stats
     return results
 
 

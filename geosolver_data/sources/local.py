@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from geosolver_data.candidates import Candidate
+
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 
 
@@ -38,3 +40,9 @@ def list_photos(root: Path, label: str, sequence_from: str = "folder", under: st
             rel = (folder / name).relative_to(root).as_posix()
             sequence = f"{label}:{rel_folder}" if sequence_from == "folder" else None
             yield LocalFile(image_id=f"{label}:{rel}", path=folder / name, sequence_id=sequence)
+
+
+def local_candidates(files: Iterator[LocalFile]) -> Iterator[Candidate]:
+    """Photos as candidates whose position comes from their EXIF GPS."""
+    for f in files:
+        yield Candidate(image_id=f.image_id, path=str(f.path), sequence_id=f.sequence_id)

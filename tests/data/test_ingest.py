@@ -66,7 +66,7 @@ def test_every_candidate_lands_exactly_once(tmp_path: Path, workers: int) -> Non
     assert paris["sequence_id"] == "mine:trip" and paris["license"] == "CC0" and paris["creator"] == "me"
     assert abs(paris["lat"] - 48.8566) < 1e-6 and paris["captured_at"].year == 2020
     assert max(paris["width"], paris["height"]) == 336 and paris["image"][:2] == b"\xff\xd8"
-    assert any("10/10 files" in line for line in logs)
+    assert any("10/10 images" in line for line in logs)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,27 @@
+"""A candidate image: what a source knows about one image before its bytes are read.
+
+Sources only list candidates; reading the bytes (from a URL, a file or a zip member) and the image
+work are the ingest engine's job, so every source gets the same retries, checks and accounting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Candidate:
+    image_id: str  # source-qualified, e.g. "mapillary:123"
+    lat: float | None = None  # None: read from the image's EXIF GPS (local photos)
+    lon: float | None = None
+    url: str | None = None  # fetched over http(s); may be signed, so it is never stored
+    path: str | None = None  # a local file, or the zip archive holding `member`
+    member: str | None = None
+    captured_at: datetime | None = None
+    sequence_id: str | None = None
+    license: str | None = None
+    creator: str | None = None
+    refreshable: bool = False  # the source can mint a fresh URL when this one has expired (HTTP 403)
+    rejected: str | None = None  # the source already knows it cannot be used (e.g. "panorama")
+    detail: str = ""

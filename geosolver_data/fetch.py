@@ -1,0 +1,229 @@
+"""The HTTP side of ingest: polite, bounded, retrying downloads with aiohttp.
+
+One `Fetcher` per source. Connections per host are bounded by aiohttp's connector, requests per
+second by a token bucket shared by the source, and a 429 with Retry-After pauses every request to
+that host, not just the one that got it. Failures become `FetchError`s with a short reason for the
+rejects table; no URL (signed URLs carry credentials in their query) and no header ever goes into
+an error, a log line or a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from geosolver_data import __version__
+
+DEFAULT_USER_AGENT = f"Geosolver/{__version__} (street-level geolocation dataset builder; python-aiohttp)"
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Reasons a later run should try again; everything else is final for that image.
+RETRYABLE_REASONS = frozenset({f"http_{s}" for s in RETRYABLE_STATUS} | {"timeout", "connection_error",
+                                                                          "truncated", "expired_url"})
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+def is_retryable(reason: str) -> bool:
+    return reason in RETRYABLE_REASONS
+
+
+class FetchError(Exception):
+    """A request that failed for good (after retries where they apply)."""
+
+    def __init__(self, reason: str, detail: str = "", status: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return is_retryable(self.reason)
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    concurrency: int = 16  # connections per host
+    requests_per_second: float = 20.0  # 0 = unlimited
+    max_retries: int = 5
+    timeout_s: float = 30.0
+    max_bytes: int = 50_000_000
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+    max_retry_after_s: float = 300.0  # a longer Retry-After gives up on the image (retried next run)
+    max_redirects: int = 3
+    user_agent: str = DEFAULT_USER_AGENT
+
+
+def where(url: str) -> str:
+    """A URL fit for a log line: scheme, host and path; never the query, which may be a signature."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{parts.path}"
+
+
+_SECRETISH = re.compile(r"(https?://[^\s?#'\"]+)[?#][^\s'\"]*")
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Strip query strings from any URL in `text` and blank out the given secrets."""
+    text = _SECRETISH.sub(r"\1?…", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def looks_like_image(head: bytes) -> bool:
+    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class HostGate:
+    """Requests-per-second for a whole source, and a pause per host after a 429 with Retry-After."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.next_slot = 0.0
+        self.paused_until: dict[str, float] = {}
+
+    async def wait(self, host: str) -> None:
+        while (delay := self.paused_until.get(host, 0.0) - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        if self.interval:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+            if slot > now:
+                await asyncio.sleep(slot - now)
+
+    def pause(self, host: str, seconds: float) -> None:
+        self.paused_until[host] = max(self.paused_until.get(host, 0.0), time.monotonic() + seconds)
+
+
+class Fetcher:
+    """`async with Fetcher(policy) as f: data = await f.image(url)`."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self.policy = policy
+        self.gate = HostGate(policy.requests_per_second)
+        self.retries = 0  # requests repeated after a retryable failure, for the run's figures
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.policy.concurrency, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s, sock_connect=min(10.0, self.policy.timeout_s))
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True,
+                                              headers={"User-Agent": self.policy.user_agent})
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def image(self, url: str) -> bytes:
+        """The bytes of an image, checked for size, declared type and magic bytes."""
+        body, content_type = await self._get(url, None, None, self.policy.max_bytes)
+        if content_type and not content_type.startswith(("image/", "application/octet-stream")):
+            raise FetchError("not_an_image", f"content-type {content_type[:60]}")
+        if not looks_like_image(body[:16]):
+            raise FetchError("not_an_image", f"{len(body)} bytes that are not JPEG, PNG or WebP")
+        return body
+
+    async def json(self, url: str, params: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> Any:
+        body, _ = await self._get(url, params, headers, 64_000_000)
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise FetchError("bad_json", f"{where(url)} answered with something that is not JSON") from exc
+
+    async def _get(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
+                   cap: int) -> tuple[bytes, str]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError("unsupported_url", f"only http(s) URLs are fetched, got scheme {parts.scheme!r}")
+        host = parts.hostname
+        for attempt in range(self.policy.max_retries + 1):
+            await self.gate.wait(host)
+            try:
+                return await self._once(url, params, headers, cap)
+            except _Retry as retry:
+                error, after = retry.error, retry.after
+            if attempt == self.policy.max_retries:
+                raise error
+            self.retries += 1
+            # Retry-After paused the host in the gate; otherwise exponential backoff with full jitter
+            # (spreads the retries of many clients evenly).
+            if after is None:
+                cap_s = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2 ** attempt)
+                await asyncio.sleep(random.uniform(0, cap_s))
+        raise AssertionError("unreachable")
+
+    async def _once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
+                    cap: int) -> tuple[bytes, str]:
+        assert self._session is not None, "use Fetcher as an async context manager"
+        try:
+            async with self._session.get(url, params=params, headers=headers,
+                                         max_redirects=self.policy.max_redirects) as resp:
+                if resp.status != 200:
+                    raise self._status_error(resp)
+                if resp.content_length is not None and resp.content_length > cap:
+                    raise FetchError("too_large", f"{resp.content_length} bytes > cap {cap}")
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > cap:
+                        raise FetchError("too_large", f"more than {cap} bytes")
+                return bytes(body), resp.headers.get("Content-Type", "").lower()
+        except TimeoutError as exc:
+            raise _Retry(FetchError("timeout", f"no complete answer in {self.policy.timeout_s:g} s")) from exc
+        except aiohttp.TooManyRedirects as exc:
+            raise FetchError("too_many_redirects", f"more than {self.policy.max_redirects}") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise _Retry(FetchError("truncated", "the body ended before its declared length")) from exc
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
+            raise FetchError("unsupported_url", type(exc).__name__) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise _Retry(FetchError("connection_error", type(exc).__name__)) from exc
+
+    def _status_error(self, resp: aiohttp.ClientResponse) -> Exception:
+        error = FetchError(f"http_{resp.status}", resp.reason or "", status=resp.status)
+        if resp.status not in RETRYABLE_STATUS:
+            return error
+        after = retry_after_seconds(resp.headers.get("Retry-After"))
+        if after is not None:
+            if after > self.policy.max_retry_after_s:
+                cap_s = self.policy.max_retry_after_s
+                return FetchError(error.reason, f"Retry-After {after:.0f} s is over the {cap_s:g} s cap", resp.status)
+            self.gate.pause(resp.url.host or "", after)
+        return _Retry(error, after)
+
+
+class _Retry(Exception):
+    """A retryable failure; `after` is the server's Retry-After (already applied to the host gate)."""
+
+    def __init__(self, error: FetchError, after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.after = after

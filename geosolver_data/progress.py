@@ -1,0 +1,63 @@
+"""Progress with rate and ETA: a log line every few seconds (what Dagster's log shows), and a
+tqdm bar when stderr is a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """Counts finished items against a total that may still be growing (a listing in progress)."""
+
+    def __init__(self, label: str, log: Callable[[str], None], every_s: float = 5.0, bar: bool | None = None) -> None:
+        self.label, self.log, self.every_s = label, log, every_s
+        self.total, self.done, self.listing_done = 0, 0, False
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if bar if bar is not None else sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=label, unit="img", total=0, dynamic_ncols=True)
+
+    def listed(self, n: int = 1) -> None:
+        self.total += n
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        if time.monotonic() - self.last >= self.every_s:
+            self.report()
+
+    def message(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        rate = self.done / elapsed
+        total = f"{self.total}" if self.listing_done else f"{self.total}+ listed"
+        text = f"{self.label}: {self.done}/{total} images, {rate:.1f}/s"
+        if self.listing_done and self.total:
+            text += f" ({100 * self.done / self.total:.0f}%)"
+            if rate > 0 and self.done < self.total:
+                text += f", ETA {_duration((self.total - self.done) / rate)}"
+        return text
+
+    def report(self) -> None:
+        self.last = time.monotonic()
+        self.log(self.message())
+
+    def close(self) -> None:
+        self.listing_done = True
+        if self.bar is not None:
+            self.bar.close()
+        self.report()

@@ -1,0 +1,47 @@
+"""What every source provides to the ingest engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from geosolver_data.candidates import Candidate
+from geosolver_data.fetch import Fetcher, FetchPolicy
+from geosolver_data.spec import SourceSpec
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be read at all (bad token, missing file): the run stops with this message."""
+
+
+def fetch_policy(src: SourceSpec, max_bytes: int) -> FetchPolicy:
+    policy = FetchPolicy(concurrency=src.concurrency, requests_per_second=src.requests_per_second,
+                         max_retries=src.max_retries, timeout_s=src.timeout_s, max_bytes=max_bytes)
+    return policy if not src.user_agent else FetchPolicy(**{**policy.__dict__, "user_agent": src.user_agent})
+
+
+class Source:
+    """Lists candidates for one region. Remote sources set `fetch_policy` and use the fetcher."""
+
+    owns_strays = True  # this region records candidates that belong to no region
+    fetch_policy: FetchPolicy | None = None
+    complete = True  # every listing request was answered; False keeps the watermark where it was
+
+    def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate]:
+        raise NotImplementedError
+
+    async def refresh_url(self, fetcher: Fetcher, candidate: Candidate) -> str | None:
+        """A fresh URL for a candidate whose signed URL expired; None when the source cannot."""
+        return None
+
+
+class ListedSource(Source):
+    """A source whose candidates are known up front (folders, lists, archives)."""
+
+    def __init__(self, items: Iterable[Candidate], owns_strays: bool, policy: FetchPolicy | None = None) -> None:
+        self.items = items
+        self.owns_strays = owns_strays
+        self.fetch_policy = policy
+
+    async def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate]:
+        for item in self.items:
+            yield item

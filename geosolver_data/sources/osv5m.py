@@ -1,0 +1,60 @@
+"""An OpenStreetView-5M import: its metadata CSV plus images from a folder or its zip archives.
+
+The CSV (train.csv / test.csv) has id, latitude, longitude, country, sequence, captured_at,
+creator_username, …; the images are `<id>.jpg`, loose in a folder tree or inside the dataset's
+zip archives (images/train/00.zip …). Ids are only looked up in an index of what is on disk, so
+no path from the metadata is ever opened. Licence: CC BY-SA 4.0 (the images come from Mapillary).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from geosolver_data.candidates import Candidate
+from geosolver_data.sources.base import SourceError
+from geosolver_data.sources.lists import as_float, parse_time, region_rows
+from geosolver_data.spec import Region, SourceSpec
+
+LICENSE = "CC BY-SA 4.0"
+Location = tuple[str, str | None]  # (file or archive, member)
+
+
+def image_index(root: Path) -> dict[str, Location]:
+    """id -> where its JPEG is: `<id>.jpg` files anywhere under root, and members of *.zip files."""
+    if not root.is_dir():
+        raise SourceError(f"osv5m images folder {root} does not exist")
+    index: dict[str, Location] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if name.lower().endswith(".jpg"):
+                index.setdefault(name[:-4], (str(path), None))
+            elif name.lower().endswith(".zip"):
+                with zipfile.ZipFile(path) as archive:
+                    for member in archive.namelist():
+                        if member.lower().endswith(".jpg"):
+                            index.setdefault(Path(member).name[:-4], (str(path), member))
+    return index
+
+
+def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...],
+                     owns_strays: bool) -> Iterator[Candidate]:
+    index = image_index(Path(src.images).expanduser())
+    for row in region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays):
+        key = str(row.get("id") or "").strip()
+        lat, lon = as_float(row.get("latitude")), as_float(row.get("longitude"))
+        sequence = row.get("sequence")
+        where = index.get(key)
+        if where is None:
+            yield Candidate(f"{src.label}:{key}", lat, lon, rejected="image_missing",
+                            detail=f"no {key}.jpg under the images folder")
+            continue
+        yield Candidate(
+            image_id=f"{src.label}:{key}", lat=lat, lon=lon, path=where[0], member=where[1],
+            captured_at=parse_time(row.get("captured_at")), sequence_id=f"{src.label}:{sequence}" if sequence else None,
+            license=LICENSE, creator=row.get("creator_username") or None,
+        )

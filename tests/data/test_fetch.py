@@ -1,0 +1,99 @@
+"""The fetcher against a real HTTP server that misbehaves on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+
+from geosolver_data.fetch import Fetcher, FetchError, FetchPolicy, redact, retry_after_seconds
+from tests.fakes.imagery import FakeImage, Imagery
+from tests.fakes.server import LoopbackServer
+
+POLICY = FetchPolicy(concurrency=4, requests_per_second=0, max_retries=2, timeout_s=1.0, max_bytes=2_000_000,
+                     backoff_base_s=0.05)
+
+EXPECTED = {
+    "429_then_ok": None, "500_then_ok": None, "429_forever": "http_429", "500_forever": "http_500",
+    "timeout": "timeout", "truncated": "truncated", "html": "not_an_image", "oversize": "too_large",
+    "redirect_loop": "too_many_redirects", "not_found": "http_404", "expired": "http_403",
+}
+
+
+@pytest.fixture(scope="module")
+def host() -> tuple[Imagery, str]:
+    imagery = Imagery()
+    imagery.add(FakeImage("ok", 1, 1), *(FakeImage(fault, 1, 1, fault=fault) for fault in EXPECTED))
+    app = web.Application()
+    imagery.routes(app)
+    with LoopbackServer(app) as server:
+        yield imagery, server.url
+
+
+async def _get(url: str, policy: FetchPolicy = POLICY) -> bytes:
+    async with Fetcher(policy) as fetcher:
+        return await fetcher.image(url)
+
+
+@pytest.mark.parametrize("fault", sorted(EXPECTED))
+def test_each_fault_ends_in_its_reason_or_succeeds_after_retry(host: tuple[Imagery, str], fault: str) -> None:
+    imagery, base = host
+    url = imagery.listed_url(base, imagery.images[fault])
+    if EXPECTED[fault] is None:
+        assert asyncio.run(_get(url))[:3] == b"\xff\xd8\xff"
+        assert imagery.hits[fault] == 2  # one failure, one success
+        return
+    with pytest.raises(FetchError) as info:
+        asyncio.run(_get(url))
+    assert info.value.reason == EXPECTED[fault]
+    assert "sig=" not in str(info.value) and base not in str(info.value)  # no URL in any error
+
+
+def test_retry_after_pauses_the_host(host: tuple[Imagery, str]) -> None:
+    imagery, base = host
+    imagery.hits.clear()
+    start = time.monotonic()
+    asyncio.run(_get(imagery.listed_url(base, imagery.images["429_then_ok"])))
+    assert time.monotonic() - start >= 0.95  # Retry-After: 1 was honoured
+
+
+def test_concurrency_per_host_is_bounded(host: tuple[Imagery, str]) -> None:
+    imagery, base = host
+    imagery.sleep_s = 0.05
+
+    async def many() -> None:
+        async with Fetcher(POLICY) as fetcher:
+            await asyncio.gather(*(fetcher.image(imagery.listed_url(base, imagery.images["ok"])) for _ in range(24)))
+    try:
+        asyncio.run(many())
+    finally:
+        imagery.sleep_s = 0.0
+    assert imagery.peak_in_flight["ok"] == POLICY.concurrency
+
+
+def test_rate_limit_spaces_requests(host: tuple[Imagery, str]) -> None:
+    imagery, base = host
+    policy = FetchPolicy(**{**POLICY.__dict__, "requests_per_second": 20.0})
+
+    async def ten() -> None:
+        async with Fetcher(policy) as fetcher:
+            await asyncio.gather(*(fetcher.image(imagery.listed_url(base, imagery.images["ok"])) for _ in range(10)))
+    start = time.monotonic()
+    asyncio.run(ten())
+    assert time.monotonic() - start >= 9 / 20 * 0.9
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "/etc/passwd", "ftp://example.org/a.jpg"])
+def test_only_http_urls_are_fetched(url: str) -> None:
+    with pytest.raises(FetchError) as info:
+        asyncio.run(_get(url))
+    assert info.value.reason == "unsupported_url" and not info.value.retryable
+
+
+def test_helpers() -> None:
+    assert retry_after_seconds("7") == 7.0 and retry_after_seconds(None) is None
+    assert 0 <= retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # type: ignore[operator]
+    text = redact("GET https://cdn.example/t/1.jpg?sig=abc&exp=1 failed for MLY|123", "MLY|123")
+    assert "sig=" not in text and "MLY|123" not in text and "https://cdn.example/t/1.jpg" in text
