@@ -32,6 +32,9 @@ class Ledger:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".*.tmp"):  # left by a killed run; an hour is far past any part's write
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink(missing_ok=True)
 
     def _parts(self, kind: str) -> list[Path]:
         return sorted(self.root.glob(f"{kind}-*.parquet"))

@@ -82,6 +82,6 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
     if owns_strays:
         anywhere = " OR ".join(_inside(lat, lon, r) for r in regions)
         mine = f"{mine} OR NOT coalesce({anywhere}, false)"
-    reader = con.execute(f"SELECT * FROM {source} WHERE {mine}", [str(path)]).to_arrow_reader(4096)
+    reader = con.sql(f"SELECT * FROM {source} WHERE {mine}", params=[str(path)]).to_arrow_reader(4096)
     for batch in reader:
         yield from batch.to_pylist()

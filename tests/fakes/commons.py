@@ -1,5 +1,5 @@
 """A fake Wikimedia Commons API (`/w/api.php`, generator=geosearch with imageinfo and coordinates)
-and its thumbnail host, on loopback. Boxes wider than 0.5° answer the `toobig` error; imageinfo
+and its thumbnail host, on loopback. Boxes wider than `max_span` (0.5°) answer the `toobig` error; imageinfo
 for more than 5 pages is split over replies with `continue`, as the real API does."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ MAX_SPAN = 0.5
 
 
 class FakeCommons:
-    def __init__(self, imagery: Imagery) -> None:
-        self.imagery = imagery
+    def __init__(self, imagery: Imagery, max_span: float = MAX_SPAN) -> None:
+        self.imagery, self.max_span = imagery, max_span
         self.calls: list[dict] = []
         self.app = web.Application()
         self.app.router.add_get("/w/api.php", self.api)
@@ -43,7 +43,7 @@ class FakeCommons:
         if q.get("action") != "query" or q.get("generator") != "geosearch" or q.get("ggsnamespace") != "6":
             return web.json_response({"error": {"code": "badparams", "info": "unsupported in this fake"}})
         top, left, bottom, right = (float(v) for v in q["ggsbbox"].split("|"))
-        if top - bottom > MAX_SPAN or right - left > MAX_SPAN:
+        if top - bottom > self.max_span or right - left > self.max_span:
             return web.json_response({"error": {"code": "toobig", "info": "Bounding box is too big"}})
         limit = min(int(q.get("ggslimit", 10)), 500)
         found = [img for _, img in sorted(self.imagery.images.items(), key=lambda kv: int(kv[0]))

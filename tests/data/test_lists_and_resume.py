@@ -1,0 +1,148 @@
+"""URL lists and OSV-5M imports, and kill -9 in the middle of an ingest, then a rerun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from aiohttp import web
+
+from geosolver_data.layout import DatasetLayout
+from geosolver_data.spec import parse_spec
+from geosolver_data.stages import ingest_region
+from tests.data.test_remote_sources import NORTH, SOUTH, TOKEN, outcomes, remote_spec, world
+from tests.fakes.imagery import FakeImage, Imagery, jpeg_bytes
+from tests.fakes.mapillary import FakeMapillary
+from tests.fakes.server import LoopbackServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_url_list_every_row_is_decided_by_one_region(home: Path, tmp_path: Path) -> None:
+    imagery = Imagery()
+    app = web.Application()
+    imagery.routes(app)
+    images = [FakeImage(f"n{i}", 50.05 + i * 0.01, 10.1) for i in range(8)]
+    images += [FakeImage(f"s{i}", 49.85 + i * 0.01, 10.1) for i in range(4)]
+    images.append(FakeImage("broken", 50.1, 10.05, fault="corrupt"))
+    imagery.add(*images)
+    with LoopbackServer(app) as server:
+        rows = [{"id": im.id, "url": imagery.listed_url(server.url, im), "latitude": im.lat, "longitude": im.lon,
+                 "license": "CC0", "creator": "bob"} for im in images]
+        rows += [{"id": "badlat", "url": f"{server.url}/x.jpg", "latitude": "abc", "longitude": 10.1},
+                 {"id": "null_island", "url": f"{server.url}/x.jpg", "latitude": 0, "longitude": 0},
+                 {"id": "elsewhere", "url": f"{server.url}/x.jpg", "latitude": 10, "longitude": 10},
+                 {"id": "local_file", "url": "file:///etc/passwd", "latitude": 50.1, "longitude": 10.1},
+                 {"id": "no_url", "url": "", "latitude": 50.1, "longitude": 10.1}]
+        listing = tmp_path / "urls.csv"
+        with listing.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["id", "url", "latitude", "longitude", "license", "creator"])
+            writer.writeheader()
+            writer.writerows(rows)
+        spec = remote_spec({"type": "urls", "name": "mine", "path": str(listing)})
+        layout = DatasetLayout(home, spec.name)
+        for region in spec.region_names:
+            ingest_region(spec, layout, region, log=lambda _: None)
+    raw, rejects = outcomes(layout, spec)
+    assert set(raw) | set(rejects) == {f"mine:{r['id']}" for r in rows}
+    assert {raw[f"mine:{im.id}"]["region"] for im in images if im.id.startswith("s")} == {"south"}
+    reasons = {k.split(":")[1]: v["reason"] for k, v in rejects.items()}
+    assert reasons == {"broken": "undecodable", "badlat": "invalid_coordinates", "null_island": "invalid_coordinates",
+                       "elsewhere": "outside_regions", "local_file": "unsupported_url", "no_url": "no_image_url"}
+    assert raw["mine:n0"]["license"] == "CC0" and raw["mine:n0"]["creator"] == "bob"
+
+
+def test_osv5m_import_from_zip_archives_and_folders(home: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    (images / "loose").mkdir(parents=True)
+    ids = [str(7_000_000 + i) for i in range(6)]
+    with zipfile.ZipFile(images / "00.zip", "w") as archive:
+        for key in ids[:3]:
+            archive.writestr(f"00/{key}.jpg", jpeg_bytes(int(key)))
+    for key in ids[3:5]:
+        (images / "loose" / f"{key}.jpg").write_bytes(jpeg_bytes(int(key)))
+    metadata = tmp_path / "train.csv"
+    with metadata.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "latitude", "longitude", "thumb_original_url", "country", "sequence", "captured_at",
+                         "creator_username", "creator_id"])
+        for i, key in enumerate([*ids, "../../etc/passwd"]):  # ids[5] has no image; the last is hostile
+            writer.writerow([key, 50.05 + i * 0.01, 10.1, "https://example.invalid/x.jpg", "DE", f"q{i % 2}",
+                             1_500_000_000, "carol", 7])
+    spec = remote_spec({"type": "osv5m", "path": str(metadata), "images": str(images)})
+    layout = DatasetLayout(home, spec.name)
+    for region in spec.region_names:
+        ingest_region(spec, layout, region, log=lambda _: None)
+    raw, rejects = outcomes(layout, spec)
+    assert set(raw) == {f"osv5m:{k}" for k in ids[:5]}
+    assert {k: v["reason"] for k, v in rejects.items()} == {f"osv5m:{ids[5]}": "image_missing",
+                                                            "osv5m:../../etc/passwd": "image_missing"}
+    row = raw[f"osv5m:{ids[0]}"]
+    assert row["creator"] == "carol" and row["license"] == "CC BY-SA 4.0" and row["sequence_id"] == "osv5m:q0"
+    assert row["captured_at"].year == 2017
+
+
+_CHILD = """
+import json, os, sys
+from pathlib import Path
+from geosolver_data.layout import DatasetLayout
+from geosolver_data.spec import parse_spec
+from geosolver_data.stages import ingest_region
+spec = parse_spec(json.loads(os.environ["TEST_SPEC"]))
+ingest_region(spec, DatasetLayout(Path(os.environ["GEOSOLVER_HOME"]), spec.name), "north", log=print)
+"""
+
+
+def _raw_and_rejects(home: Path) -> tuple[set, set]:
+    layout = DatasetLayout(home, "remote")
+    raw = pq.read_table(layout.raw_images("north", "mapillary"), columns=["image_id", "sha256"]).to_pylist()
+    rej = pq.read_table(layout.raw_rejects("north", "mapillary"), columns=["image_id", "reason"]).to_pylist()
+    return {tuple(r.values()) for r in raw}, {tuple(r.values()) for r in rej}
+
+
+def test_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    imagery = Imagery()
+    imagery.add(*world(seed=3, n_north=120, n_south=0))
+    fake = FakeMapillary(imagery, TOKEN)
+    raw_spec = {"name": "remote", "regions": [{"name": "north", "bbox": NORTH}, {"name": "south", "bbox": SOUTH}],
+                "sources": [{"type": "mapillary", "max_retries": 1, "timeout_s": 1.0, "requests_per_second": 0,
+                             "concurrency": 2}], "image": {"max_file_bytes": 2_000_000}, "workers": 2}
+    with LoopbackServer(fake.app) as server:
+        env = {**os.environ, "MAPILLARY_API_URL": server.url, "MAPILLARY_ACCESS_TOKEN": TOKEN,
+               "TEST_SPEC": json.dumps(raw_spec), "GEOSOLVER_HOME": str(tmp_path / "killed"),
+               "PYTHONPATH": str(ROOT)}
+        imagery.sleep_s = 0.1  # ~20 images/s: the run lasts several seconds
+        child = subprocess.Popen([sys.executable, "-c", _CHILD], env=env, cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ledger = tmp_path / "killed" / "work" / "remote" / "ledger" / "north"
+        deadline = time.monotonic() + 120
+        while not list(ledger.glob("*/rows-*.parquet")) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.poll() is None, f"the run ended before it could be killed: {child.stderr.read().decode()[-2000:]}"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        imagery.sleep_s = 0.0
+        layout = DatasetLayout(tmp_path / "killed", "remote")
+        assert not layout.raw_images("north", "mapillary").exists()  # nothing half-done is published
+        parts_before = len(list(ledger.glob("*/rows-*.parquet")))
+
+        monkeypatch.setenv("MAPILLARY_API_URL", server.url)
+        monkeypatch.setenv("MAPILLARY_ACCESS_TOKEN", TOKEN)
+        spec = parse_spec(raw_spec)
+        resumed = ingest_region(spec, layout, "north", log=lambda _: None)["mapillary"]
+        clean_home = tmp_path / "clean"
+        ingest_region(spec, DatasetLayout(clean_home, "remote"), "north", log=lambda _: None)
+
+    assert parts_before >= 1 and resumed.already_done >= 1  # the rerun skipped what the killed run finished
+    assert _raw_and_rejects(tmp_path / "killed") == _raw_and_rejects(clean_home)
+    raw, rejects = _raw_and_rejects(clean_home)
+    assert len(raw) + len(rejects) == len([i for i in imagery.images.values() if i.lat >= 50.0])
