@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geosolver_data.card import dataset_card
 from geosolver_data.catalog import rebuild_catalog
 from geosolver_data.coverage import coverage_map
 from geosolver_data.layout import DatasetLayout, publish_dir, staging_dir, write_json, write_text
@@ -71,6 +72,7 @@ def publish_dataset(layout: DatasetLayout, spec: DatasetSpec, balanced: pa.Table
             "spec_fingerprint": spec.fingerprint(),
         }
         write_json(staging / "manifest.json", manifest)
+        write_text(staging / "card.md", dataset_card(manifest, balanced))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

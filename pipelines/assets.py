@@ -19,17 +19,25 @@ automation = dg.AutomationCondition.eager()
 
 @dg.asset(partitions_def=region_partitions, group_name=GROUP, kinds={"parquet"})
 def raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
-    """Photos of one region, decoded, resized, re-encoded and hashed once; failures go to rejects."""
+    """Photos of one region from every source, fetched, decoded, resized, re-encoded and hashed once;
+    failures go to rejects with their reason. Resumes from the ledger; a refresh fetches only what is new."""
     spec = geosolver.spec()
     layout = geosolver.layout(spec)
     stats = stages.ingest_region(spec, layout, context.partition_key, log=context.log.info)
     rejected = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.rejected.items()}
+    totals = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.total_rejects.items()}
     return dg.MaterializeResult(metadata={
         "ingested": sum(s.ingested for s in stats.values()),
         "rejected": sum(rejected.values()),
         "candidates": sum(s.candidates for s in stats.values()),
+        "already_done": sum(s.already_done for s in stats.values()),
+        "http_retries": sum(s.retries for s in stats.values()),
         "image_bytes": sum(s.bytes_written for s in stats.values()),
+        "images_total": sum(s.total_rows for s in stats.values()),
+        "rejects_total": sum(totals.values()),
         "rejects_by_reason": dg.MetadataValue.md(counts_table(rejected, "source/reason")),
+        "rejects_total_by_reason": dg.MetadataValue.md(counts_table(totals, "source/reason")),
+        "listing_complete": all(s.listing_complete for s in stats.values()),
         "path": dg.MetadataValue.path(str(layout.work / "raw_images" / context.partition_key)),
     })
 

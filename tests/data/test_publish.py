@@ -77,6 +77,20 @@ def test_manifest_matches_files(built) -> None:
     assert (published.path / "coverage.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_dataset_card_accounts_for_every_image(built) -> None:
+    _, _, published = built
+    card = (published.path / "card.md").read_text()
+    assert card.startswith(f"# Dataset card: tiny {published.version}")
+    counts = {}  # section title -> the count column of its table
+    for block in card.split("\n## ")[1:]:
+        title, _, body = block.partition("\n")
+        cells = [line.split("|") for line in body.splitlines() if line.startswith("| ")]
+        counts[title] = [int(c[-2]) for c in cells if c[-2].strip().isdigit()]
+    rows = published.manifest["rows"]
+    assert sum(counts["Sources"]) == sum(counts["Licences"]) == sum(counts["Attribution"]) == rows
+    assert sum(counts["What was left out"]) == sum(published.manifest["rejects"].values())
+
+
 def test_validate_finds_nothing_wrong_and_catches_tampering(built, tmp_path: Path) -> None:
     spec, _, published = built
     assert validate.manifest_problems(published.path) == []
