@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import threading
 import time
 import zipfile
 from collections import Counter
@@ -168,10 +169,18 @@ def ingest_member(task: IngestTask, c: Candidate) -> Outcome:
 _TASK: IngestTask | None = None
 
 
-def _init_worker(task: IngestTask) -> None:
+def _init_worker(task: IngestTask, parent: int | None = None) -> None:
     global _TASK
     _TASK = task
     Image.init()
+    if parent is not None:  # a worker process: leave with the parent, even one killed with -9
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _work(c: Candidate, data: bytes | None) -> Outcome:
@@ -194,7 +203,7 @@ def _executor(task: IngestTask, workers: int) -> Iterator[Executor]:
         return
     # spawn, not fork: the caller (a Dagster run) has threads, and fork with threads can deadlock.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(task,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(task, os.getpid())) as pool:
         yield pool
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from geosolver_data import stages
 from geosolver_data.layout import DatasetLayout
 from geosolver_data.sources.base import SourceError
 from geosolver_data.spec import DatasetSpec, parse_spec
@@ -47,10 +48,11 @@ def world(seed: int = 0, n_north: int = 30, n_south: int = 12, faults: bool = Tr
     return images
 
 
-def remote_spec(source: dict, name: str = "remote") -> DatasetSpec:
-    return parse_spec({"name": name, "regions": [{"name": "north", "bbox": NORTH}, {"name": "south", "bbox": SOUTH}],
+def remote_spec(source: dict, **extra: object) -> DatasetSpec:
+    regions = [{"name": "north", "bbox": NORTH}, {"name": "south", "bbox": SOUTH}]
+    return parse_spec({"name": "remote", "regions": regions,
                        "sources": [{**SOURCE_KNOBS, **source}], "image": {"max_file_bytes": 2_000_000},
-                       "workers": 1})
+                       "workers": 1, **extra})
 
 
 def outcomes(layout: DatasetLayout, spec: DatasetSpec) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -179,3 +181,19 @@ def test_commons_geosearch_with_continuation_and_big_boxes(home: Path) -> None:
     assert all(c["headers"]["User-Agent"] == "GeosolverTests/1.0 (tests@example.org)" for c in fake.calls)
     spans = [[float(v) for v in c["query"]["ggsbbox"].split("|")] for c in fake.calls]
     assert any(t - b > 0.15 for t, _, b, _ in spans) and any(t - b <= 0.15 for t, _, b, _ in spans)  # toobig: split
+
+
+def test_refresh_publishes_a_new_version_only_when_images_are_new(mapillary, home: Path) -> None:
+    imagery, _ = mapillary
+    imagery.add(*world(faults=False))
+    spec = remote_spec({"type": "mapillary"}, balance={"cap": 1000})  # keep every image: the test counts rows
+    layout = DatasetLayout(home, spec.name)
+    first = stages.build_dataset(spec, layout, log=lambda _: None)
+    again = stages.build_dataset(spec, layout, log=lambda _: None)
+    assert again.version == first.version and not again.new
+
+    imagery.add(FakeImage("6000", 50.15, 10.05, captured_at_ms=1_700_000_000_000, sequence="new"))
+    third = stages.build_dataset(spec, layout, log=lambda _: None)
+    assert third.new and third.version != first.version and third.manifest["rows"] == first.manifest["rows"] + 1
+    assert sorted(p.name for p in layout.versions.iterdir() if not p.name.startswith(".") and p.is_dir()) == sorted(
+        [first.version, third.version])
