@@ -188,14 +188,7 @@ class Fetcher:
                                          max_redirects=self.policy.max_redirects) as resp:
                 if resp.status != 200:
                     raise self._status_error(resp)
-                if resp.content_length is not None and resp.content_length > cap:
-                    raise FetchError("too_large", f"{resp.content_length} bytes > cap {cap}")
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(1 << 16):
-                    body += chunk
-                    if len(body) > cap:
-                        raise FetchError("too_large", f"more than {cap} bytes")
-                return bytes(body), resp.headers.get("Content-Type", "").lower()
+                return await _read_capped(resp, cap), resp.headers.get("Content-Type", "").lower()
         except TimeoutError as exc:
             raise _Retry(FetchError("timeout", f"no complete answer in {self.policy.timeout_s:g} s")) from exc
         except aiohttp.TooManyRedirects as exc:
@@ -218,6 +211,20 @@ class Fetcher:
                 return FetchError(error.reason, f"Retry-After {after:.0f} s is over the {cap_s:g} s cap", resp.status)
             self.gate.pause(resp.url.host or "", after)
         return _Retry(error, after)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, refusing more than `cap` bytes: by the declared length, else while reading."""
+    if resp.content_length is not None:
+        if resp.content_length > cap:
+            raise FetchError("too_large", f"{resp.content_length} bytes > cap {cap}")
+        return await resp.read()
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > cap:
+            raise FetchError("too_large", f"more than {cap} bytes")
+    return bytes(body)
 
 
 class _Retry(Exception):

@@ -71,7 +71,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(image: Image.Image, max_side: int) -> Image.Image:
+def decode(image: Image.Image, max_side: int, resample: str = "box") -> Image.Image:
     """Decode to an upright RGB image no larger than `max_side`.
 
     For JPEG, `draft` lets libjpeg decode at 1/2, 1/4 or 1/8 scale directly: most of the
@@ -90,7 +90,7 @@ def decode(image: Image.Image, max_side: int) -> Image.Image:
     rgb = _to_rgb(upright)
     size = _target_size(*rgb.size, max_side)
     if size != rgb.size:
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        rgb = rgb.resize(size, Image.Resampling[resample.upper()], reducing_gap=3.0)
     return rgb
 
 
@@ -107,7 +107,7 @@ def process_image(data: bytes, spec: ImageSpec) -> ProcessedImage:
 
 def process_opened(image: Image.Image, spec: ImageSpec) -> ProcessedImage:
     """An image from `open_image` (whose EXIF the caller may have read) -> JPEG and hashes."""
-    rgb = decode(image, spec.max_side)
+    rgb = decode(image, spec.max_side, spec.resample)
     jpeg = encode_jpeg(rgb, spec.jpeg_quality)
     return ProcessedImage(
         jpeg=jpeg,
