@@ -197,3 +197,19 @@ def test_refresh_publishes_a_new_version_only_when_images_are_new(mapillary, hom
     assert third.new and third.version != first.version and third.manifest["rows"] == first.manifest["rows"] + 1
     assert sorted(p.name for p in layout.versions.iterdir() if not p.name.startswith(".") and p.is_dir()) == sorted(
         [first.version, third.version])
+
+
+def test_boxes_the_api_refuses_and_failed_searches_are_retried_or_split(home: Path, monkeypatch) -> None:
+    imagery = Imagery()
+    imagery.add(*world(faults=False))
+    fake = FakeMapillary(imagery, TOKEN, search_faults=2, max_area=0.003)  # 400 for 0.1° tiles; two 500s
+    with LoopbackServer(fake.app) as server:
+        monkeypatch.setenv("MAPILLARY_API_URL", server.url)
+        monkeypatch.setenv("MAPILLARY_ACCESS_TOKEN", TOKEN)
+        spec = remote_spec({"type": "mapillary", "max_retries": 2})
+        layout = DatasetLayout(home, spec.name)
+        stats = {r: ingest_region(spec, layout, r, log=lambda _: None)["mapillary"] for r in spec.region_names}
+    raw, rejects = outcomes(layout, spec)
+    assert set(raw) | set(rejects) == {f"mapillary:{i}" for i in imagery.images}
+    assert all(s.listing_complete for s in stats.values())
+    assert stats["north"].retries >= 2  # the two 500s were retried

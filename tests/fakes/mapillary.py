@@ -19,8 +19,8 @@ MAX_AREA = 0.01
 
 
 class FakeMapillary:
-    def __init__(self, imagery: Imagery, token: str, search_faults: int = 0) -> None:
-        self.imagery, self.token = imagery, token
+    def __init__(self, imagery: Imagery, token: str, search_faults: int = 0, max_area: float = MAX_AREA) -> None:
+        self.imagery, self.token, self.max_area = imagery, token, max_area
         self.search_faults = search_faults  # the first N searches answer 500
         self.searches: list[dict] = []
         self.app = web.Application()
@@ -57,7 +57,7 @@ class FakeMapillary:
             min_lon, min_lat, max_lon, max_lat = (float(v) for v in request.query["bbox"].split(","))
         except (KeyError, ValueError):
             return self._error(400, "bbox is required")
-        if (max_lon - min_lon) * (max_lat - min_lat) > MAX_AREA + 1e-9:
+        if (max_lon - min_lon) * (max_lat - min_lat) > self.max_area + 1e-9:
             return web.json_response({"error": {"message": "Bbox area is too large", "code": 100}}, status=400)
         limit = min(int(request.query.get("limit", MAX_LIMIT)), MAX_LIMIT)
         since = request.query.get("start_captured_at")
