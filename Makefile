@@ -39,7 +39,10 @@ dev: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(DAGSTER) dev $(DEFS)
 
 bench: $(BIN)/.installed
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.bench_data
+	$(BIN)/python -m bench.bench_fetch
+	$(BIN)/python -m bench.bench_model
+	$(BIN)/python -m bench.bench_index
 
 clean:
 	rm -rf $(VENV) .geosolver .dagster_home

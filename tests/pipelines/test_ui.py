@@ -1,0 +1,130 @@
+"""The UI as a user meets it: `dagster-webserver` and `dagster-daemon` on 127.0.0.1 with a fresh
+DAGSTER_HOME, runs launched through the GraphQL API (the dagster-graphql client) and dequeued by the
+daemon, results read back from the instance, and the asset graph page rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+from dagster._core.events import DagsterEventType
+from dagster_graphql import DagsterGraphQLClient
+
+from geosolver_data.spec import load_spec
+from tests.conftest import TINY_SPEC
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DATA_ASSETS = ["deduplicated_images", "geocells", "balanced_dataset", "dataset_shards"]
+# The client passes variables the way gql has deprecated; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Path]]:
+    root = tmp_path_factory.mktemp("ui")
+    dagster_home, home = root / "dagster", root / "geosolver"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "GEOSOLVER_HOME": str(home),
+           "GEOSOLVER_SPEC": str(TINY_SPEC)}
+    port = _free_port()
+    logs = [(root / "webserver.log").open("w"), (root / "daemon.log").open("w")]
+    procs = [
+        subprocess.Popen([BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions"],
+                         env=env, cwd=ROOT, stdout=logs[0], stderr=subprocess.STDOUT),
+        subprocess.Popen([BIN / "dagster-daemon", "run", "-m", "pipelines.definitions"], env=env, cwd=ROOT,
+                         stdout=logs[1], stderr=subprocess.STDOUT),
+    ]
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert all(p.poll() is None for p in procs), (root / "webserver.log").read_text()[-3000:]
+            time.sleep(1)
+        else:
+            pytest.fail("the webserver did not answer within 180 s")
+        yield port, dagster_home, root
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in logs:
+            f.close()
+
+
+def _wait(client: DagsterGraphQLClient, run_id: str, root: Path, timeout_s: float = 400) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id)
+        if status == dg.DagsterRunStatus.SUCCESS:
+            return
+        assert status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED), (
+            f"run {run_id} ended {status}; daemon log: {(root / 'daemon.log').read_text()[-3000:]}")
+        time.sleep(2)
+    pytest.fail(f"run {run_id} did not finish in {timeout_s} s (queued runs need the daemon)")
+
+
+def test_runs_launched_through_graphql_materialise_the_data_assets(ui, monkeypatch: pytest.MonkeyPatch) -> None:
+    port, dagster_home, root = ui
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))  # dagster.yaml reads its storage folder from it
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    regions = load_spec(TINY_SPEC).region_names
+    for region in regions:
+        _wait(client, client.submit_job_execution("ingest", tags={"dagster/partition": region}), root)
+    build = client.submit_job_execution("build", asset_selection=DATA_ASSETS)
+    _wait(client, build, root)
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert instance.get_materialized_partitions(dg.AssetKey("raw_images")) == set(regions)
+        for name in DATA_ASSETS:
+            assert instance.get_latest_materialization_event(dg.AssetKey(name)) is not None, name
+        checks = [e.dagster_event.event_specific_data for e in instance.all_logs(
+            build, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)]
+        assert len(checks) == 6 and all(c.passed for c in checks)
+
+    reply = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=30, json={
+        "query": "{ assetNodes { assetKey { path } hasMaterializePermission } }"}).json()
+    keys = {node["assetKey"]["path"][0] for node in reply["data"]["assetNodes"]}
+    assert set(DATA_ASSETS) | {"raw_images", "finetuned_model", "embedding_index"} <= keys
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_the_asset_graph_page_shows_the_assets(ui) -> None:
+    port, _, root = ui
+    # The UI greets a loopback visitor with a newsletter dialog until the instance records it as seen.
+    requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30)
+    url = f"http://127.0.0.1:{port}/locations/pipelines.definitions/asset-groups/dataset"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+             "--disable-background-networking", "--no-first-run", "--window-size=1600,1000",
+             "--virtual-time-budget=25000", f"--user-data-dir={root / 'chromium'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+    for name in ("raw_images", "deduplicated_images", "dataset_shards"):
+        assert name in dom, f"{name} is not on the asset graph page"
+    shot = root / "asset-graph.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=180, check=True)
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
