@@ -1,6 +1,7 @@
 """The UI as a user meets it: `dagster-webserver` and `dagster-daemon` on 127.0.0.1 with a fresh
-DAGSTER_HOME, runs launched through the GraphQL API (the dagster-graphql client) and dequeued by the
-daemon, results read back from the instance, and the asset graph page rendered by headless Chromium."""
+DAGSTER_HOME, a backfill over the region partitions and a run launched through the GraphQL API (the
+dagster-graphql client) and dequeued by the daemon, results read back from the instance, and the
+asset graph page rendered by headless Chromium."""
 
 from __future__ import annotations
 
@@ -89,18 +90,48 @@ def _wait(client: DagsterGraphQLClient, run_id: str, root: Path, timeout_s: floa
     pytest.fail(f"run {run_id} did not finish in {timeout_s} s (queued runs need the daemon)")
 
 
+def _graphql(port: int, query: str, **variables: object) -> dict:
+    reply = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables},
+                          timeout=60).json()
+    assert "errors" not in reply, reply
+    return reply["data"]
+
+
+def _backfill_every_region(port: int, regions: list[str], root: Path, timeout_s: float = 400) -> str:
+    """What "Materialize all" over the region partitions does in the UI: an asset backfill, which the
+    daemon turns into one run per region, queued under the instance's concurrency limit."""
+    launched = _graphql(port, """
+        mutation($params: LaunchBackfillParams!) {
+          launchPartitionBackfill(backfillParams: $params) {
+            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+          }
+        }""", params={"assetSelection": [{"path": ["raw_images"]}], "partitionNames": regions})
+    backfill_id = launched["launchPartitionBackfill"]["backfillId"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = _graphql(port, """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+            ... on PartitionBackfill { status } } }""", id=backfill_id)["partitionBackfillOrError"]["status"]
+        if status in ("COMPLETED", "COMPLETED_SUCCESS"):
+            return backfill_id
+        assert status in ("REQUESTED",), f"backfill {status}: {(root / 'daemon.log').read_text()[-3000:]}"
+        time.sleep(2)
+    pytest.fail(f"the backfill did not finish in {timeout_s} s")
+
+
 def test_runs_launched_through_graphql_materialise_the_data_assets(ui, monkeypatch: pytest.MonkeyPatch) -> None:
     port, dagster_home, root = ui
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))  # dagster.yaml reads its storage folder from it
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     regions = load_spec(TINY_SPEC).region_names
-    for region in regions:
-        _wait(client, client.submit_job_execution("ingest", tags={"dagster/partition": region}), root)
+    backfill = _backfill_every_region(port, regions, root)
     build = client.submit_job_execution("build", asset_selection=DATA_ASSETS)
     _wait(client, build, root)
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert instance.get_materialized_partitions(dg.AssetKey("raw_images")) == set(regions)
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill}))
+        assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(regions)  # one run per region
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         for name in DATA_ASSETS:
             assert instance.get_latest_materialization_event(dg.AssetKey(name)) is not None, name
         checks = [e.dagster_event.event_specific_data for e in instance.all_logs(
