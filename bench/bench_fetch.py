@@ -54,7 +54,7 @@ def serve(port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/img/{n}.jpg", image)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, reuse_port=True)
 
 
 def free_port() -> int:
@@ -109,11 +109,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--img2dataset", default=shutil.which("img2dataset") or "/tmp/i2d/bin/img2dataset")
+    parser.add_argument("--server-processes", type=int, default=0,
+                        help="image server processes sharing the port (default: one per 4 cores)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     port = free_port()
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port,), daemon=True)
-    server.start()
+    ctx = multiprocessing.get_context("spawn")
+    servers = [ctx.Process(target=serve, args=(port,), daemon=True)
+               for _ in range(args.server_processes or max(1, cores // 4))]
+    for server in servers:
+        server.start()
     time.sleep(3)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +138,8 @@ def main() -> None:
             emit(bench="ingest_http_img2dataset", images=theirs_n, seconds=round(theirs_s, 2),
                  images_per_s=round(theirs, 1), geosolver_speedup=round(ours / theirs, 2))
     finally:
-        server.terminate()
+        for server in servers:
+            server.terminate()
 
 
 if __name__ == "__main__":
