@@ -26,6 +26,8 @@ from geosolver_data.layout import atomic_path, write_json
 from geosolver_data.records import RAW_SCHEMA, REJECT_SCHEMA
 
 _counter = itertools.count()
+# JPEG bytes do not compress: zstd for the metadata columns, none for the image column.
+_COMPRESSION = {f.name: "zstd" for f in RAW_SCHEMA} | {"image": "none"}
 
 
 class Ledger:
@@ -56,7 +58,7 @@ class Ledger:
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}"
         if rows:
             with atomic_path(self.root / f"rows-{name}.parquet") as tmp:
-                pq.write_table(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), tmp, compression="zstd")
+                pq.write_table(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), tmp, compression=_COMPRESSION)
         if rejects:
             with atomic_path(self.root / f"rejects-{name}.parquet") as tmp:
                 pq.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), tmp)
@@ -65,7 +67,7 @@ class Ledger:
         """Every part into one rows file (first copy of each id) and one rejects file (the latest
         outcome of each id that never made it into rows). Returns the row count and reject reasons."""
         seen: set[str] = set()
-        with atomic_path(raw_out) as tmp, pq.ParquetWriter(tmp, RAW_SCHEMA, compression="zstd") as writer:
+        with atomic_path(raw_out) as tmp, pq.ParquetWriter(tmp, RAW_SCHEMA, compression=_COMPRESSION) as writer:
             for part in self._parts("rows"):
                 for batch in pq.ParquetFile(part).iter_batches(batch_size=256):
                     ids = batch.column("image_id").to_pylist()

@@ -16,14 +16,15 @@ LAT, LON = ("lat", "latitude"), ("lon", "lng", "longitude")
 
 
 def _first(row: dict, *names: str) -> str | None:
-    lower = {k.lower(): v for k, v in row.items()}
-    value = next((lower[n] for n in names if lower.get(n) not in (None, "")), None)
+    """The first non-empty value among `names` (the row's keys are lower-cased already)."""
+    value = next((row[n] for n in names if row.get(n) not in (None, "")), None)
     return None if value is None else str(value)
 
 
 def url_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...],
                    owns_strays: bool) -> Iterator[Candidate]:
-    for row in region_rows(Path(src.path).expanduser(), LAT, LON, region, regions, owns_strays):
+    for raw in region_rows(Path(src.path).expanduser(), LAT, LON, region, regions, owns_strays):
+        row = {k.lower(): v for k, v in raw.items()}
         url = _first(row, "url")
         key = _first(row, "id", "key", "image_id") or hashlib.sha256((url or "").encode()).hexdigest()[:20]
         lat, lon = as_float(_first(row, *LAT)), as_float(_first(row, *LON))
