@@ -12,12 +12,13 @@ import duckdb
 from geosolver_data import validate
 from geosolver_data.catalog import rebuild_catalog
 from geosolver_data.db import connect
-from geosolver_data.layout import DatasetLayout, geosolver_home
+from geosolver_data.layout import DatasetLayout
+from geosolver_data.mirror import working_home
 from geosolver_data.spec import SpecError, load_spec
 
 
 def _layout(args: argparse.Namespace) -> DatasetLayout:
-    return DatasetLayout(geosolver_home(args.home), load_spec(args.spec).name)
+    return DatasetLayout(working_home(args.home), load_spec(args.spec).name)
 
 
 def _version_dir(args: argparse.Namespace) -> tuple[DatasetLayout, str]:
@@ -53,7 +54,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
-    home = geosolver_home(args.home)
+    home = working_home(args.home)
     catalog = home / "catalog.duckdb"
     if not catalog.exists():
         rebuild_catalog(home)

@@ -17,12 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geosolver_data.mirror import cache_root, is_remote
+
 HOME_ENV = "GEOSOLVER_HOME"
 
 
+def home_setting(home: str | os.PathLike[str] | None = None) -> str:
+    """`home`, else `$GEOSOLVER_HOME`, else `.geosolver` (in the working directory)."""
+    return str(home or os.environ.get(HOME_ENV) or ".geosolver")
+
+
 def geosolver_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """`home`, else `$GEOSOLVER_HOME`, else `.geosolver/` in the working directory."""
-    return Path(home or os.environ.get(HOME_ENV) or ".geosolver").absolute()
+    """The local folder the stages work in: the home itself, or for a remote home (`s3://…`) its
+    working copy under $GEOSOLVER_CACHE (see mirror.py)."""
+    setting = home_setting(home)
+    if is_remote(setting):
+        return cache_root(setting)
+    return Path(setting).absolute()
 
 
 @dataclass(frozen=True)

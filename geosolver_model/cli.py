@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geosolver_data import cli as data_cli
-from geosolver_data.layout import geosolver_home
+from geosolver_data.mirror import working_home
 from geosolver_data.spec import load_spec
 
 
@@ -17,7 +17,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from geosolver_model.artifacts import IndexUnavailable
     from geosolver_model.locate import Locator, open_image
 
-    home = geosolver_home(args.home)
+    home = working_home(args.home)
     neighbours = load_spec(args.spec).index.neighbours
     try:
         locator = Locator.open(home, args.index)
@@ -59,7 +59,7 @@ def _draw(results: list[dict], out: Path) -> None:
 def cmd_index(args: argparse.Namespace) -> None:
     from geosolver_model import artifacts
 
-    home = geosolver_home(args.home)
+    home = working_home(args.home)
     if args.action == "list":
         for m in artifacts.list_indexes(home):
             print(f"{m['version']}  {m['kind']:5}  {m['index']['key']:28}  {m['index']['count']:>9} vectors  "
