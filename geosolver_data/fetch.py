@@ -13,7 +13,6 @@ import asyncio
 import email.utils
 import json
 import random
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -67,18 +66,6 @@ def where(url: str) -> str:
     """A URL fit for a log line: scheme, host and path; never the query, which may be a signature."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}{parts.path}"
-
-
-_SECRETISH = re.compile(r"(https?://[^\s?#'\"]+)[?#][^\s'\"]*")
-
-
-def redact(text: str, *secrets: str) -> str:
-    """Strip query strings from any URL in `text` and blank out the given secrets."""
-    text = _SECRETISH.sub(r"\1?…", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def looks_like_image(head: bytes) -> bool:

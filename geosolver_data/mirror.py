@@ -32,15 +32,20 @@ def cache_root(uri: str) -> Path:
     return (base / f"{slug}-{hashlib.sha256(uri.encode()).hexdigest()[:8]}").absolute()
 
 
+def _remote_tag(info: dict) -> str:
+    """What says a remote file changed: its ETag where the store gives one."""
+    return str(info.get("ETag") or info.get("mtime") or info.get("size"))
+
+
 class Mirror:
     """Keeps `local` and the remote `uri` in step, file by file (size and modification time)."""
 
-    def __init__(self, uri: str, local: Path | None = None) -> None:
+    def __init__(self, uri: str) -> None:
         import fsspec  # only remote homes need it (and s3fs for s3://)
 
         self.uri = uri.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.uri)
-        self.local = local or cache_root(uri)
+        self.local = cache_root(uri)
         self.local.mkdir(parents=True, exist_ok=True)
         state_path = self.local / _STATE
         self.state: dict[str, dict] = json.loads(state_path.read_text()) if state_path.exists() else {}
@@ -58,7 +63,7 @@ class Mirror:
         remote = self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
         for path, info in remote.items():
             rel = path[len(self.root):].lstrip("/")
-            tag = str(info.get("ETag") or info.get("mtime") or info.get("size"))
+            tag = _remote_tag(info)
             target = self.local / rel
             if self.state.get(rel, {}).get("remote") == tag and target.exists():
                 continue
@@ -84,9 +89,7 @@ class Mirror:
                 continue
             remote = f"{self.root}/{rel}"
             self.fs.put_file(str(path), remote)
-            info = self.fs.info(remote)
-            self.state[rel] = {"remote": str(info.get("ETag") or info.get("mtime") or info.get("size")),
-                               "local": stamp}
+            self.state[rel] = {"remote": _remote_tag(self.fs.info(remote)), "local": stamp}
             count += 1
         self._save()
         return count
@@ -99,5 +102,5 @@ def working_home(home: str | os.PathLike[str] | None = None) -> Path:
 
     setting = home_setting(home)
     if is_remote(setting):
-        Mirror(setting, geosolver_home(setting)).pull()
+        Mirror(setting).pull()
     return geosolver_home(setting)

@@ -24,7 +24,7 @@ class GeosolverResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         setting = home_setting(self.home or None)
         if is_remote(setting):
-            self._mirror = Mirror(setting, geosolver_home(setting))
+            self._mirror = Mirror(setting)
             pulled = self._mirror.pull()
             context.log.info(f"pulled {pulled} changed file(s) from {self._mirror.uri}")
 

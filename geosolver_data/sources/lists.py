@@ -59,10 +59,10 @@ def _inside(lat: str, lon: str, region: Region) -> str:
     return f"({lat} BETWEEN {min_lat!r} AND {max_lat!r} AND {lon} BETWEEN {min_lon!r} AND {max_lon!r})"
 
 
-def pick(columns: Sequence[str], names: Sequence[str], path: Path, required: bool = True) -> str | None:
+def pick(columns: Sequence[str], names: Sequence[str], path: Path) -> str:
     lower = {c.lower(): c for c in columns}
     found = next((lower[n] for n in names if n in lower), None)
-    if found is None and required:
+    if found is None:
         raise SourceError(f"{path}: needs a column named one of {list(names)}; it has {list(columns)}")
     return found
 
