@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import duckdb
+import yaml
 
 from geosolver_data import validate
 from geosolver_data.catalog import rebuild_catalog
@@ -32,6 +33,12 @@ def _version_dir(args: argparse.Namespace) -> tuple[DatasetLayout, str]:
 
 def cmd_regions(args: argparse.Namespace) -> None:
     print("\n".join(load_spec(args.spec).region_names))
+
+
+def cmd_spec(args: argparse.Namespace) -> None:
+    spec = load_spec(args.spec)
+    print(f"# the spec, validated, with every default filled in (dataset {spec.name!r})")
+    print(yaml.safe_dump(spec.to_dict(), sort_keys=False), end="")
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -79,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("regions", help="print the spec's region names (the ingest partitions)").set_defaults(
         func=cmd_regions)
+    sub.add_parser("spec", help="validate the spec and print it with every default filled in").set_defaults(
+        func=cmd_spec)
     show = sub.add_parser("show", help="summarise a published dataset version")
     show.add_argument("--version", help="dataset version (default: the latest)")
     show.add_argument("--json", action="store_true", help="print the whole manifest")
@@ -97,7 +106,10 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     args = (parser or build_parser()).parse_args(argv)
     try:
         args.func(args)
-    except (SpecError, duckdb.Error) as exc:
+    except SpecError as exc:  # a usage error, like argparse's own: exit 2, one line, no traceback
+        print(f"geosolver: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except duckdb.Error as exc:
         sys.exit(f"geosolver: {exc}")
 
 

@@ -1,170 +1,260 @@
 """The dataset spec: the YAML file that says what to build.
 
-Keys are validated strictly (unknown keys are errors) because a typo in a spec would
-otherwise silently build a different dataset.
+Every key is declared here with its type and bounds (pydantic, strict: a string is never taken for
+a number, unknown keys are errors), because a typo in a spec would otherwise silently build a
+different dataset. Errors name the key path: `balance.cap: expected a positive integer, got 'fifty'`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from geosolver_data.spec_errors import SpecError, describe_errors
+
+__all__ = ["SPEC_ENV", "BalanceSpec", "DatasetSpec", "DedupSpec", "ImageSpec", "IndexSpec", "ModelSpec", "Region",
+           "ShardSpec", "SourceSpec", "SpecError", "default_spec_path", "load_spec", "parse_spec"]
 
 SPEC_ENV = "GEOSOLVER_SPEC"
-SOURCE_TYPES = ("synthetic", "local", "mapillary", "commons", "urls", "osv5m")
+SourceType = Literal["synthetic", "local", "mapillary", "commons", "urls", "osv5m"]
 REMOTE_TYPES = ("mapillary", "commons", "urls")  # fetched over HTTP by the async fetcher
 # Settings that change how fast or politely a source is read, not what it yields: changing them
 # keeps the ledger of finished images (see SourceSpec.content_key).
-OPERATIONAL_KEYS = frozenset({"concurrency", "requests_per_second", "max_retries", "timeout_s", "user_agent"})
+OPERATIONAL_KEYS = frozenset({"concurrency", "requests_per_second", "max_retries", "timeout_s", "user_agent",
+                              "content_retries"})
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=100)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Resolution = Annotated[int, Field(ge=0, le=15)]
 
 
-class SpecError(ValueError):
-    """The spec is malformed; the message names the key and what is wrong."""
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-@dataclass(frozen=True)
-class Region:
-    name: str
+class Region(_Spec):
+    name: Name
     bbox: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+
+    @field_validator("bbox")
+    @classmethod
+    def _ordered(cls, bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        min_lon, min_lat, max_lon, max_lat = bbox
+        if not (-180 <= min_lon < max_lon <= 180 and -90 <= min_lat < max_lat <= 90):
+            raise ValueError(f"{list(bbox)} is not a valid [min_lon, min_lat, max_lon, max_lat] "
+                             "(longitudes in -180..180, latitudes in -90..90, min < max)")
+        return bbox
 
     def contains(self, lat: float, lon: float) -> bool:
         min_lon, min_lat, max_lon, max_lat = self.bbox
         return min_lat <= lat <= max_lat and min_lon <= lon <= max_lon
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    type: str
-    name: str = ""
+_NEEDS_PATH = {"local": "a folder of geotagged photos", "urls": "a CSV or Parquet file with url, lat, lon columns",
+               "osv5m": "the OSV-5M metadata CSV (e.g. train.csv)"}
+
+
+class SourceSpec(_Spec):
+    type: SourceType
+    name: Annotated[str, Field(pattern=r"^([A-Za-z0-9_-]+)?$", max_length=100)] = ""
     path: str = ""  # local: folder of photos; synthetic: where to write (default under GEOSOLVER_HOME)
-    per_region: int = 300  # synthetic: scenes per region
-    seed: int = 0
-    exact_duplicate_share: float = 0.05  # synthetic
-    near_duplicate_share: float = 0.05  # synthetic
-    same_place_share: float = 0.05  # synthetic
-    sequence_from: str = "folder"  # local: "folder" (a folder is a sequence) or "none"
+    per_region: Annotated[int, Field(ge=1)] = 300  # synthetic: scenes per region
+    seed: Annotated[int, Field(ge=0)] = 0
+    exact_duplicate_share: Share = 0.05  # synthetic
+    near_duplicate_share: Share = 0.05  # synthetic
+    same_place_share: Share = 0.05  # synthetic
+    sequence_from: Literal["folder", "none"] = "folder"  # local: a folder is a sequence, or none
     license: str = ""
     creator: str = ""
     # Remote sources (mapillary, commons, urls) and imports (urls, osv5m).
     url: str = ""  # commons: API endpoint (default Wikimedia Commons); mapillary: see MAPILLARY_API_URL
     images: str = ""  # osv5m: folder of <id>.jpg files or of zip archives holding them
-    thumb_size: int = 1024  # mapillary: 256 | 1024 | 2048 (thumb_<size>_url); commons: iiurlwidth
+    thumb_size: Annotated[int, Field(ge=16)] = 1024  # mapillary: 256 | 1024 | 2048; commons: iiurlwidth
     include_panoramas: bool = False  # mapillary: panoramas are skipped unless asked for
-    tile_deg: float = 0.1  # mapillary/commons: side of the search tiles (Mapillary caps area at 0.01 deg²)
-    page_limit: int = 0  # results per search call; 0 = the API's maximum (mapillary 2000, commons 500)
+    tile_deg: Annotated[float, Field(gt=0, le=1)] = 0.1  # mapillary/commons: side of the search tiles
+    page_limit: Annotated[int, Field(ge=0)] = 0  # results per search call; 0 = the API's maximum
     watermark: bool = True  # mapillary: a refresh lists only images captured since the last complete run
-    concurrency: int = 16  # open connections per host
-    requests_per_second: float = 20.0  # per source, all hosts together; 0 = no limit
-    max_retries: int = 5  # per request, on 429, 5xx, timeouts and dropped connections
-    timeout_s: float = 30.0  # per request, connect to last byte
+    concurrency: Annotated[int, Field(ge=1)] = 16  # open connections per host
+    requests_per_second: Annotated[float, Field(ge=0)] = 20.0  # per source, all hosts together; 0 = no limit
+    max_retries: Annotated[int, Field(ge=0)] = 5  # per request, on 429, 5xx, timeouts and dropped connections
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0  # per request, connect to last byte
     user_agent: str = ""  # sent with every request; default names Geosolver and its version
+    # Runs after the first that try again an image whose bytes came back unusable (HTML with status
+    # 200, cut short, undecodable): CDNs and captive portals do that for a while. Remote only.
+    content_retries: Annotated[int, Field(ge=0)] = 2
+
+    @model_validator(mode="after")
+    def _per_type(self) -> SourceSpec:
+        if self.type in _NEEDS_PATH and not self.path:
+            raise ValueError(f"a {self.type} source needs 'path' ({_NEEDS_PATH[self.type]})")
+        if self.type == "osv5m" and not self.images:
+            raise ValueError("an osv5m source needs 'images' (a folder of <id>.jpg files or of zip archives)")
+        if self.type == "mapillary" and self.thumb_size not in (256, 1024, 2048):
+            raise ValueError(f"thumb_size: Mapillary serves 256, 1024 or 2048, got {self.thumb_size}")
+        if self.type == "mapillary" and self.tile_deg ** 2 > 0.01 + 1e-12:
+            raise ValueError(f"tile_deg: Mapillary rejects boxes over 0.01 deg², so at most 0.1, got {self.tile_deg}")
+        return self
 
     @property
     def label(self) -> str:
         return self.name or self.type
 
+    @property
+    def remote(self) -> bool:
+        return self.type in REMOTE_TYPES
+
     def content_key(self) -> str:
         """A hash of the settings that decide what this source yields (not how fast): the ledger of
         finished images is kept per key, so changing e.g. thumb_size fetches again."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in OPERATIONAL_KEYS}
+        fields = {k: v for k, v in self.model_dump().items() if k not in OPERATIONAL_KEYS}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class ImageSpec:
-    max_side: int = 336
-    jpeg_quality: int = 90
-    max_pixels: int = 64_000_000
-    max_file_bytes: int = 50_000_000
+class ImageSpec(_Spec):
+    max_side: Annotated[int, Field(ge=16)] = 336
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    max_pixels: Annotated[int, Field(gt=0)] = 64_000_000
+    max_file_bytes: Annotated[int, Field(gt=0)] = 50_000_000
     # Downscaling filter: "box" averages each output pixel's area (OpenCV's INTER_AREA, what
     # img2dataset uses) at a third of "lanczos"'s cost; "lanczos" is a little sharper.
-    resample: str = "box"
+    resample: Literal["box", "bilinear", "bicubic", "lanczos"] = "box"
 
 
-@dataclass(frozen=True)
-class DedupSpec:
-    phash_threshold: int = 4
-    same_place_m: float = 5.0
+class DedupSpec(_Spec):
+    phash_threshold: Annotated[int, Field(ge=0, le=16)] = 4  # bits of a 64-bit hash
+    same_place_m: Annotated[float, Field(gt=0)] = 5.0
 
 
-@dataclass(frozen=True)
-class BalanceSpec:
-    resolution: int = 3
-    alpha: float = 0.5
-    cap: int = 50
-    target_size: int = 1000
-    split_resolution: int = 1
-    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    seed: int = 0
+class BalanceSpec(_Spec):
+    resolution: Resolution = 3
+    alpha: Share = 0.5
+    cap: Annotated[int, Field(ge=1)] = 50
+    target_size: Annotated[int, Field(ge=1)] = 1000
+    split_resolution: Resolution = 1
+    splits: dict[Literal["train", "val", "test"], Share] = Field(
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("splits")
+    @classmethod
+    def _sum_to_one(cls, splits: dict[str, float]) -> dict[str, float]:
+        if abs(sum(splits.values()) - 1) > 1e-6:
+            raise ValueError(f"fractions must sum to 1, got {sum(splits.values()):g} from {splits}")
+        return splits
+
+    @model_validator(mode="after")
+    def _coarser_blocks(self) -> BalanceSpec:
+        if self.split_resolution >= self.resolution:
+            raise ValueError(f"split_resolution ({self.split_resolution}) must be coarser (smaller) than "
+                             f"resolution ({self.resolution})")
+        return self
 
 
-@dataclass(frozen=True)
-class ShardSpec:
-    target_mb: float = 64.0
-    row_group_rows: int = 256
-    compression: str = "zstd"
+class ShardSpec(_Spec):
+    target_mb: Annotated[float, Field(gt=0)] = 64.0
+    row_group_rows: Annotated[int, Field(ge=1)] = 256
+    compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
 
 
-OBJECTIVES = ("soft_haversine", "infonce")
-RESAMPLE_FILTERS = ("box", "bilinear", "bicubic", "lanczos")
+Objective = Literal["soft_haversine", "infonce"]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(_Spec):
     """Fine-tuning settings. `base` is a Hugging Face id, a local folder, or "tiny" (built from a
     config, for offline demos and tests)."""
 
-    base: str = "geolocal/StreetCLIP"
-    objectives: tuple[str, ...] = ("soft_haversine", "infonce")  # the first is the published model
-    steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-5  # unfrozen vision blocks
-    head_lr: float = 1e-3  # location encoder and image head
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    unfreeze_last_blocks: int = 2
-    queue_size: int = 1024
-    soft_target_km: float = 250.0
-    checkpoint_every: int = 200
-    seed: int = 0
-    num_workers: int = 0
-    nproc: int = 1  # processes (GPUs) for torchrun; 1 trains in-process
-    gallery_resolution: int = 5
-    top_k: int = 5
-    eval_max_images: int = 0  # 0 = the whole test split
+    base: Annotated[str, Field(min_length=1)] = "geolocal/StreetCLIP"
+    objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = ("soft_haversine", "infonce")
+    steps: Annotated[int, Field(ge=1)] = 1000
+    batch_size: Annotated[int, Field(ge=2)] = 32
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    lr: Annotated[float, Field(gt=0)] = 1e-5  # unfrozen vision blocks
+    head_lr: Annotated[float, Field(gt=0)] = 1e-3  # location encoder and image head
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    warmup_steps: Annotated[int, Field(ge=0)] = 50
+    unfreeze_last_blocks: Annotated[int, Field(ge=0)] = 2
+    queue_size: Annotated[int, Field(ge=0)] = 1024
+    soft_target_km: Annotated[float, Field(gt=0)] = 250.0
+    checkpoint_every: Annotated[int, Field(ge=1)] = 200
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    nproc: Annotated[int, Field(ge=1)] = 1  # processes (GPUs) for torchrun; 1 trains in-process
+    gallery_resolution: Resolution = 5
+    top_k: Annotated[int, Field(ge=1)] = 5
+    eval_max_images: Annotated[int, Field(ge=0)] = 0  # 0 = the whole test split
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(objectives)) != len(objectives):
+            raise ValueError(f"each objective once, got {list(objectives)}")
+        return objectives
 
 
-@dataclass(frozen=True)
-class IndexSpec:
+class IndexSpec(_Spec):
     """Embedding-index settings: the kind of FAISS index follows from the budget and the size."""
 
-    memory_budget_gb: float = 1.0
-    recall_target: float = 0.95  # recall@10 against exact search, on held-out queries
-    neighbours: int = 10  # image neighbours that vote in `geosolver predict`
+    memory_budget_gb: Annotated[float, Field(gt=0)] = 1.0
+    recall_target: Annotated[float, Field(gt=0, le=1)] = 0.95  # recall@10 against exact search, held out
+    neighbours: Annotated[int, Field(ge=1)] = 10  # image neighbours that vote in `geosolver predict`
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    regions: tuple[Region, ...]
-    sources: tuple[SourceSpec, ...]
-    h3_resolutions: tuple[int, ...] = (1, 3, 5)
+class DatasetSpec(_Spec):
+    name: Name
+    regions: Annotated[tuple[Region, ...], Field(min_length=1)]
+    sources: Annotated[tuple[SourceSpec, ...], Field(min_length=1)]
+    h3_resolutions: Annotated[tuple[Resolution, ...], Field(min_length=1)] = (1, 3, 5)
     image: ImageSpec = ImageSpec()
     dedup: DedupSpec = DedupSpec()
     balance: BalanceSpec = BalanceSpec()
     shards: ShardSpec = ShardSpec()
     model: ModelSpec = ModelSpec()
     index: IndexSpec = IndexSpec()
-    workers: int = 0  # processes for image work; 0 = one per core
+    workers: Annotated[int, Field(ge=0)] = 0  # processes for image work; 0 = one per core
     refresh_cron: str = "0 3 * * 1"  # the scheduled refresh: Mondays 03:00 UTC
+
+    @field_validator("refresh_cron")
+    @classmethod
+    def _five_fields(cls, cron: str) -> str:
+        if len(cron.split()) != 5:
+            raise ValueError(f"expected a cron expression of five fields (e.g. '0 3 * * 1'), got {cron!r}")
+        return cron
+
+    @field_validator("regions")
+    @classmethod
+    def _unique_regions(cls, regions: tuple[Region, ...]) -> tuple[Region, ...]:
+        names = [r.name for r in regions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"names must be unique, got {names}")
+        return regions
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_labels(cls, sources: tuple[SourceSpec, ...]) -> tuple[SourceSpec, ...]:
+        labels = [s.label for s in sources]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"give sources of the same type distinct 'name's, got {labels}")
+        return sources
+
+    @field_validator("h3_resolutions")
+    @classmethod
+    def _increasing(cls, res: tuple[int, ...]) -> tuple[int, ...]:
+        if list(res) != sorted(set(res)):
+            raise ValueError(f"expected distinct increasing integers in 0..15, got {list(res)}")
+        return res
+
+    @model_validator(mode="after")
+    def _balance_at_a_configured_resolution(self) -> DatasetSpec:
+        if self.balance.resolution not in self.h3_resolutions:
+            raise ValueError(f"balance.resolution {self.balance.resolution} must be one of h3_resolutions "
+                             f"{list(self.h3_resolutions)}")
+        return self
 
     def region(self, name: str) -> Region:
         for region in self.regions:
@@ -177,136 +267,27 @@ class DatasetSpec:
         return [r.name for r in self.regions]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
         """A stable hash of the whole spec, recorded in manifests."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=list).encode()
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    return cls(**raw)
-
-
-def _regions(raw: Any) -> tuple[Region, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise SpecError("regions: expected a non-empty list of {name, bbox}")
-    regions = []
-    for i, item in enumerate(raw):
-        region = _build(Region, item, f"regions[{i}]")
-        bbox = tuple(float(v) for v in region.bbox)
-        if len(bbox) != 4:
-            raise SpecError(f"regions[{i}].bbox: expected [min_lon, min_lat, max_lon, max_lat]")
-        min_lon, min_lat, max_lon, max_lat = bbox
-        if not (-180 <= min_lon < max_lon <= 180 and -90 <= min_lat < max_lat <= 90):
-            raise SpecError(f"regions[{i}].bbox {list(bbox)}: not a valid [min_lon, min_lat, max_lon, max_lat]")
-        if not str(region.name).replace("_", "").replace("-", "").isalnum():
-            raise SpecError(f"regions[{i}].name {region.name!r}: use letters, digits, '-' and '_' only")
-        regions.append(Region(name=str(region.name), bbox=bbox))  # type: ignore[arg-type]
-    names = [r.name for r in regions]
-    if len(set(names)) != len(names):
-        raise SpecError(f"regions: names must be unique, got {names}")
-    return tuple(regions)
-
-
-def _sources(raw: Any) -> tuple[SourceSpec, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise SpecError("sources: expected a non-empty list")
-    sources = tuple(_build(SourceSpec, item, f"sources[{i}]") for i, item in enumerate(raw))
-    for i, src in enumerate(sources):
-        if src.type not in SOURCE_TYPES:
-            raise SpecError(f"sources[{i}].type {src.type!r}: expected one of {list(SOURCE_TYPES)}")
-        _check_source(src, f"sources[{i}]")
-    labels = [s.label for s in sources]
-    if len(set(labels)) != len(labels):
-        raise SpecError(f"sources: give sources of the same type distinct 'name's, got {labels}")
-    return sources
-
-
-_NEEDS_PATH = {"local": "a folder of geotagged photos", "urls": "a CSV or Parquet file with url, lat, lon columns",
-               "osv5m": "the OSV-5M metadata CSV (e.g. train.csv)"}
-
-
-def _check_source(src: SourceSpec, where: str) -> None:
-    if src.type in _NEEDS_PATH and not src.path:
-        raise SpecError(f"{where}: a {src.type} source needs 'path' ({_NEEDS_PATH[src.type]})")
-    if src.type == "osv5m" and not src.images:
-        raise SpecError(f"{where}: an osv5m source needs 'images' (a folder of <id>.jpg files or of zip archives)")
-    if src.sequence_from not in ("folder", "none"):
-        raise SpecError(f"{where}.sequence_from: expected 'folder' or 'none'")
-    if src.type == "mapillary" and src.thumb_size not in (256, 1024, 2048):
-        raise SpecError(f"{where}.thumb_size: Mapillary serves 256, 1024 or 2048, got {src.thumb_size}")
-    if not 0 < src.tile_deg <= 1:
-        raise SpecError(f"{where}.tile_deg: expected 0 < tile_deg <= 1, got {src.tile_deg}")
-    if src.type == "mapillary" and src.tile_deg ** 2 > 0.01 + 1e-12:
-        raise SpecError(f"{where}.tile_deg: Mapillary rejects boxes over 0.01 deg², so at most 0.1")
-    if src.page_limit < 0 or src.concurrency < 1 or src.max_retries < 0 or src.timeout_s <= 0:
-        raise SpecError(f"{where}: need page_limit >= 0, concurrency >= 1, max_retries >= 0, timeout_s > 0")
-    if src.requests_per_second < 0:
-        raise SpecError(f"{where}.requests_per_second: expected >= 0 (0 = no limit)")
-
-
-def _check(spec: DatasetSpec) -> None:
-    res = spec.h3_resolutions
-    if not res or any(not 0 <= r <= 15 for r in res) or list(res) != sorted(set(res)):
-        raise SpecError(f"h3_resolutions {list(res)}: expected distinct increasing integers in 0..15")
-    bal = spec.balance
-    if bal.resolution not in res:
-        raise SpecError(f"balance.resolution {bal.resolution} must be one of h3_resolutions {list(res)}")
-    if not 0 <= bal.split_resolution < bal.resolution:
-        raise SpecError("balance.split_resolution must be coarser (smaller) than balance.resolution")
-    if set(bal.splits) - {"train", "val", "test"} or abs(sum(bal.splits.values()) - 1) > 1e-6:
-        raise SpecError(f"balance.splits {bal.splits}: keys train/val/test, fractions summing to 1")
-    if not 0 <= bal.alpha <= 1 or bal.cap < 1 or bal.target_size < 1:
-        raise SpecError("balance: need 0 <= alpha <= 1, cap >= 1, target_size >= 1")
-    if not 0 <= spec.dedup.phash_threshold <= 16:
-        raise SpecError("dedup.phash_threshold must be in 0..16 (bits of a 64-bit hash)")
-    if spec.image.max_side < 16 or not 1 <= spec.image.jpeg_quality <= 100:
-        raise SpecError("image: need max_side >= 16 and 1 <= jpeg_quality <= 100")
-    if spec.image.resample not in RESAMPLE_FILTERS:
-        raise SpecError(f"image.resample {spec.image.resample!r}: expected one of {list(RESAMPLE_FILTERS)}")
-    _check_model(spec.model)
-
-
-def _check_model(model: ModelSpec) -> None:
-    if not model.objectives or set(model.objectives) - set(OBJECTIVES):
-        raise SpecError(f"model.objectives {list(model.objectives)}: choose from {list(OBJECTIVES)}")
-    if model.steps < 1 or model.batch_size < 2 or model.grad_accum < 1 or model.nproc < 1:
-        raise SpecError("model: need steps >= 1, batch_size >= 2, grad_accum >= 1, nproc >= 1")
-    if not 0 <= model.gallery_resolution <= 15:
-        raise SpecError("model.gallery_resolution must be an H3 resolution (0..15)")
-
-
 def parse_spec(raw: Any) -> DatasetSpec:
-    """Build a validated spec from parsed YAML."""
+    """Build a validated spec from parsed YAML (or any JSON-like mapping)."""
     if not isinstance(raw, dict):
-        raise SpecError("the spec must be a YAML mapping")
-    raw = dict(raw)
+        raise SpecError(f"the spec must be a YAML mapping of keys to values, got {type(raw).__name__}")
     try:
-        raw["regions"] = _regions(raw.get("regions"))
-        raw["sources"] = _sources(raw.get("sources"))
-        for key, cls in (("image", ImageSpec), ("dedup", DedupSpec), ("balance", BalanceSpec),
-                         ("shards", ShardSpec), ("model", ModelSpec), ("index", IndexSpec)):
-            if key in raw:
-                raw[key] = _build(cls, raw[key], key)
-        if "model" in raw:
-            raw["model"] = dataclasses.replace(raw["model"], objectives=tuple(raw["model"].objectives))
-        if "h3_resolutions" in raw:
-            raw["h3_resolutions"] = tuple(int(r) for r in raw["h3_resolutions"])
-        spec = _build(DatasetSpec, raw, "spec")
-    except TypeError as exc:
-        raise SpecError(f"spec: {exc}") from exc
-    if not spec.name or not str(spec.name).replace("_", "").replace("-", "").isalnum():
-        raise SpecError(f"name {spec.name!r}: use letters, digits, '-' and '_' only")
-    _check(spec)
-    return spec
+        # Through JSON so YAML lists are taken for tuples while scalars stay strict ('5' is no number).
+        text = json.dumps(raw)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"the spec holds a value YAML cannot give as plain data: {exc}") from exc
+    try:
+        return DatasetSpec.model_validate_json(text)
+    except ValidationError as exc:
+        raise SpecError(describe_errors(exc, DatasetSpec)) from None
 
 
 def default_spec_path() -> Path:
@@ -321,6 +302,10 @@ def load_spec(path: str | os.PathLike[str] | None = None) -> DatasetSpec:
     except OSError as exc:
         raise SpecError(f"cannot read spec {path}: {exc.strerror}") from exc
     try:
-        return parse_spec(yaml.safe_load(text))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"spec {path} is not valid YAML: {exc}") from exc
+        raise SpecError(f"spec {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    try:
+        return parse_spec(raw)
+    except SpecError as exc:
+        raise SpecError(f"spec {path}: {exc}") from None

@@ -10,7 +10,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def indexes_root(home: Path) -> Path:
 
 
 def index_version(kind: str, model_version: str, dataset_version: str, spec: IndexSpec, extra: dict) -> str:
-    key = {"kind": kind, "model": model_version, "dataset": dataset_version, "index": asdict(spec), **extra}
+    key = {"kind": kind, "model": model_version, "dataset": dataset_version, "index": spec.model_dump(), **extra}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -74,7 +74,7 @@ def publish_index(home: Path, kind: str, version: str, vectors: np.ndarray, ids:
         "index": {"key": choice.key, "search_param": choice.param, "search_value": value,
                   "metric": "inner_product", "dim": int(vectors.shape[1]), "count": len(vectors)},
         "recall_at_10": round(recall, 4), "latency_ms": {"p50": round(p50, 4), "p99": round(p99, 4)},
-        "build_s": round(build_s, 2), "settings": asdict(spec),
+        "build_s": round(build_s, 2), "settings": spec.model_dump(),
         "files": {name: file_sha256(staging / name) for name in FILES},
     }
     write_json(staging / "manifest.json", manifest)

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,7 +47,7 @@ def code_version() -> str:
 
 def model_version(spec: DatasetSpec, dataset_version: str) -> str:
     """Same inputs, same version: dataset version, model settings and training code."""
-    key = {"dataset": [spec.name, dataset_version], "model": asdict(spec.model), "code": code_version()}
+    key = {"dataset": [spec.name, dataset_version], "model": spec.model.model_dump(), "code": code_version()}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -61,7 +61,7 @@ def _train_objective(spec: DatasetSpec, dataset_dir: Path, objective: str, run_d
     if spec.model.nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={spec.model.nproc}",
                "-m", "geosolver_model.train_cli", "--dataset", str(dataset_dir), "--objective", objective,
-               "--run-dir", str(run_dir), "--spec-json", json.dumps(asdict(spec.model))]
+               "--run-dir", str(run_dir), "--spec-json", json.dumps(spec.model.model_dump())]
         log(f"{objective}: torchrun with {spec.model.nproc} processes")
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         return json.loads((final / "train.json").read_text())
@@ -86,7 +86,7 @@ def finetune(spec: DatasetSpec, home: Path, dataset_version: str, log: Log = pri
     manifest = {
         "version": version, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": {"name": spec.name, "version": dataset_version}, "base": spec.model.base,
-        "published_objective": spec.model.objectives[0], "model_spec": asdict(spec.model),
+        "published_objective": spec.model.objectives[0], "model_spec": spec.model.model_dump(),
         "code_version": code_version(), "objectives": objectives,
     }
     write_json(staging / "manifest.json", manifest)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch.distributed as dist
@@ -20,8 +19,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--spec-json", required=True, help="the spec's model section as JSON")
     args = parser.parse_args()
-    raw = json.loads(args.spec_json)
-    spec = ModelSpec(**{**raw, "objectives": tuple(raw["objectives"])})
+    spec = ModelSpec.model_validate_json(args.spec_json)
     D.init_from_env()
     result = train(spec, args.dataset, args.objective, args.run_dir,
                    log=lambda m: print(m, flush=True) if D.rank() == 0 else None)

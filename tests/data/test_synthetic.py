@@ -7,8 +7,8 @@ from geosolver_data.sources.scene import render_scene
 from geosolver_data.sources.synthetic import synthesize_region
 from geosolver_data.spec import Region, SourceSpec
 
-EUROPE = Region("europe", (-11.0, 35.0, 32.0, 61.0))
-ASIA = Region("asia", (60.0, -45.0, 155.0, 46.0))
+EUROPE = Region(name="europe", bbox=(-11.0, 35.0, 32.0, 61.0))
+ASIA = Region(name="asia", bbox=(60.0, -45.0, 155.0, 46.0))
 SRC = SourceSpec(type="synthetic", per_region=20, seed=5)
 
 

@@ -9,6 +9,11 @@ from geosolver_data.spec import DatasetSpec, load_spec
 LEARN_SPEC = Path(__file__).parents[1] / "specs" / "learn.yaml"
 
 
+def with_model(spec: DatasetSpec, **changes: object) -> DatasetSpec:
+    """The spec with some model settings changed (validated like a spec file)."""
+    return DatasetSpec.model_validate({**spec.model_dump(), "model": {**spec.model.model_dump(), **changes}})
+
+
 @pytest.fixture(scope="session")
 def learn_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSpec, Path, Path]:
     """(spec, GEOSOLVER_HOME, dataset version folder) of a ~450-image synthetic dataset."""

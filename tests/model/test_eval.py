@@ -1,4 +1,3 @@
-import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from geosolver_model.model import GeoRetriever
 from geosolver_model.predict import predict
 from geosolver_model.train import build_model
 from geosolver_model.zeroshot import ZeroShot
+from tests.model.conftest import with_model
 
 EVAL_KEYS = {"n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "geoguessr_score",
              "country_acc"}
@@ -93,7 +93,7 @@ def test_model_save_load_round_trip(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def finetuned(learn_dataset):
     spec, home, version_dir = learn_dataset
-    quick = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=30, checkpoint_every=10))
+    quick = with_model(spec, steps=30, checkpoint_every=10)
     return quick, home, stages.finetune(quick, home, version_dir.name, log=lambda _: None)
 
 
@@ -123,8 +123,7 @@ def test_evaluate_writes_eval_json_with_every_comparator(finetuned) -> None:
 
 def test_torchrun_with_two_cpu_processes(learn_dataset) -> None:
     spec, home, version_dir = learn_dataset
-    ddp = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=4, nproc=2, batch_size=8,
-                                                              objectives=("infonce",), checkpoint_every=2))
+    ddp = with_model(spec, steps=4, nproc=2, batch_size=8, objectives=("infonce",), checkpoint_every=2)
     model = stages.finetune(ddp, home, version_dir.name, log=lambda _: None)
     assert model.manifest["objectives"]["infonce"]["curve"][-1]["step"] == 4
     loaded = GeoRetriever.load(model.path / "finetuned")

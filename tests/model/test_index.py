@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ import pytest
 from geosolver_data.spec import IndexSpec
 from geosolver_model import artifacts, index_stages, stages
 from geosolver_model.index import build, choose_index, exact_top_k, recall_at_k, search, set_param, tune
+from tests.model.conftest import with_model
 
 BIN = Path(sys.executable).parent
 
@@ -46,7 +46,7 @@ def test_tuned_index_reaches_the_recall_target() -> None:
 @pytest.fixture(scope="module")
 def built(learn_dataset):
     spec, home, version_dir = learn_dataset
-    quick = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=20, objectives=("soft_haversine",)))
+    quick = with_model(spec, steps=20, objectives=("soft_haversine",))
     model = stages.finetune(quick, home, version_dir.name, log=lambda _: None)
     embeddings = index_stages.embed(quick, home, model, log=lambda _: None)
     image = index_stages.image_index(quick, home, model, embeddings)
@@ -79,7 +79,7 @@ def test_index_artifacts_are_versioned_and_self_describing(built) -> None:
 
 def test_a_new_model_gives_a_new_version_and_keeps_the_old(built) -> None:
     spec, home, _, _, image, _ = built
-    other = dataclasses.replace(spec, model=dataclasses.replace(spec.model, steps=21))
+    other = with_model(spec, steps=21)
     model2 = stages.finetune(other, home, image.manifest["dataset"]["version"], log=lambda _: None)
     emb2 = index_stages.embed(other, home, model2, log=lambda _: None)
     image2 = index_stages.image_index(other, home, model2, emb2)

@@ -1,4 +1,3 @@
-import dataclasses
 import socket
 from pathlib import Path
 
@@ -120,6 +119,3 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path: Path) -> None:
         moved += int(not torch.equal(value, build_model(SMALL).state_dict()[key]))
     assert moved > 10  # the comparison covers weights that actually trained
 
-
-def test_spec_objectives_round_trip() -> None:
-    assert dataclasses.replace(SMALL, objectives=("infonce",)).objectives == ("infonce",)
