@@ -21,17 +21,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from geosolver_data import __version__
+from geosolver_data.images import looks_like_image
 
 DEFAULT_USER_AGENT = f"Geosolver/{__version__} (street-level geolocation dataset builder; python-aiohttp)"
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-# Reasons a later run should try again; everything else is final for that image.
-RETRYABLE_REASONS = frozenset({f"http_{s}" for s in RETRYABLE_STATUS} | {"timeout", "connection_error",
-                                                                          "truncated", "expired_url"})
-IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
-
-
-def is_retryable(reason: str) -> bool:
-    return reason in RETRYABLE_REASONS
 
 
 class FetchError(Exception):
@@ -42,10 +35,6 @@ class FetchError(Exception):
         self.reason = reason
         self.detail = detail
         self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        return is_retryable(self.reason)
 
 
 @dataclass(frozen=True)
@@ -62,14 +51,15 @@ class FetchPolicy:
     user_agent: str = DEFAULT_USER_AGENT
 
 
+def backoff_s(policy: FetchPolicy, attempt: int) -> float:
+    """Exponential backoff with full jitter: spreads the retries of many clients evenly."""
+    return random.uniform(0, min(policy.backoff_max_s, policy.backoff_base_s * 2 ** attempt))
+
+
 def where(url: str) -> str:
     """A URL fit for a log line: scheme, host and path; never the query, which may be a signature."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}{parts.path}"
-
-
-def looks_like_image(head: bytes) -> bool:
-    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -87,12 +77,23 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class HostGate:
-    """Requests-per-second for a whole source, and a pause per host after a 429 with Retry-After."""
+    """Requests-per-second for a whole source, a pause per host after a 429 with Retry-After, and at
+    most `concurrency` requests per host at once.
 
-    def __init__(self, per_second: float) -> None:
+    The last is a semaphore taken before a request starts, not only aiohttp's connector limit: a
+    request queued in the connector is already on its timeout's clock, so behind a few slow answers
+    it would time out without ever reaching the host.
+    """
+
+    def __init__(self, per_second: float, concurrency: int) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.next_slot = 0.0
         self.paused_until: dict[str, float] = {}
+        self.concurrency = concurrency
+        self.slots: dict[str, asyncio.Semaphore] = {}
+
+    def slot(self, host: str) -> asyncio.Semaphore:
+        return self.slots.setdefault(host, asyncio.Semaphore(self.concurrency))
 
     async def wait(self, host: str) -> None:
         while (delay := self.paused_until.get(host, 0.0) - time.monotonic()) > 0:
@@ -113,7 +114,7 @@ class Fetcher:
 
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
-        self.gate = HostGate(policy.requests_per_second)
+        self.gate = HostGate(policy.requests_per_second, policy.concurrency)
         self.retries = 0  # requests repeated after a retryable failure, for the run's figures
         self._session: aiohttp.ClientSession | None = None
 
@@ -152,19 +153,17 @@ class Fetcher:
             raise FetchError("unsupported_url", f"only http(s) URLs are fetched, got scheme {parts.scheme!r}")
         host = parts.hostname
         for attempt in range(self.policy.max_retries + 1):
-            await self.gate.wait(host)
             try:
-                return await self._once(url, params, headers, cap)
+                async with self.gate.slot(host):
+                    await self.gate.wait(host)
+                    return await self._once(url, params, headers, cap)
             except _Retry as retry:
                 error, after = retry.error, retry.after
             if attempt == self.policy.max_retries:
                 raise error
             self.retries += 1
-            # Retry-After paused the host in the gate; otherwise exponential backoff with full jitter
-            # (spreads the retries of many clients evenly).
-            if after is None:
-                cap_s = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2 ** attempt)
-                await asyncio.sleep(random.uniform(0, cap_s))
+            if after is None:  # else Retry-After has paused the host in the gate
+                await asyncio.sleep(backoff_s(self.policy, attempt))
         raise AssertionError("unreachable")
 
     async def _once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
@@ -184,7 +183,9 @@ class Fetcher:
             raise _Retry(FetchError("truncated", "the body ended before its declared length")) from exc
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
             raise FetchError("unsupported_url", type(exc).__name__) from exc
-        except aiohttp.ClientConnectionError as exc:
+        except aiohttp.ClientError as exc:
+            # Resets, refused connections and whatever else aiohttp raises for one request: the
+            # type's name only, as some of these carry the URL (and a signed URL's query) in their text.
             raise _Retry(FetchError("connection_error", type(exc).__name__)) from exc
 
     def _status_error(self, resp: aiohttp.ClientResponse) -> Exception:

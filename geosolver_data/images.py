@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -17,8 +18,23 @@ from geosolver_data.phash import phash
 from geosolver_data.spec import ImageSpec
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+# What Pillow raises on bytes it cannot read, besides UnidentifiedImageError: a truncated header is an
+# OSError, a broken marker a SyntaxError, a bad chunk a ValueError or struct.error, and so on. Each is
+# about the one image, so each is a reject, never the end of the run.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError,
+    Image.DecompressionBombError, Image.DecompressionBombWarning,
+)
 # Pillow's own bomb guard fires at 2x this; our spec's max_pixels is checked first, from the header.
 Image.MAX_IMAGE_PIXELS = None
+
+
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Starts with a JPEG, PNG or WebP signature."""
+    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 class ImageRejected(Exception):
@@ -46,7 +62,11 @@ def open_image(data: bytes, spec: ImageSpec) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        raise ImageRejected("not_an_image", str(exc)[:200]) from exc
+        if looks_like_image(data[:16]):  # an image's signature, then bytes no decoder makes sense of
+            raise ImageRejected("undecodable", "starts like a JPEG, PNG or WebP image, then cannot be read") from exc
+        raise ImageRejected("not_an_image", "not a JPEG, PNG or WebP image") from exc
+    except DECODE_ERRORS as exc:  # recognised, but its header is cut short or broken
+        raise ImageRejected("undecodable", f"{type(exc).__name__}: {exc}"[:200]) from exc
     if image.format not in ACCEPTED_FORMATS:
         raise ImageRejected("unsupported_format", str(image.format))
     width, height = image.size
@@ -85,8 +105,8 @@ def decode(image: Image.Image, max_side: int, resample: str = "box") -> Image.Im
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
             upright = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("undecodable", str(exc)[:200]) from exc
+    except DECODE_ERRORS as exc:
+        raise ImageRejected("undecodable", f"{type(exc).__name__}: {exc}"[:200]) from exc
     rgb = _to_rgb(upright)
     size = _target_size(*rgb.size, max_side)
     if size != rgb.size:

@@ -14,9 +14,11 @@ import atexit
 import concurrent.futures
 import dataclasses
 import os
+import re
 import threading
 import time
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,9 +27,10 @@ from PIL import Image
 
 from geosolver_data.candidates import Candidate
 from geosolver_data.exif import read_captured_at, read_gps
-from geosolver_data.fetch import Fetcher, FetchError, FetchPolicy
+from geosolver_data.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
 from geosolver_data.geo import invalid_coordinate_reason
-from geosolver_data.images import ImageRejected, ProcessedImage, open_image, process_opened
+from geosolver_data.images import DECODE_ERRORS, ImageRejected, ProcessedImage, open_image, process_opened
+from geosolver_data.records import CONTENT_REASONS
 from geosolver_data.spec import ImageSpec, Region
 
 Outcome = tuple[str, dict] | None  # ("raw", row) | ("reject", row) | None: another region's
@@ -46,6 +49,7 @@ class IngestTask:
     license: str = ""
     creator: str = ""
     fetch: FetchPolicy | None = None  # each worker's share of the source's connections and rate
+    content_retries: int = 0  # later runs that try again an image whose bytes were unusable
 
 
 def route(lat: float, lon: float, regions: tuple[Region, ...]) -> str | None:
@@ -53,11 +57,31 @@ def route(lat: float, lon: float, regions: tuple[Region, ...]) -> str | None:
     return next((r.name for r in regions if r.contains(lat, lon)), None)
 
 
-def reject(task: IngestTask, image_id: str, reason: str, detail: str, routed: bool = False) -> Outcome:
+def reject(task: IngestTask, image_id: str, reason: str, detail: str, routed: bool = False,
+           remote: bool = False) -> Outcome:
+    """A reject row, or None when the image's region is unknown and another region records strays.
+    `remote`: the bytes came from a host, so unusable bytes may come good on a later run."""
     if not (routed or task.owns_strays):
         return None
     return ("reject", {"image_id": image_id, "source": task.source, "region": task.region,
-                       "reason": reason, "detail": detail[:300]})
+                       "reason": reason, "detail": detail[:300], "remote": remote})
+
+
+_URL = re.compile(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*")
+
+
+def failure_detail(exc: BaseException) -> str:
+    """An unexpected exception, fit for the rejects table: its type and message, with the query of
+    any URL in it cut off (a signed URL's query is a credential)."""
+    return _URL.sub(r"\1", f"{type(exc).__name__}: {exc}")[:300]
+
+
+def guarded(task: IngestTask, c: Candidate, handle: Callable[[], Outcome]) -> Outcome:
+    """Whatever goes wrong while handling one image becomes that image's reject; the run goes on."""
+    try:
+        return handle()
+    except Exception as exc:  # a bug or a library's failure on this image: recorded, never lost
+        return reject(task, c.image_id, "worker_error", failure_detail(exc), routed=c.lat is not None)
 
 
 def placement(task: IngestTask, c: Candidate, lat: float, lon: float) -> Outcome | bool:
@@ -81,12 +105,12 @@ def _row(task: IngestTask, c: Candidate, lat: float, lon: float, captured_at: da
     })
 
 
-def ingest_bytes(task: IngestTask, c: Candidate, data: bytes) -> Outcome:
+def ingest_bytes(task: IngestTask, c: Candidate, data: bytes, remote: bool = False) -> Outcome:
     """Bytes of a candidate whose position is known (remote sources, archives)."""
     try:
         done = process_opened(open_image(data, task.image), task.image)
     except ImageRejected as exc:
-        return reject(task, c.image_id, exc.reason, exc.detail, routed=True)
+        return reject(task, c.image_id, exc.reason, exc.detail, routed=True, remote=remote)
     assert c.lat is not None and c.lon is not None
     return _row(task, c, c.lat, c.lon, c.captured_at, done)
 
@@ -100,16 +124,21 @@ def ingest_file(task: IngestTask, c: Candidate) -> Outcome:
         if size > task.image.max_file_bytes:
             return reject(task, c.image_id, "too_large", f"{size} bytes > {task.image.max_file_bytes}",
                            routed=c.lat is not None)
-        image = open_image(path.read_bytes(), task.image)
+        data = path.read_bytes()
     except OSError as exc:
         return reject(task, c.image_id, "unreadable_file", exc.strerror or str(exc), routed=c.lat is not None)
+    try:
+        image = open_image(data, task.image)
     except ImageRejected as exc:
         return reject(task, c.image_id, exc.reason, exc.detail, routed=c.lat is not None)
     if c.lat is not None and c.lon is not None:
         lat, lon, captured_at = c.lat, c.lon, c.captured_at
     else:
-        exif = image.getexif()
-        gps = read_gps(exif)
+        try:
+            exif = image.getexif()
+            gps = read_gps(exif)
+        except DECODE_ERRORS as exc:
+            return reject(task, c.image_id, "missing_gps", f"unreadable EXIF: {type(exc).__name__}: {exc}"[:300])
         if gps is None:
             return reject(task, c.image_id, "missing_gps", "no EXIF GPS position")
         placed = placement(task, c, *gps)
@@ -152,16 +181,23 @@ class _Net:
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.fetcher = Fetcher(policy)
         self._run(self.fetcher.__aenter__())
+        self.content_retries = 0  # downloads repeated because the bytes came back unusable
         self.reported = 0
 
     def _run(self, coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
 
-    def get(self, url: str) -> concurrent.futures.Future[bytes]:
-        return asyncio.run_coroutine_threadsafe(self.fetcher.image(url), self.loop)
+    def get(self, url: str, delay_s: float = 0.0) -> concurrent.futures.Future[bytes]:
+        return asyncio.run_coroutine_threadsafe(self._get(url, delay_s), self.loop)
+
+    async def _get(self, url: str, delay_s: float) -> bytes:
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        return await self.fetcher.image(url)
 
     def new_retries(self) -> int:
-        new, self.reported = self.fetcher.retries - self.reported, self.fetcher.retries
+        total = self.fetcher.retries + self.content_retries
+        new, self.reported = total - self.reported, total
         return new
 
     def close(self) -> None:
@@ -180,6 +216,7 @@ def init_worker(task: IngestTask, parent: int | None = None) -> None:
 
 def close_worker() -> None:
     global _NET
+    _PENDING.clear()
     if _NET is not None:
         _NET.close()
         _NET = None
@@ -197,26 +234,60 @@ def _download_outcome(task: IngestTask, c: Candidate, future: concurrent.futures
     except FetchError as exc:
         if exc.status == 403 and c.refreshable:
             return REFRESH
-        return reject(task, c.image_id, exc.reason, exc.detail, routed=True)
-    return ingest_bytes(task, dataclasses.replace(c, url=None), data)
+        return reject(task, c.image_id, exc.reason, exc.detail, routed=True, remote=True)
+    return ingest_bytes(task, dataclasses.replace(c, url=None), data, remote=True)
 
 
-def work_batch(batch: list[Candidate]) -> tuple[list[tuple[str, Outcome]], int]:
-    """Every candidate of the batch -> its outcome, plus the HTTP retries this took."""
+def _unusable_bytes(outcome: Outcome) -> bool:
+    return outcome is not None and outcome[0] == "reject" and outcome[1]["reason"] in CONTENT_REASONS
+
+
+Pending = dict[concurrent.futures.Future[bytes], tuple[Candidate, int]]  # download -> (candidate, attempt)
+_PENDING: Pending = {}  # this worker's downloads, from every batch it was given, until their outcome is returned
+
+
+def _finished(task: IngestTask, net: _Net, keep: int) -> Iterator[tuple[Candidate, Outcome]]:
+    """Outcomes of this worker's downloads, as they finish, until at most `keep` are still going.
+    Bytes that came back unusable (HTML with status 200, cut short, undecodable) are fetched again
+    after the usual backoff, up to max_retries times: a CDN or a captive portal often serves the
+    image on a later request."""
+    assert task.fetch is not None, "a URL candidate needs the source's fetch policy"
+    while _PENDING:
+        ready = [f for f in _PENDING if f.done()]
+        if not ready:
+            if len(_PENDING) <= keep:
+                return
+            ready = list(concurrent.futures.wait(_PENDING, return_when=concurrent.futures.FIRST_COMPLETED)[0])
+        for future in ready:
+            c, attempt = _PENDING.pop(future)
+            outcome = guarded(task, c, lambda c=c, future=future: _download_outcome(task, c, future))
+            if _unusable_bytes(outcome) and attempt < task.fetch.max_retries:
+                net.content_retries += 1
+                _PENDING[net.get(c.url, backoff_s(task.fetch, attempt))] = (c, attempt + 1)  # type: ignore[arg-type]
+                continue
+            yield c, outcome
+
+
+def work_batch(batch: list[Candidate], drain: bool = False) -> tuple[list[tuple[str, Outcome]], int]:
+    """Start the batch, and return every outcome this worker has ready, plus the HTTP retries this took.
+
+    Downloads go on between calls, so one slow host answer holds up only its own image: a call
+    returns once at most the worker's connection count of downloads is still going (`drain`: none).
+    Every candidate gets exactly one outcome, whatever fails while handling it."""
     global _NET
     assert _TASK is not None
     task = _TASK
-    downloads = {}
-    if any(c.url for c in batch):
-        if _NET is None:
-            assert task.fetch is not None, "a URL candidate needs the source's fetch policy"
-            _NET = _Net(task.fetch)
-        downloads = {_NET.get(c.url): c for c in batch if c.url}
+    if _NET is None and any(c.url for c in batch):
+        assert task.fetch is not None, "a URL candidate needs the source's fetch policy"
+        _NET = _Net(task.fetch)
     results: list[tuple[str, Outcome]] = []
+    if _NET is not None:
+        _PENDING.update({_NET.get(c.url): (c, 0) for c in batch if c.url})
     for c in batch:  # files and archive members while the downloads run
         if not c.url:
-            results.append((c.image_id, ingest_member(task, c) if c.member else ingest_file(task, c)))
-    for future in concurrent.futures.as_completed(downloads):
-        c = downloads[future]
-        results.append((c.image_id, _download_outcome(task, c, future)))
+            handle = (lambda c=c: ingest_member(task, c)) if c.member else (lambda c=c: ingest_file(task, c))
+            results.append((c.image_id, guarded(task, c, handle)))
+    if _NET is not None:
+        keep = 0 if drain else task.fetch.concurrency  # type: ignore[union-attr]
+        results.extend((c.image_id, outcome) for c, outcome in _finished(task, _NET, keep))
     return results, _NET.new_retries() if _NET is not None else 0

@@ -37,6 +37,15 @@ def geosolver_home(home: str | os.PathLike[str] | None = None) -> Path:
 
 
 @dataclass(frozen=True)
+class RegionFiles:
+    """What one region/source ingest publishes."""
+
+    raw: Path  # raw_images rows
+    rejects: Path  # rejects, each with its reason and whether it is final
+    listing: Path  # the ids the last run listed, for the accounting check
+
+
+@dataclass(frozen=True)
 class DatasetLayout:
     """Paths of one dataset's work areas and published versions."""
 
@@ -52,6 +61,13 @@ class DatasetLayout:
 
     def raw_rejects(self, region: str, source: str) -> Path:
         return self.work / "raw_rejects" / region / f"{source}.parquet"
+
+    def listing(self, region: str, source: str) -> Path:
+        return self.work / "listed" / region / f"{source}.parquet"
+
+    def region_files(self, region: str, source: str) -> RegionFiles:
+        return RegionFiles(self.raw_images(region, source), self.raw_rejects(region, source),
+                           self.listing(region, source))
 
     def ledger(self, region: str, source: str, key: str) -> Path:
         """Finished-image parts of one region/source ingest; `key` changes when the settings that

@@ -41,15 +41,20 @@ class Progress:
         if time.monotonic() - self.last >= self.every_s:
             self.report()
 
+    def listing_finished(self) -> None:
+        """Every candidate is listed: the total is known, so are the percentage and the ETA."""
+        self.listing_done = True
+
     def message(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = self.done / elapsed
         total = f"{self.total}" if self.listing_done else f"{self.total}+ listed"
         text = f"{self.label}: {self.done}/{total} images, {rate:.1f}/s"
-        if self.listing_done and self.total:
+        if self.total and self.listing_done:
             text += f" ({100 * self.done / self.total:.0f}%)"
-            if rate > 0 and self.done < self.total:
-                text += f", ETA {_duration((self.total - self.done) / rate)}"
+        if self.total and rate > 0 and self.done < self.total:
+            # While the listing goes on, the ETA is for what is listed so far: a lower bound.
+            text += f", ETA {'' if self.listing_done else '>= '}{_duration((self.total - self.done) / rate)}"
         return text
 
     def report(self) -> None:

@@ -6,7 +6,6 @@ figures worth reporting.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -14,9 +13,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from geosolver_data.accounting import Accounting, account, load_listing
 from geosolver_data.balance import balance
 from geosolver_data.dedup import DedupStats, deduplicate
-from geosolver_data.fetch import is_retryable
 from geosolver_data.geocells import assign_geocells
 from geosolver_data.ingest import IngestStats, IngestTask, ingest
 from geosolver_data.layout import DatasetLayout, atomic_path, write_json
@@ -41,7 +40,7 @@ class MissingInputError(RuntimeError):
 
 def ledger_key(spec: DatasetSpec, src: SourceSpec) -> str:
     """What decides an ingest's content: the source's content settings, the image work, the regions."""
-    blob = json.dumps([src.content_key(), dataclasses.asdict(spec.image), [r.bbox for r in spec.regions],
+    blob = json.dumps([src.content_key(), spec.image.model_dump(), [r.bbox for r in spec.regions],
                        spec.region_names], sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -75,25 +74,46 @@ def open_source(spec: DatasetSpec, layout: DatasetLayout, src: SourceSpec, regio
 
 
 def ingest_region(spec: DatasetSpec, layout: DatasetLayout, region: str, log: Log = print) -> dict[str, IngestStats]:
-    """Ingest every source of the spec for one region, resuming from each source's ledger."""
+    """Ingest every source of the spec for one region, resuming from each source's ledger. A second
+    process ingesting the same region and source waits for the first, then finds its work done."""
     spec.region(region)  # fails clearly on an unknown region
     results = {}
     for src in spec.sources:
         ledger = Ledger(layout.ledger(region, src.label, ledger_key(spec, src)))
-        source = open_source(spec, layout, src, region, ledger, log)
-        task = IngestTask(region=region, regions=spec.regions, image=spec.image, source=src.label,
-                          owns_strays=source.owns_strays, license=src.license, creator=src.creator)
-        stats = ingest(task, source, ledger, layout.raw_images(region, src.label),
-                       layout.raw_rejects(region, src.label), spec.workers, Progress(f"{region}/{src.label}", log))
-        if src.type == "mapillary" and src.watermark and stats.listing_complete and not any(
-                is_retryable(reason) for reason in stats.total_rejects):
-            watermark = ledger.max_captured_at_ms()
-            if watermark is not None:
-                ledger.save_state({**ledger.state(), "watermark_ms": watermark})
-        log(f"{region}/{src.label}: {stats.ingested} new images, {sum(stats.rejected.values())} rejected, "
-            f"{stats.already_done} already done, {stats.retries} retries; {stats.total_rows} images in total")
-        results[src.label] = stats
+        with ledger.locked(log):
+            results[src.label] = _ingest_source(spec, layout, src, region, ledger, log)
     return results
+
+
+def _ingest_source(spec: DatasetSpec, layout: DatasetLayout, src: SourceSpec, region: str, ledger: Ledger,
+                   log: Log) -> IngestStats:
+    source = open_source(spec, layout, src, region, ledger, log)
+    task = IngestTask(region=region, regions=spec.regions, image=spec.image, source=src.label,
+                      owns_strays=source.owns_strays, license=src.license, creator=src.creator,
+                      content_retries=src.content_retries)
+    stats = ingest(task, source, ledger, layout.region_files(region, src.label), spec.workers,
+                   Progress(f"{region}/{src.label}", log))
+    assert stats.accounting is not None
+    if src.type == "mapillary" and src.watermark and stats.listing_complete and stats.total_to_retry == 0:
+        watermark = ledger.max_captured_at_ms()
+        if watermark is not None:
+            ledger.save_state({**ledger.state(), "watermark_ms": watermark})
+    acc = stats.accounting
+    log(f"{region}/{src.label}: {stats.ingested} new images, {sum(stats.rejected.values())} rejected, "
+        f"{stats.already_done} already done, {stats.retries} retries; of {acc.listed} listed: {acc.stored} stored, "
+        f"{acc.rejected} rejected, {acc.to_retry} to retry next run; {stats.total_rows} images in total")
+    return stats
+
+
+def region_accounting(spec: DatasetSpec, layout: DatasetLayout, region: str) -> dict[str, Accounting]:
+    """Where every candidate of the region's last run of each source ended, from the files alone."""
+    found = {}
+    for src in spec.sources:
+        files = layout.region_files(region, src.label)
+        if not all(p.exists() for p in (files.listing, files.raw, files.rejects)):
+            raise MissingInputError(f"raw_images[{region}] has not been materialised for source {src.label!r}")
+        found[src.label] = account(load_listing(files.listing), files.raw, files.rejects)
+    return found
 
 
 def _expected(spec: DatasetSpec, path_of: Callable[[str, str], Path]) -> list[Path]:

@@ -7,7 +7,7 @@ import dagster as dg
 from geosolver_data import stages
 from geosolver_model import evaluate, index_stages
 from geosolver_model import stages as model_stages
-from pipelines.metadata import balance_table, counts_table
+from pipelines.metadata import accounting_table, accounting_totals, balance_table, counts_table
 from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
 
@@ -26,7 +26,11 @@ def raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) 
     stats = stages.ingest_region(spec, layout, context.partition_key, log=context.log.info)
     rejected = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.rejected.items()}
     totals = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.total_rejects.items()}
+    accounts = {src: s.accounting for src, s in stats.items() if s.accounting is not None}
     return dg.MaterializeResult(metadata={
+        # Every candidate this run listed for the region: listed = stored + rejected + to_retry.
+        **accounting_totals(accounts),
+        "accounting": dg.MetadataValue.md(accounting_table(accounts)),
         "ingested": sum(s.ingested for s in stats.values()),
         "rejected": sum(rejected.values()),
         "candidates": sum(s.candidates for s in stats.values()),

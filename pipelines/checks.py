@@ -1,16 +1,26 @@
 """Asset checks. Blocking ones stop everything downstream of a failing asset."""
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
-from geosolver_data import validate
+from geosolver_data import stages, validate
 from geosolver_data.spec import DatasetSpec
 from geosolver_model import artifacts, index_stages
 from geosolver_model import stages as model_stages
-from pipelines.assets import dataset_shards, embedding_index, geolocation_eval, gps_gallery_index, image_embeddings
+from pipelines.assets import (
+    dataset_shards,
+    embedding_index,
+    geolocation_eval,
+    gps_gallery_index,
+    image_embeddings,
+    raw_images,
+)
+from pipelines.metadata import accounting_totals
+from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
 
 REGRESSION_TOLERANCE = 0.10
@@ -22,6 +32,26 @@ def _result(problems: list[str]) -> dg.AssetCheckResult:
         metadata={"problems": len(problems), "first_problems": dg.MetadataValue.md(
             "\n".join(f"- {p}" for p in problems[:20]) or "none")},
     )
+
+
+def every_listed_image_accounted_for(context: dg.AssetCheckExecutionContext,
+                                     geosolver: GeosolverResource) -> dg.AssetCheckResult:
+    spec = geosolver.spec()
+    accounts = stages.region_accounting(spec, geosolver.layout(spec), context.partition_key)
+    problems = [f"{src}: {p}" for src, a in accounts.items() for p in a.problems()]
+    result = _result(problems)
+    return dg.AssetCheckResult(passed=result.passed, metadata={**result.metadata, **accounting_totals(accounts)})
+
+
+# Partitioned asset checks are a preview feature in Dagster 1.13 (one check per region, rerunnable from
+# the UI); the warning would otherwise print on every load of the code location.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Specifying a partitions_def on an AssetCheckSpec", dg.PreviewWarning)
+    every_listed_image_accounted_for = dg.asset_check(
+        asset=raw_images, partitions_def=region_partitions, blocking=True,
+        description="Every candidate the region's last run listed is exactly once in raw_images or in the rejects "
+                    "(with its reason, final or to retry): listed = stored + rejected + to retry.",
+    )(every_listed_image_accounted_for)
 
 
 def _latest(geosolver: GeosolverResource, spec: DatasetSpec) -> Path:

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from geosolver_data.fetch import Fetcher, FetchError, FetchPolicy, retry_after_seconds, where
+from geosolver_data.records import retry_class
 from tests.fakes.imagery import FakeImage, Imagery
 from tests.fakes.server import LoopbackServer
 
@@ -90,7 +91,7 @@ def test_rate_limit_spaces_requests(host: tuple[Imagery, str]) -> None:
 def test_only_http_urls_are_fetched(url: str) -> None:
     with pytest.raises(FetchError) as info:
         asyncio.run(_get(url))
-    assert info.value.reason == "unsupported_url" and not info.value.retryable
+    assert info.value.reason == "unsupported_url" and retry_class(info.value.reason, remote=True) == "final"
 
 
 def test_helpers() -> None:

@@ -1,7 +1,8 @@
 """A world of fake street-level images, and an image host that serves them with faults on demand.
 
 Faults (per image id, see `FAULTS`): the host answers each as a real misbehaving server would, so
-the fetcher's retries, caps and checks are tested against real HTTP.
+the fetcher's retries, caps and checks are tested against real HTTP. A fault lasts for the image's
+first `fault_requests` requests (then the image is served), or for ever when that is None.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import asyncio
 import hashlib
 import hmac
 import io
+import random
+import socket
+import struct
 import time
 import zlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +38,19 @@ FAULTS = (
     "expired",  # the listed URL's signature has expired (403); a fresh one works
     "redirect_loop",
     "not_found",
+    # What real hosts, CDNs and captive portals also send:
+    "garbage_jpeg",  # a JPEG signature, then random bytes
+    "garbage_png",  # a PNG signature, then random bytes
+    "garbage_webp",  # a RIFF/WEBP header, then random bytes
+    "cut_header",  # the first 120 bytes of the JPEG, inside its header, sent as if complete
+    "login_page",  # 200 with an HTML login page
+    "html_as_jpeg",  # 200 with an HTML page that claims to be image/jpeg
+    "reset",  # declares the full length, sends part, then resets the connection
+    "trickle",  # sends the body a few bytes at a time, past any sensible timeout
+    "slow",  # answers after 0.3 s, then serves the image
+    "429_bare",  # 429 without Retry-After
 )
+
 
 
 def jpeg_bytes(seed: int, size: tuple[int, int] = (320, 240), quality: int = 85) -> bytes:
@@ -63,6 +80,7 @@ class FakeImage:
     creator: str = "alice"
     is_pano: bool = False
     fault: str | None = None
+    fault_requests: int | None = None  # the fault answers this many requests, then the image; None: always
     size: tuple[int, int] = (320, 240)
 
 
@@ -117,6 +135,10 @@ class Imagery:
         fault = image.fault or ""
         if fault.endswith("_then_ok"):
             fault = fault.replace("_then_ok", "_forever") if self.hits[image_id] == 1 else ""
+        if image.fault_requests is not None and self.hits[image_id] > image.fault_requests:
+            fault = ""
+        if fault in HOSTILE:
+            return await HOSTILE[fault](request, body, random.Random(f"{image_id}:{self.hits[image_id]}"))
         if fault == "timeout":
             await asyncio.sleep(3)  # longer than the tests' client timeout
         if fault == "redirect_loop":
@@ -140,3 +162,71 @@ class Imagery:
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/thumbs/{image_id}.jpg", self.thumb)
+
+    def servable(self) -> set[str]:
+        """Ids whose image the host serves sooner or later (to a client that asks often enough)."""
+        def serves(im: FakeImage) -> bool:
+            return (not im.fault or im.fault_requests is not None or im.fault.endswith("_then_ok")
+                    or im.fault in ("slow", "expired"))
+        return {i for i, im in self.images.items() if serves(im)}
+
+
+def _garbage(magic: bytes, content_type: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    async def answer(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+        return web.Response(body=magic + rng.randbytes(rng.randint(200, 6000)), content_type=content_type)
+    return answer
+
+
+async def _cut_header(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+    return web.Response(body=body[:120], content_type="image/jpeg")
+
+
+async def _login_page(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+    page = "<!doctype html><html><head><title>Sign in</title></head><body><form action=/login method=post>" \
+           "<input name=user><input type=password name=pass></form></body></html>"
+    return web.Response(text=page, content_type="text/html")
+
+
+async def _html_as_jpeg(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+    return web.Response(body=b"<html><body>Service temporarily unavailable</body></html>", content_type="image/jpeg")
+
+
+async def _reset(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))})
+    await response.prepare(request)
+    await response.write(body[: len(body) // 3])
+    sock = request.transport.get_extra_info("socket")  # type: ignore[union-attr]
+    if sock is not None:  # SO_LINGER 0: close() sends a TCP reset instead of a clean end
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    request.transport.abort()  # type: ignore[union-attr]
+    return response
+
+
+async def _trickle(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))})
+    await response.prepare(request)
+    try:
+        for start in range(0, len(body), 64):
+            await response.write(body[start:start + 64])
+            await asyncio.sleep(0.25)  # ~256 B/s: past any timeout the tests use
+    except ConnectionResetError:  # the client gave up, as it should
+        pass
+    return response
+
+
+async def _slow(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+    await asyncio.sleep(0.3)
+    return web.Response(body=body, content_type="image/jpeg")
+
+
+async def _bare_429(request: web.Request, body: bytes, rng: random.Random) -> web.StreamResponse:
+    return web.Response(status=429, text="Too Many Requests")
+
+
+HOSTILE = {
+    "garbage_jpeg": _garbage(b"\xff\xd8\xff\xe0", "image/jpeg"),
+    "garbage_png": _garbage(b"\x89PNG\r\n\x1a\n", "image/png"),
+    "garbage_webp": _garbage(b"RIFF\x00\x10\x00\x00WEBPVP8 ", "image/webp"),
+    "cut_header": _cut_header, "login_page": _login_page, "html_as_jpeg": _html_as_jpeg, "reset": _reset,
+    "trickle": _trickle, "slow": _slow, "429_bare": _bare_429,
+}

@@ -21,7 +21,7 @@ def test_definitions_load_with_the_spec_regions_as_partitions() -> None:
     assert keys == {"raw_images", "deduplicated_images", "geocells", "balanced_dataset", "dataset_shards",
                     "finetuned_model", "geolocation_eval", "image_embeddings", "embedding_index", "gps_gallery_index"}
     assert assets.raw_images.partitions_def.get_partition_keys() == load_spec(TINY_SPEC).region_names
-    assert len(graph.asset_check_keys) == 10
+    assert len(graph.asset_check_keys) == 11
     assert defs.resolve_job_def("build") is not None
 
 
