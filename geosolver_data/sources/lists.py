@@ -7,6 +7,8 @@ row is decided by exactly one partition.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import math
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -45,13 +47,46 @@ def as_float(value: object) -> float:
         return math.nan
 
 
-def _reader(path: Path) -> str:
+MALFORMED = "_malformed"  # set on a row DuckDB could not parse: its line number and the error
+ROW = "_row"  # the row's position in the list (1 = the first data row)
+
+
+def _first(column: str) -> str:
+    return f"_first_{column}"
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f, delimiter=delimiter), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SourceError(f"{path}: cannot read its header line: {exc}") from exc
+
+
+def _reader(path: Path) -> tuple[str, bool]:
+    """The DuckDB table function for the list, and whether it is a CSV (whose bad rows are kept).
+
+    CSVs are read with the columns of their header line and the dialect of their suffix, not with
+    DuckDB's sniffer: one malformed row can make the sniffer misread the whole file (as one column,
+    say), while a declared dialect lets every other row through and records the bad one."""
     name = path.name.lower()
     if name.endswith(".parquet"):
-        return "read_parquet(?)"
-    if name.endswith((".csv", ".csv.gz", ".tsv")):
-        return "read_csv(?, all_varchar = true, header = true)"
-    raise SourceError(f"{path}: expected a .csv, .csv.gz, .tsv or .parquet file")
+        return "read_parquet(?)", False
+    if not name.endswith((".csv", ".csv.gz", ".tsv")):
+        raise SourceError(f"{path}: expected a .csv, .csv.gz, .tsv or .parquet file")
+    delimiter = "\t" if name.endswith(".tsv") else ","
+    header = _csv_header(path, delimiter)
+    if not header:
+        raise SourceError(f"{path}: the file is empty; expected a header line naming its columns")
+    columns = "{" + ", ".join(f"{_literal(c)}: 'VARCHAR'" for c in header) + "}"
+    delim = "\\t" if delimiter == "\t" else ","
+    return (f"read_csv(?, header = true, auto_detect = false, delim = '{delim}', quote = '\"', escape = '\"', "
+            f"columns = {columns}, ignore_errors = true, store_rejects = true)"), True
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _inside(lat: str, lon: str, region: Region) -> str:
@@ -68,13 +103,19 @@ def pick(columns: Sequence[str], names: Sequence[str], path: Path) -> str:
 
 
 def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], region: Region,
-                regions: tuple[Region, ...], owns_strays: bool) -> Iterator[dict]:
+                regions: tuple[Region, ...], owns_strays: bool, unique: Sequence[Sequence[str]] = ()) -> Iterator[dict]:
     """The rows of the list whose point is in `region` (plus strays for their owner), as dicts with
-    the list's own column names; coordinates are compared as doubles, bad ones count as strays."""
+    the list's own column names; coordinates are compared as doubles, bad ones count as strays.
+
+    Each row carries `_row`, its position in the list, and for each column of `unique` the list has
+    (one name among alternatives), `_first_<column>`: the position of the first row with the same
+    value, wherever that row lies, so every region agrees on which row of a repeated URL or id is the
+    original. The owner of strays also gets one `{"_malformed": (line, error)}` per row that could
+    not be parsed, so no row of the list is lost without a trace."""
     if not path.is_file():
         raise SourceError(f"list {path} does not exist")
     con = connect()
-    source = _reader(path)
+    source, is_csv = _reader(path)
     columns = [d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0", [str(path)]).description]
     lat_col, lon_col = pick(columns, lat_names, path), pick(columns, lon_names, path)
     lat, lon = f'TRY_CAST("{lat_col}" AS DOUBLE)', f'TRY_CAST("{lon_col}" AS DOUBLE)'
@@ -82,6 +123,27 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
     if owns_strays:
         anywhere = " OR ".join(_inside(lat, lon, r) for r in regions)
         mine = f"{mine} OR NOT coalesce({anywhere}, false)"
-    reader = con.sql(f"SELECT * FROM {source} WHERE {mine}", params=[str(path)]).to_arrow_reader(4096)
+    keys = [c for names in unique if (c := next((x for x in columns if x.lower() in names), None))]
+    firsts = "".join(f', CASE WHEN coalesce("{c}", \'\') = \'\' THEN NULL ELSE min({ROW}) OVER (PARTITION BY "{c}") '
+                     f'END AS "{_first(c)}"' for c in keys)
+    # row_number() OVER () numbers the rows in file order (DuckDB keeps the scan's order).
+    query = (f"WITH listed AS (SELECT *, row_number() OVER () AS {ROW} FROM {source}), "
+             f"marked AS (SELECT *{firsts} FROM listed) SELECT * FROM marked WHERE {mine} ORDER BY {ROW}")
+    reader = con.sql(query, params=[str(path)]).to_arrow_reader(4096)
     for batch in reader:
         yield from batch.to_pylist()
+    if is_csv and owns_strays:
+        errors = con.execute(
+            "SELECT line, first(error_type ORDER BY column_idx), first(error_message ORDER BY column_idx) "
+            "FROM reject_errors WHERE scan_id = (SELECT max(scan_id) FROM reject_scans) "
+            "GROUP BY line ORDER BY line").fetchall()
+        for line, kind, message in errors:
+            yield {MALFORMED: (int(line), f"{kind}: {message}")}
+
+
+def first_of(row: dict, column: str | None) -> int | None:
+    """The position of the row this one repeats in `column`, or None when it is the first."""
+    if column is None:
+        return None
+    first = row.get(_first(column))
+    return first if first is not None and first != row[ROW] else None

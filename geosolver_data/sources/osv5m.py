@@ -15,7 +15,7 @@ from pathlib import Path
 
 from geosolver_data.candidates import Candidate
 from geosolver_data.sources.base import SourceError
-from geosolver_data.sources.lists import as_float, parse_time, region_rows
+from geosolver_data.sources.lists import MALFORMED, ROW, as_float, first_of, parse_time, region_rows
 from geosolver_data.spec import Region, SourceSpec
 
 LICENSE = "CC BY-SA 4.0"
@@ -43,16 +43,31 @@ def image_index(root: Path) -> dict[str, Location]:
 
 def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...],
                      owns_strays: bool) -> Iterator[Candidate]:
+    """One candidate per metadata row; a malformed row, a row without an id or one that repeats an
+    earlier row's id is rejected with its reason (every row accounted for)."""
     index = image_index(Path(src.images).expanduser())
-    for row in region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays):
+    rows = region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays,
+                       unique=(("id",),))
+    for row in rows:
+        if MALFORMED in row:
+            line, error = row[MALFORMED]
+            yield Candidate(f"{src.label}:malformed-line-{line}", rejected="malformed_row",
+                            detail=f"line {line}: {error}")
+            continue
         key = str(row.get("id") or "").strip()
         lat, lon = as_float(row.get("latitude")), as_float(row.get("longitude"))
-        sequence = row.get("sequence")
+        repeats = first_of(row, "id" if "id" in row else None)
+        if not key or repeats is not None:
+            reason, detail = ("missing_id", "the row has no id") if not key else (
+                "duplicate_id", f"the id of row {repeats} again")
+            yield Candidate(f"{src.label}:{key}-row-{row[ROW]}", lat, lon, rejected=reason, detail=detail)
+            continue
         where = index.get(key)
         if where is None:
             yield Candidate(f"{src.label}:{key}", lat, lon, rejected="image_missing",
                             detail=f"no {key}.jpg under the images folder")
             continue
+        sequence = row.get("sequence")
         yield Candidate(
             image_id=f"{src.label}:{key}", lat=lat, lon=lon, path=where[0], member=where[1],
             captured_at=parse_time(row.get("captured_at")), sequence_id=f"{src.label}:{sequence}" if sequence else None,

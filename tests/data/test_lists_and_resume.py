@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -59,6 +60,45 @@ def test_url_list_every_row_is_decided_by_one_region(home: Path, tmp_path: Path)
     assert reasons == {"broken": "undecodable", "badlat": "invalid_coordinates", "null_island": "invalid_coordinates",
                        "elsewhere": "outside_regions", "local_file": "unsupported_url", "no_url": "no_image_url"}
     assert raw["mine:n0"]["license"] == "CC0" and raw["mine:n0"]["creator"] == "bob"
+
+
+def test_a_url_list_loses_no_row(home: Path, tmp_path: Path) -> None:
+    imagery = Imagery()
+    app = web.Application()
+    imagery.routes(app)
+    imagery.add(FakeImage("a", 50.05, 10.1), FakeImage("b", 50.06, 10.1), FakeImage("cut", 50.07, 10.1,
+                                                                                   fault="cut_header"))
+    with LoopbackServer(app) as server:
+        url = {i: imagery.listed_url(server.url, imagery.images[i]) for i in imagery.images}
+        listing = tmp_path / "urls.csv"
+        listing.write_text("\n".join([
+            "url,lat,lon,license",
+            f"{url['a']},50.05,10.1,CC0",  # row 1 (rows: the ones that parse)
+            f"{url['a']},49.9,10.1,CC0",  # row 2: the same URL again, another place (the south region's box)
+            f"{url['b']},50.06",  # line 4: a column missing
+            f"{url['b']},50.06,10.1,CC0,extra",  # line 5: a column too many
+            f"{url['b']},50.06,10.1,CC0",  # row 3
+            f"{url['cut']},50.07,10.1,CC0",  # row 4: the host cuts the JPEG inside its header
+            f"{url['a']},50.05,10.1,CC0",  # row 5: an exact repeat of row 1
+        ]) + "\n")
+        spec = remote_spec({"type": "urls", "name": "mine", "path": str(listing), "max_retries": 0,
+                            "content_retries": 0})
+        layout = DatasetLayout(home, spec.name)
+        stats = {r: ingest_region(spec, layout, r, log=lambda _: None)["mine"] for r in spec.region_names}
+    raw, rejects = outcomes(layout, spec)
+    first = hashlib.sha256(url["a"].encode()).hexdigest()[:20]
+    assert set(raw) == {f"mine:{first}", f"mine:{hashlib.sha256(url['b'].encode()).hexdigest()[:20]}"}
+    reasons = {k: (v["reason"], v["detail"]) for k, v in rejects.items()}
+    cut = hashlib.sha256(url["cut"].encode()).hexdigest()[:20]
+    assert reasons == {
+        f"mine:{first}-row-2": ("duplicate_url", "the url of row 1 again"),
+        f"mine:{first}-row-5": ("duplicate_url", "the url of row 1 again"),
+        "mine:malformed-line-4": ("malformed_row", "line 4: MISSING COLUMNS: Expected Number of Columns: 4 Found: 2"),
+        "mine:malformed-line-5": ("malformed_row", "line 5: TOO MANY COLUMNS: Expected Number of Columns: 4 Found: 5"),
+        f"mine:{cut}": ("undecodable", reasons[f"mine:{cut}"][1]),
+    }
+    assert rejects[f"mine:{first}-row-2"]["region"] == "south"  # decided where its point lies
+    assert sum(s.accounting.listed for s in stats.values()) == 7  # every row of the list, once
 
 
 def test_osv5m_import_from_zip_archives_and_folders(home: Path, tmp_path: Path) -> None:
