@@ -8,7 +8,7 @@ export GEOSOLVER_HOME ?= $(CURDIR)/.geosolver
 DAGSTER := $(BIN)/dagster
 DEFS := -m pipelines.definitions
 
-.PHONY: run test lint dev bench clean
+.PHONY: init run test lint dev bench clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-run: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
+# Create (or upgrade) the Dagster instance's storage once, before any run: two processes that both
+# find a fresh DAGSTER_HOME would race to create it. Idempotent, so every target below calls it.
+init: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(DAGSTER) instance migrate > /dev/null
+
+run: init
 	@for region in $$($(BIN)/geosolver regions); do \
 		echo "== raw_images[$$region]"; \
 		$(DAGSTER) asset materialize $(DEFS) --select raw_images --partition $$region || exit 1; \
@@ -28,14 +33,14 @@ run: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(DAGSTER) asset materialize $(DEFS) --select 'deduplicated_images*'
 	$(BIN)/geosolver show
 
-test: $(BIN)/.installed
+test: init
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10 $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
-dev: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
+dev: init
 	$(DAGSTER) dev $(DEFS)
 
 bench: $(BIN)/.installed

@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from aiohttp import web
 
 from tests.conftest import TINY_SPEC
+from tests.fakes.imagery import FakeImage, Imagery
+from tests.fakes.server import LoopbackServer
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
@@ -71,4 +75,35 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     spec = tmp_path / "broken.yaml"
     spec.write_text("name: x\nregions: []\n")
     broken = _run([str(BIN / "geosolver"), "--spec", str(spec), "regions"], env)
-    assert broken.returncode == 1 and "regions: expected a non-empty list" in broken.stderr
+    assert broken.returncode == 2 and "regions: expected a non-empty list" in broken.stderr
+
+
+def test_two_runs_of_one_region_at_once_both_succeed_and_fetch_each_image_once(tmp_path: Path) -> None:
+    """`dagster asset materialize` runs in-process, past the run queue: the ledger's lock makes the
+    second wait for the first, then find its work done. The instance is set up once (`make init`)."""
+    imagery = Imagery()
+    app = web.Application()
+    imagery.routes(app)
+    imagery.add(*(FakeImage(f"i{i}", 50.01 + i * 0.001, 10.1) for i in range(120)))
+    imagery.sleep_s = 0.02
+    with LoopbackServer(app) as server:
+        listing = tmp_path / "urls.csv"
+        listing.write_text("id,url,lat,lon\n" + "".join(
+            f"{im.id},{imagery.listed_url(server.url, im)},{im.lat},{im.lon}\n" for im in imagery.images.values()))
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump({
+            "name": "twice", "regions": [{"name": "north", "bbox": [10.0, 50.0, 10.2, 50.2]}],
+            "sources": [{"type": "urls", "path": str(listing), "requests_per_second": 15}], "workers": 1}))
+        env = {**_env(tmp_path), "GEOSOLVER_SPEC": str(spec)}
+        init = _run([str(BIN / "dagster"), "instance", "migrate"], env)
+        assert init.returncode == 0, init.stderr[-2000:]
+        command = [str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines.definitions", "--select",
+                   "raw_images", "--partition", "north"]
+        runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True) for _ in range(2)]
+        outputs = [r.communicate(timeout=300)[0] for r in runs]
+        assert [r.returncode for r in runs] == [0, 0], [o[-2000:] for o in outputs]
+        assert sum("waiting for it to end" in o for o in outputs) == 1  # one waited for the other
+        assert sorted(imagery.hits.values()) == [1] * 120  # every image fetched once
+        again = _materialize(env, "--select", "raw_images", "--partition", "north")  # the instance still works
+        assert again.returncode == 0 and "RUN_SUCCESS" in again.stderr

@@ -45,6 +45,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Pa
     shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "GEOSOLVER_HOME": str(home),
            "GEOSOLVER_SPEC": str(TINY_SPEC)}
+    # `make init`: the instance's storage is created once, before two processes could race to create it.
+    subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
     port = _free_port()
     logs = [(root / "webserver.log").open("w"), (root / "daemon.log").open("w")]
     procs = [
@@ -142,6 +144,21 @@ def test_runs_launched_through_graphql_materialise_the_data_assets(ui, monkeypat
         "query": "{ assetNodes { assetKey { path } hasMaterializePermission } }"}).json()
     keys = {node["assetKey"]["path"][0] for node in reply["data"]["assetNodes"]}
     assert set(DATA_ASSETS) | {"raw_images", "finetuned_model", "embedding_index"} <= keys
+
+
+def test_two_queued_runs_of_one_region_run_one_after_the_other(ui, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs from the UI, a schedule or a backfill go through the run queue: the instance's tag
+    concurrency limit on `dagster/partition` lets one run per region in at a time."""
+    port, dagster_home, root = ui
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    region = load_spec(TINY_SPEC).region_names[0]
+    first, second = (client.submit_job_execution("ingest", tags={"dagster/partition": region}) for _ in range(2))
+    for run_id in (first, second):
+        _wait(client, run_id, root)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        a, b = sorted((instance.get_run_record_by_id(r) for r in (first, second)), key=lambda r: r.start_time)
+        assert a.end_time <= b.start_time, "two runs of one region ran at the same time"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
