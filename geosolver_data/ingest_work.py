@@ -246,12 +246,19 @@ Pending = dict[concurrent.futures.Future[bytes], tuple[Candidate, int]]  # downl
 _PENDING: Pending = {}  # this worker's downloads, from every batch it was given, until their outcome is returned
 
 
-def _finished(task: IngestTask, net: _Net, keep: int) -> Iterator[tuple[Candidate, Outcome]]:
-    """Outcomes of this worker's downloads, as they finish, until at most `keep` are still going.
-    Bytes that came back unusable (HTML with status 200, cut short, undecodable) are fetched again
-    after the usual backoff, up to max_retries times: a CDN or a captive portal often serves the
-    image on a later request."""
+CONTENT_RETRIES_IN_RUN = 2  # downloads again of unusable bytes within one run; later runs: content_retries
+HIGH_WATER = 32  # a worker holds up to this many times its connections in downloads before a call waits
+
+
+def _finished(task: IngestTask, net: _Net, drain: bool) -> Iterator[tuple[Candidate, Outcome]]:
+    """Outcomes of this worker's downloads that have finished; a call waits only while the worker
+    holds more than HIGH_WATER × its connections (or, draining, until none is left), so slow and
+    retrying downloads do not hold up the others. Bytes that came back unusable (HTML with status
+    200, cut short, undecodable) are fetched again after the usual backoff, up to
+    CONTENT_RETRIES_IN_RUN times: a CDN or a captive portal often serves the image on a later request."""
     assert task.fetch is not None, "a URL candidate needs the source's fetch policy"
+    keep = 0 if drain else HIGH_WATER * task.fetch.concurrency
+    retries = min(task.fetch.max_retries, CONTENT_RETRIES_IN_RUN)
     while _PENDING:
         ready = [f for f in _PENDING if f.done()]
         if not ready:
@@ -261,7 +268,7 @@ def _finished(task: IngestTask, net: _Net, keep: int) -> Iterator[tuple[Candidat
         for future in ready:
             c, attempt = _PENDING.pop(future)
             outcome = guarded(task, c, lambda c=c, future=future: _download_outcome(task, c, future))
-            if _unusable_bytes(outcome) and attempt < task.fetch.max_retries:
+            if _unusable_bytes(outcome) and attempt < retries:
                 net.content_retries += 1
                 _PENDING[net.get(c.url, backoff_s(task.fetch, attempt))] = (c, attempt + 1)  # type: ignore[arg-type]
                 continue
@@ -271,8 +278,8 @@ def _finished(task: IngestTask, net: _Net, keep: int) -> Iterator[tuple[Candidat
 def work_batch(batch: list[Candidate], drain: bool = False) -> tuple[list[tuple[str, Outcome]], int]:
     """Start the batch, and return every outcome this worker has ready, plus the HTTP retries this took.
 
-    Downloads go on between calls, so one slow host answer holds up only its own image: a call
-    returns once at most the worker's connection count of downloads is still going (`drain`: none).
+    Downloads go on between calls, so one slow host answer holds up only its own image (`drain`:
+    wait for every download this worker holds).
     Every candidate gets exactly one outcome, whatever fails while handling it."""
     global _NET
     assert _TASK is not None
@@ -288,6 +295,5 @@ def work_batch(batch: list[Candidate], drain: bool = False) -> tuple[list[tuple[
             handle = (lambda c=c: ingest_member(task, c)) if c.member else (lambda c=c: ingest_file(task, c))
             results.append((c.image_id, guarded(task, c, handle)))
     if _NET is not None:
-        keep = 0 if drain else task.fetch.concurrency  # type: ignore[union-attr]
-        results.extend((c.image_id, outcome) for c, outcome in _finished(task, _NET, keep))
+        results.extend((c.image_id, outcome) for c, outcome in _finished(task, _NET, drain))
     return results, _NET.new_retries() if _NET is not None else 0
