@@ -9,7 +9,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,10 +20,8 @@ from geosolver_data.ingest import WorkerCrashed
 from geosolver_data.layout import DatasetLayout
 from geosolver_data.spec import DatasetSpec
 from geosolver_data.stages import ingest_region
-from tests.data.test_remote_sources import NORTH, TOKEN, remote_spec
-from tests.fakes.imagery import FakeImage, Imagery
-from tests.fakes.mapillary import FakeMapillary
-from tests.fakes.server import LoopbackServer
+from tests.data.test_remote_sources import NORTH, remote_spec
+from tests.fakes.imagery import FakeImage
 
 # What each fault ends as when it lasts: the reason, and whether a later run tries again.
 LASTING = {
@@ -53,16 +50,6 @@ def hostile_world(n: int, share: float, seed: int) -> list[FakeImage]:
     return images
 
 
-@pytest.fixture
-def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Imagery, FakeMapillary]]:
-    imagery = Imagery()
-    fake = FakeMapillary(imagery, TOKEN)
-    with LoopbackServer(fake.app) as server:
-        monkeypatch.setenv("MAPILLARY_API_URL", server.url)
-        monkeypatch.setenv("MAPILLARY_ACCESS_TOKEN", TOKEN)
-        yield imagery, fake
-
-
 def hostile_spec(**source: object) -> DatasetSpec:
     return remote_spec({"type": "mapillary", "content_retries": CONTENT_RETRIES, **source},
                        workers=2)
@@ -79,8 +66,8 @@ def tables(layout: DatasetLayout) -> tuple[dict[str, dict], dict[str, dict]]:
 
 
 @pytest.mark.parametrize("share", [0.1, 0.3])
-def test_one_run_accounts_for_every_image(hostile, home: Path, share: float) -> None:
-    imagery, _ = hostile
+def test_one_run_accounts_for_every_image(mapillary, home: Path, share: float) -> None:
+    imagery, _ = mapillary
     imagery.add(*hostile_world(1000, share, seed=int(share * 100)))
     spec = hostile_spec()
     layout = DatasetLayout(home, spec.name)
@@ -103,8 +90,8 @@ def test_one_run_accounts_for_every_image(hostile, home: Path, share: float) -> 
             assert rejected[key]["final"] == (image.fault == "not_found"), image.fault
 
 
-def test_later_runs_retry_only_what_is_marked_and_then_store_all_the_host_serves(hostile, home: Path) -> None:
-    imagery, _ = hostile
+def test_later_runs_retry_only_what_is_marked_and_then_store_all_the_host_serves(mapillary, home: Path) -> None:
+    imagery, _ = mapillary
     imagery.add(*hostile_world(1000, 0.1, seed=7))
     spec = hostile_spec()
     layout = DatasetLayout(home, spec.name)
@@ -126,8 +113,8 @@ def test_later_runs_retry_only_what_is_marked_and_then_store_all_the_host_serves
         assert row["final"] != network and row["attempts"] == (1 if fault == "not_found" else 1 + CONTENT_RETRIES)
 
 
-def test_a_run_that_loses_an_image_fails_naming_it(hostile, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    imagery, _ = hostile
+def test_a_run_that_loses_an_image_fails_naming_it(mapillary, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    imagery, _ = mapillary
     imagery.add(*hostile_world(60, 0.0, seed=1))
     spec = remote_spec({"type": "mapillary"})  # one worker: the batches run in this process
     real = engine.work_batch
@@ -145,9 +132,9 @@ def test_a_run_that_loses_an_image_fails_naming_it(hostile, home: Path, monkeypa
     assert lost[0] in str(info.value)
 
 
-def test_a_batch_that_fails_fails_the_run_and_the_rerun_resumes(hostile, home: Path,
+def test_a_batch_that_fails_fails_the_run_and_the_rerun_resumes(mapillary, home: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    imagery, _ = hostile
+    imagery, _ = mapillary
     imagery.add(*hostile_world(80, 0.0, seed=2))
     spec = remote_spec({"type": "mapillary", "concurrency": 2})
     layout = DatasetLayout(home, spec.name)
@@ -182,8 +169,8 @@ def _pool_workers() -> list[int]:
     return found
 
 
-def test_a_worker_process_killed_mid_run_fails_the_run_loudly(hostile, home: Path) -> None:
-    imagery, _ = hostile
+def test_a_worker_process_killed_mid_run_fails_the_run_loudly(mapillary, home: Path) -> None:
+    imagery, _ = mapillary
     imagery.add(*hostile_world(300, 0.0, seed=3))
     imagery.sleep_s = 0.05
     spec = hostile_spec(concurrency=4)

@@ -15,12 +15,12 @@ from geosolver_data.layout import DatasetLayout
 from geosolver_data.sources.base import SourceError
 from geosolver_data.spec import DatasetSpec, parse_spec
 from geosolver_data.stages import ingest_region
+from tests.data.conftest import TOKEN
 from tests.fakes.commons import FakeCommons
 from tests.fakes.imagery import FakeImage, Imagery
 from tests.fakes.mapillary import FakeMapillary
 from tests.fakes.server import LoopbackServer
 
-TOKEN = "MLY|4242|s3cr3t-token-for-tests"
 NORTH = [10.0, 50.0, 10.2, 50.2]
 SOUTH = [10.0, 49.8, 10.2, 50.0]
 FAULT_REASONS = {
@@ -73,16 +73,6 @@ def every_byte_under(*roots: Path) -> Iterator[tuple[Path, bytes]]:
         for path in root.rglob("*"):
             if path.is_file():
                 yield path, path.read_bytes()
-
-
-@pytest.fixture
-def mapillary(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Imagery, FakeMapillary]]:
-    imagery = Imagery()
-    fake = FakeMapillary(imagery, TOKEN)
-    with LoopbackServer(fake.app) as server:
-        monkeypatch.setenv("MAPILLARY_API_URL", server.url)
-        monkeypatch.setenv("MAPILLARY_ACCESS_TOKEN", TOKEN)
-        yield imagery, fake
 
 
 def test_mapillary_every_listed_image_ends_once_with_its_reason(mapillary, home: Path) -> None:
