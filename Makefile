@@ -10,10 +10,12 @@ DEFS := -m pipelines.definitions
 
 .PHONY: init run test lint dev bench clean
 
-$(BIN)/.installed: pyproject.toml requirements.txt
+LOCKS := requirements.txt requirements-model.txt requirements-dev.txt
+
+$(BIN)/.installed: pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt -e '.[dev,ui]'
+	$(BIN)/pip install --quiet $(addprefix -r ,$(LOCKS)) -e '.[model,dev,ui,postgres,s3]'
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

@@ -32,9 +32,9 @@ from geosolver_data.balance import balance
 from geosolver_data.dedup import deduplicate
 from geosolver_data.geo import h3_cells
 from geosolver_data.hamming import near_pairs
-from geosolver_data.images import process_image
-from geosolver_data.phash import phash
-from geosolver_data.records import RAW_SCHEMA
+from geosolver_data.ingest.images import process_image
+from geosolver_data.ingest.phash import phash
+from geosolver_data.schemas import RAW_SCHEMA
 from geosolver_data.spec import BalanceSpec, DedupSpec, ImageSpec
 from tests.data.images_util import encode, noise_image
 

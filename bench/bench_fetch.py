@@ -30,9 +30,9 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image
 
-from geosolver_data.layout import DatasetLayout
 from geosolver_data.spec import parse_spec
 from geosolver_data.stages import ingest_region
+from geosolver_data.store.home import DatasetLayout
 from tests.data.images_util import encode, noise_image
 
 DISTINCT = 64

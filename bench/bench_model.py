@@ -20,9 +20,9 @@ from collections.abc import Callable
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from geosolver_data.spec import ModelSpec
+from geosolver_model.config import GeoConfig, ModelConfig
 from geosolver_model.model import GeoRetriever
-from geosolver_model.train import build_model, geo_config, make_optimizer, train_step
+from geosolver_model.train import build_model, make_optimizer, train_step
 
 VIT_L_336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
              "image_size": 336, "patch_size": 14, "projection_dim": 768}
@@ -44,12 +44,12 @@ def rate(fn: Callable[[], None], items: int, steps: int, dev: torch.device) -> f
     return items * steps / (time.perf_counter() - start)
 
 
-def streetclip_sized(spec: ModelSpec) -> GeoRetriever:
+def streetclip_sized(spec: ModelConfig) -> GeoRetriever:
     vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**VIT_L_336))
-    return GeoRetriever(vision, geo_config(spec, vision.config.projection_dim))
+    return GeoRetriever(vision, GeoConfig.of(spec))
 
 
-def bench(model: GeoRetriever, spec: ModelSpec, dev: torch.device, batch: int, steps: int, label: str) -> None:
+def bench(model: GeoRetriever, spec: ModelConfig, dev: torch.device, batch: int, steps: int, label: str) -> None:
     model.freeze_vision_except_last(spec.unfreeze_last_blocks)
     model.to(dev)
     size = model.image_size
@@ -97,12 +97,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    spec = ModelSpec(base="tiny", queue_size=1024)
+    spec = ModelConfig(base="tiny", queue_size=1024, embed_dim=64, loc_features=64, loc_hidden=128)
+    streetclip = ModelConfig(queue_size=1024)  # GeoCLIP's encoder sizes, as a real run has them
     emit(bench="machine", cpu_threads=torch.get_num_threads(), cuda=torch.cuda.is_available(),
          gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None, torch=torch.__version__)
     bench(build_model(spec), spec, torch.device("cpu"), batch=64, steps=args.steps, label="tiny_cpu")
     if torch.cuda.is_available():
-        bench(streetclip_sized(spec), spec, torch.device("cuda"), batch=64, steps=args.steps, label="vit_l14_336_cuda")
+        bench(streetclip_sized(streetclip), streetclip, torch.device("cuda"), batch=64, steps=args.steps,
+              label="vit_l14_336_cuda")
     else:
         emit(bench="embed_vit_l14_336_cuda", skipped="no CUDA device on this machine")
 

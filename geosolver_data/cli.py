@@ -1,25 +1,27 @@
-"""`geosolver`: small commands around the artifacts (the pipeline itself runs under Dagster)."""
+"""The data commands of `geosolver` (regions, spec, show, sql, validate): small commands around the
+artifacts; the pipeline itself runs under Dagster. `add_commands` puts them on the one `geosolver`
+parser that geosolver_model.cli builds; `main` here runs them alone, with the data-only spec."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import duckdb
 import yaml
 
-from geosolver_data import validate
-from geosolver_data.catalog import rebuild_catalog
 from geosolver_data.db import connect
-from geosolver_data.layout import DatasetLayout
-from geosolver_data.mirror import working_home
-from geosolver_data.spec import SpecError, load_spec
+from geosolver_data.report import validate
+from geosolver_data.report.catalog import rebuild_catalog
+from geosolver_data.spec import DatasetSpec, SpecError, load_spec
+from geosolver_data.store.home import DatasetLayout
+from geosolver_data.store.mirror import working_home
 
 
 def _layout(args: argparse.Namespace) -> DatasetLayout:
-    return DatasetLayout(working_home(args.home), load_spec(args.spec).name)
+    return DatasetLayout(working_home(args.home), args.load_spec(args.spec).name)
 
 
 def _version_dir(args: argparse.Namespace) -> tuple[DatasetLayout, str]:
@@ -32,11 +34,11 @@ def _version_dir(args: argparse.Namespace) -> tuple[DatasetLayout, str]:
 
 
 def cmd_regions(args: argparse.Namespace) -> None:
-    print("\n".join(load_spec(args.spec).region_names))
+    print("\n".join(args.load_spec(args.spec).region_names))
 
 
 def cmd_spec(args: argparse.Namespace) -> None:
-    spec = load_spec(args.spec)
+    spec = args.load_spec(args.spec)
     print(f"# the spec, validated, with every default filled in (dataset {spec.name!r})")
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False), end="")
 
@@ -71,7 +73,7 @@ def cmd_sql(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     layout, version = _version_dir(args)
-    spec, folder = load_spec(args.spec), layout.version_dir(version)
+    spec, folder = args.load_spec(args.spec), layout.version_dir(version)
     checks = {name: find(folder, spec) for name, (_, find) in validate.CHECKS.items()}
     for name, problems in checks.items():
         print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n     {p}" for p in problems[:10]))
@@ -79,11 +81,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geosolver", description=__doc__)
-    parser.add_argument("--home", help="artifact root (default: $GEOSOLVER_HOME or .geosolver)")
-    parser.add_argument("--spec", help="dataset spec YAML (default: $GEOSOLVER_SPEC or the bundled demo)")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """The data commands, on a `geosolver` parser's subcommands."""
     sub.add_parser("regions", help="print the spec's region names (the ingest partitions)").set_defaults(
         func=cmd_regions)
     sub.add_parser("spec", help="validate the spec and print it with every default filled in").set_defaults(
@@ -99,18 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a published version's invariants; exit 1 on a problem")
     val.add_argument("--version", help="dataset version (default: the latest)")
     val.set_defaults(func=cmd_validate)
-    return parser
 
 
-def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> None:
-    args = (parser or build_parser()).parse_args(argv)
+def build_parser(description: str | None = __doc__,
+                 spec_loader: Callable[..., DatasetSpec] = load_spec) -> tuple[argparse.ArgumentParser,
+                                                                               argparse._SubParsersAction]:
+    """The `geosolver` parser with its global options and the data commands; the caller adds more."""
+    parser = argparse.ArgumentParser(prog="geosolver", description=description)
+    parser.add_argument("--home", help="artifact root (default: $GEOSOLVER_HOME or .geosolver)")
+    parser.add_argument("--spec", help="dataset spec YAML (default: $GEOSOLVER_SPEC or the bundled demo)")
+    parser.set_defaults(load_spec=spec_loader)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub)
+    return parser, sub
+
+
+def run(args: argparse.Namespace, failures: tuple[type[Exception], ...] = ()) -> None:
+    """Run the chosen command: a bad spec exits 2 with one line, like argparse's own usage errors;
+    the `failures` the caller names exit 1 with their message; neither prints a traceback."""
     try:
         args.func(args)
-    except SpecError as exc:  # a usage error, like argparse's own: exit 2, one line, no traceback
+    except SpecError as exc:
         print(f"geosolver: {exc}", file=sys.stderr)
         sys.exit(2)
-    except duckdb.Error as exc:
+    except (duckdb.Error, *failures) as exc:
         sys.exit(f"geosolver: {exc}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser, _ = build_parser()
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 
 from geosolver_data.db import connect
 from geosolver_data.hamming import near_pairs
-from geosolver_data.layout import atomic_path
-from geosolver_data.records import DROPPED_SCHEMA, META_COLUMNS
+from geosolver_data.schemas import DROPPED_SCHEMA, META_COLUMNS
 from geosolver_data.spec import DedupSpec
+from geosolver_data.store.atomic import atomic_path
 
 _METRES_PER_DEG_LAT = 111_320.0
 

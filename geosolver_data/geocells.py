@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import h3_cells
-from geosolver_data.layout import atomic_path
+from geosolver_data.store.atomic import atomic_path
 
 
 def h3_column(resolution: int) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,28 +12,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosolver_data.card import dataset_card
-from geosolver_data.catalog import rebuild_catalog
-from geosolver_data.coverage import coverage_map
-from geosolver_data.layout import DatasetLayout, publish_dir, staging_dir, write_json, write_text
-from geosolver_data.records import REJECT_SCHEMA
+from geosolver_data.report.card import dataset_card
+from geosolver_data.report.catalog import rebuild_catalog
+from geosolver_data.report.coverage import coverage_map
+from geosolver_data.schemas import REJECT_SCHEMA
 from geosolver_data.shards import shard_columns, write_shards
 from geosolver_data.spec import DatasetSpec
+from geosolver_data.store.artifact import Artifact
+from geosolver_data.store.atomic import write_text
+from geosolver_data.store.home import DatasetLayout
 
 VERSION_CHARS = 16
 
 
-@dataclass(frozen=True)
-class Published:
-    version: str
-    path: Path
-    manifest: dict
-    new: bool  # False when this exact content was already published
-
-
 def _merge_rejects(files: Sequence[Path], out: Path) -> dict[str, int]:
     tables = [pq.read_table(f) for f in files]
-    table = pa.concat_tables(tables) if tables else REJECT_SCHEMA.empty_table()
+    # regions ingested before rejects carried `final` and `attempts` get nulls there
+    table = pa.concat_tables(tables, promote_options="default") if tables else REJECT_SCHEMA.empty_table()
     table = table.sort_by("image_id")
     pq.write_table(table, out, compression="zstd")
     reasons, counts = np.unique(np.asarray(table.column("reason").to_pylist(), dtype=str), return_counts=True)
@@ -42,10 +36,10 @@ def _merge_rejects(files: Sequence[Path], out: Path) -> dict[str, int]:
 
 
 def publish_dataset(layout: DatasetLayout, spec: DatasetSpec, balanced: pa.Table, balance_report: dict,
-                    raw_files: Sequence[Path], reject_files: Sequence[Path]) -> Published:
+                    raw_files: Sequence[Path], reject_files: Sequence[Path]) -> Artifact:
     """Write everything into a staging folder, name it by its content hash, and publish it."""
-    staging = staging_dir(layout.versions)
-    try:
+
+    def build(staging: Path) -> dict:
         shard_set = write_shards(balanced, raw_files, spec, staging)
         version = shard_set.content_hash[:VERSION_CHARS]
         (staging / "reports").mkdir()
@@ -71,14 +65,9 @@ def publish_dataset(layout: DatasetLayout, spec: DatasetSpec, balanced: pa.Table
             "spec": spec.to_dict(),
             "spec_fingerprint": spec.fingerprint(),
         }
-        write_json(staging / "manifest.json", manifest)
         write_text(staging / "card.md", dataset_card(manifest, balanced))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    final = layout.version_dir(version)
-    new = publish_dir(staging, final)
-    write_text(layout.latest_pointer, version + "\n")
+        return manifest
+
+    published = layout.shelf.publish(build)
     rebuild_catalog(layout.home)
-    return Published(version=version, path=final, manifest=json.loads((final / "manifest.json").read_text()),
-                     new=new)
+    return published

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from geosolver_data.balance import SPLIT_ORDER, keyed_hash
 from geosolver_data.db import connect
 from geosolver_data.geocells import h3_column
-from geosolver_data.layout import file_sha256
 from geosolver_data.spec import DatasetSpec
+from geosolver_data.store.atomic import file_sha256
 
 _TAIL_COLUMNS = ["split", "image", "width", "height", "sha256", "phash", "captured_at", "sequence_id",
                  "license", "creator"]

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from geosolver_data.spec_errors import SpecError, describe_errors
 
-__all__ = ["SPEC_ENV", "BalanceSpec", "DatasetSpec", "DedupSpec", "ImageSpec", "IndexSpec", "ModelSpec", "Region",
-           "ShardSpec", "SourceSpec", "SpecError", "default_spec_path", "load_spec", "parse_spec"]
+__all__ = ["SPEC_ENV", "BalanceSpec", "DatasetSpec", "DedupSpec", "ImageSpec", "Region", "ShardSpec", "SourceSpec",
+           "SpecError", "SpecSection", "default_spec_path", "load_spec", "parse_spec"]
 
 SPEC_ENV = "GEOSOLVER_SPEC"
 SourceType = Literal["synthetic", "local", "mapillary", "commons", "urls", "osv5m"]
@@ -34,11 +34,14 @@ Share = Annotated[float, Field(ge=0, le=1)]
 Resolution = Annotated[int, Field(ge=0, le=15)]
 
 
-class _Spec(BaseModel):
+class SpecSection(BaseModel):
+    """One section of the spec: frozen, strict types, unknown keys refused."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class Region(_Spec):
+
+class Region(SpecSection):
     name: Name
     bbox: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
 
@@ -60,7 +63,7 @@ _NEEDS_PATH = {"local": "a folder of geotagged photos", "urls": "a CSV or Parque
                "osv5m": "the OSV-5M metadata CSV (e.g. train.csv)"}
 
 
-class SourceSpec(_Spec):
+class SourceSpec(SpecSection):
     type: SourceType
     name: Annotated[str, Field(pattern=r"^([A-Za-z0-9_-]+)?$", max_length=100)] = ""
     path: str = ""  # local: folder of photos; synthetic: where to write (default under GEOSOLVER_HOME)
@@ -116,7 +119,7 @@ class SourceSpec(_Spec):
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
-class ImageSpec(_Spec):
+class ImageSpec(SpecSection):
     max_side: Annotated[int, Field(ge=16)] = 336
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     max_pixels: Annotated[int, Field(gt=0)] = 64_000_000
@@ -126,12 +129,12 @@ class ImageSpec(_Spec):
     resample: Literal["box", "bilinear", "bicubic", "lanczos"] = "box"
 
 
-class DedupSpec(_Spec):
+class DedupSpec(SpecSection):
     phash_threshold: Annotated[int, Field(ge=0, le=16)] = 4  # bits of a 64-bit hash
     same_place_m: Annotated[float, Field(gt=0)] = 5.0
 
 
-class BalanceSpec(_Spec):
+class BalanceSpec(SpecSection):
     resolution: Resolution = 3
     alpha: Share = 0.5
     cap: Annotated[int, Field(ge=1)] = 50
@@ -156,56 +159,13 @@ class BalanceSpec(_Spec):
         return self
 
 
-class ShardSpec(_Spec):
+class ShardSpec(SpecSection):
     target_mb: Annotated[float, Field(gt=0)] = 64.0
     row_group_rows: Annotated[int, Field(ge=1)] = 256
     compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
 
 
-Objective = Literal["soft_haversine", "infonce"]
-
-
-class ModelSpec(_Spec):
-    """Fine-tuning settings. `base` is a Hugging Face id, a local folder, or "tiny" (built from a
-    config, for offline demos and tests)."""
-
-    base: Annotated[str, Field(min_length=1)] = "geolocal/StreetCLIP"
-    objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = ("soft_haversine", "infonce")
-    steps: Annotated[int, Field(ge=1)] = 1000
-    batch_size: Annotated[int, Field(ge=2)] = 32
-    grad_accum: Annotated[int, Field(ge=1)] = 1
-    lr: Annotated[float, Field(gt=0)] = 1e-5  # unfrozen vision blocks
-    head_lr: Annotated[float, Field(gt=0)] = 1e-3  # location encoder and image head
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
-    warmup_steps: Annotated[int, Field(ge=0)] = 50
-    unfreeze_last_blocks: Annotated[int, Field(ge=0)] = 2
-    queue_size: Annotated[int, Field(ge=0)] = 1024
-    soft_target_km: Annotated[float, Field(gt=0)] = 250.0
-    checkpoint_every: Annotated[int, Field(ge=1)] = 200
-    seed: Annotated[int, Field(ge=0)] = 0
-    num_workers: Annotated[int, Field(ge=0)] = 0
-    nproc: Annotated[int, Field(ge=1)] = 1  # processes (GPUs) for torchrun; 1 trains in-process
-    gallery_resolution: Resolution = 5
-    top_k: Annotated[int, Field(ge=1)] = 5
-    eval_max_images: Annotated[int, Field(ge=0)] = 0  # 0 = the whole test split
-
-    @field_validator("objectives")
-    @classmethod
-    def _distinct(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(objectives)) != len(objectives):
-            raise ValueError(f"each objective once, got {list(objectives)}")
-        return objectives
-
-
-class IndexSpec(_Spec):
-    """Embedding-index settings: the kind of FAISS index follows from the budget and the size."""
-
-    memory_budget_gb: Annotated[float, Field(gt=0)] = 1.0
-    recall_target: Annotated[float, Field(gt=0, le=1)] = 0.95  # recall@10 against exact search, held out
-    neighbours: Annotated[int, Field(ge=1)] = 10  # image neighbours that vote in `geosolver predict`
-
-
-class DatasetSpec(_Spec):
+class DatasetSpec(SpecSection):
     name: Name
     regions: Annotated[tuple[Region, ...], Field(min_length=1)]
     sources: Annotated[tuple[SourceSpec, ...], Field(min_length=1)]
@@ -214,8 +174,10 @@ class DatasetSpec(_Spec):
     dedup: DedupSpec = DedupSpec()
     balance: BalanceSpec = BalanceSpec()
     shards: ShardSpec = ShardSpec()
-    model: ModelSpec = ModelSpec()
-    index: IndexSpec = IndexSpec()
+    # Owned by the model package (geosolver_model.config.Spec types them); kept as given here, so
+    # the data library reads a spec without knowing the model's settings.
+    model: dict[str, Any] = Field(default_factory=dict)
+    index: dict[str, Any] = Field(default_factory=dict)
     workers: Annotated[int, Field(ge=0)] = 0  # processes for image work; 0 = one per core
     refresh_cron: str = "0 3 * * 1"  # the scheduled refresh: Mondays 03:00 UTC
 
@@ -275,8 +237,9 @@ class DatasetSpec(_Spec):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def parse_spec(raw: Any) -> DatasetSpec:
-    """Build a validated spec from parsed YAML (or any JSON-like mapping)."""
+def parse_spec(raw: Any, cls: type[DatasetSpec] = DatasetSpec) -> DatasetSpec:
+    """Build a validated spec from parsed YAML (or any JSON-like mapping); `cls` may be a richer
+    spec class (geosolver_model.config.Spec types the model and index sections)."""
     if not isinstance(raw, dict):
         raise SpecError(f"the spec must be a YAML mapping of keys to values, got {type(raw).__name__}")
     try:
@@ -285,16 +248,16 @@ def parse_spec(raw: Any) -> DatasetSpec:
     except (TypeError, ValueError) as exc:
         raise SpecError(f"the spec holds a value YAML cannot give as plain data: {exc}") from exc
     try:
-        return DatasetSpec.model_validate_json(text)
+        return cls.model_validate_json(text)
     except ValidationError as exc:
-        raise SpecError(describe_errors(exc, DatasetSpec)) from None
+        raise SpecError(describe_errors(exc, cls)) from None
 
 
 def default_spec_path() -> Path:
     return Path(str(resources.files("geosolver_data") / "specs" / "demo.yaml"))
 
 
-def load_spec(path: str | os.PathLike[str] | None = None) -> DatasetSpec:
+def load_spec(path: str | os.PathLike[str] | None = None, cls: type[DatasetSpec] = DatasetSpec) -> DatasetSpec:
     """Load the spec at `path`, else `$GEOSOLVER_SPEC`, else the bundled offline demo."""
     path = path or os.environ.get(SPEC_ENV) or default_spec_path()
     try:
@@ -306,6 +269,6 @@ def load_spec(path: str | os.PathLike[str] | None = None) -> DatasetSpec:
     except yaml.YAMLError as exc:
         raise SpecError(f"spec {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
     try:
-        return parse_spec(raw)
+        return parse_spec(raw, cls)
     except SpecError as exc:
         raise SpecError(f"spec {path}: {exc}") from None

@@ -13,23 +13,19 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from geosolver_data.accounting import Accounting, account, load_listing
 from geosolver_data.balance import balance
 from geosolver_data.dedup import DedupStats, deduplicate
 from geosolver_data.geocells import assign_geocells
-from geosolver_data.ingest import IngestStats, IngestTask, ingest
-from geosolver_data.layout import DatasetLayout, atomic_path, write_json
-from geosolver_data.ledger import Ledger
-from geosolver_data.progress import Progress
-from geosolver_data.publish import Published, publish_dataset
-from geosolver_data.sources.base import ListedSource, Source, fetch_policy
-from geosolver_data.sources.commons import CommonsSource
-from geosolver_data.sources.local import list_photos, local_candidates
-from geosolver_data.sources.mapillary import MapillarySource
-from geosolver_data.sources.osv5m import osv5m_candidates
-from geosolver_data.sources.synthetic import synthesize_region
-from geosolver_data.sources.urls import url_candidates
+from geosolver_data.ingest.accounting import Accounting, account, load_listing
+from geosolver_data.ingest.engine import IngestStats, IngestTask, ingest
+from geosolver_data.ingest.ledger import Ledger
+from geosolver_data.ingest.progress import Progress
+from geosolver_data.ingest.sources import Opening, open_source
+from geosolver_data.publish import publish_dataset
 from geosolver_data.spec import DatasetSpec, SourceSpec
+from geosolver_data.store.artifact import Artifact
+from geosolver_data.store.atomic import atomic_path, write_json
+from geosolver_data.store.home import DatasetLayout
 
 Log = Callable[[str], None]
 
@@ -43,34 +39,6 @@ def ledger_key(spec: DatasetSpec, src: SourceSpec) -> str:
     blob = json.dumps([src.content_key(), spec.image.model_dump(), [r.bbox for r in spec.regions],
                        spec.region_names], sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def open_source(spec: DatasetSpec, layout: DatasetLayout, src: SourceSpec, region: str, ledger: Ledger,
-                log: Log = print) -> Source:
-    """The source's candidates for one region.
-
-    Folders and lists are read by every region (each keeps its own points; the first region also
-    records those of no region); a synthetic source writes and reads one subfolder per region;
-    Mapillary and Commons are searched within the region's box.
-    """
-    first = region == spec.regions[0].name
-    max_bytes = spec.image.max_file_bytes
-    reg = spec.region(region)
-    if src.type == "synthetic":
-        root = Path(src.path) if src.path else layout.synthetic_root / src.label
-        synthesize_region(root, reg, spec.regions, src)
-        return ListedSource(local_candidates(list_photos(root, src.label, "folder", under=region)), True)
-    if src.type == "local":
-        return ListedSource(local_candidates(list_photos(Path(src.path).expanduser(), src.label, src.sequence_from)),
-                            first)
-    if src.type == "mapillary":
-        since = ledger.state().get("watermark_ms") if src.watermark else None
-        return MapillarySource(src, reg, max_bytes, since_ms=since, log=log)
-    if src.type == "commons":
-        return CommonsSource(src, reg, max_bytes, log=log)
-    if src.type == "urls":
-        return ListedSource(url_candidates(src, reg, spec.regions, first), first, fetch_policy(src, max_bytes))
-    return ListedSource(osv5m_candidates(src, reg, spec.regions, first), first)
 
 
 def ingest_region(spec: DatasetSpec, layout: DatasetLayout, region: str, log: Log = print) -> dict[str, IngestStats]:
@@ -87,7 +55,7 @@ def ingest_region(spec: DatasetSpec, layout: DatasetLayout, region: str, log: Lo
 
 def _ingest_source(spec: DatasetSpec, layout: DatasetLayout, src: SourceSpec, region: str, ledger: Ledger,
                    log: Log) -> IngestStats:
-    source = open_source(spec, layout, src, region, ledger, log)
+    source = open_source(Opening(spec, layout, src, region, ledger, log))
     task = IngestTask(region=region, regions=spec.regions, image=spec.image, source=src.label,
                       owns_strays=source.owns_strays, license=src.license, creator=src.creator,
                       content_retries=src.content_retries)
@@ -158,7 +126,7 @@ def balance_dataset(spec: DatasetSpec, layout: DatasetLayout) -> dict:
     return result.report
 
 
-def publish(spec: DatasetSpec, layout: DatasetLayout) -> Published:
+def publish(spec: DatasetSpec, layout: DatasetLayout) -> Artifact:
     if not layout.balanced.exists():
         raise MissingInputError("balanced_dataset has not been materialised")
     report = json.loads(layout.balance_report.read_text())
@@ -173,7 +141,7 @@ def latest_dataset(layout: DatasetLayout) -> str:
     return version
 
 
-def build_dataset(spec: DatasetSpec, layout: DatasetLayout, log: Log = print) -> Published:
+def build_dataset(spec: DatasetSpec, layout: DatasetLayout, log: Log = print) -> Artifact:
     """Every dataset stage in order, without Dagster: for scripts, notebooks and tests."""
     for region in spec.region_names:
         ingest_region(spec, layout, region, log)

@@ -1,4 +1,5 @@
-"""The `geosolver` command: the data commands plus `predict` and `index` (torch is loaded only for those)."""
+"""The `geosolver` command: the data commands plus `predict` and `index`, on one parser. Specs are read
+with every section validated; torch is loaded only by the commands that need it."""
 
 from __future__ import annotations
 
@@ -9,20 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geosolver_data import cli as data_cli
-from geosolver_data.mirror import working_home
-from geosolver_data.spec import load_spec
+from geosolver_data.store.artifact import ArtifactMissing
+from geosolver_data.store.home import Home
+from geosolver_data.store.mirror import working_home
+from geosolver_model.config import load_spec
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from geosolver_model.artifacts import IndexUnavailable
     from geosolver_model.locate import Locator, open_image
 
-    home = working_home(args.home)
     neighbours = load_spec(args.spec).index.neighbours
-    try:
-        locator = Locator.open(home, args.index)
-    except IndexUnavailable as exc:
-        sys.exit(f"geosolver: {exc}")
+    locator = Locator.open(Home(working_home(args.home)), args.index)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -46,7 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _draw(results: list[dict], out: Path) -> None:
-    from geosolver_data.coverage import save, world_axes
+    from geosolver_data.report.coverage import save, world_axes
 
     fig, ax = world_axes()
     for r in results:
@@ -57,27 +55,25 @@ def _draw(results: list[dict], out: Path) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    from geosolver_model import artifacts
+    from geosolver_model import index
 
-    home = working_home(args.home)
+    home = Home(working_home(args.home))
     if args.action == "list":
-        for m in artifacts.list_indexes(home):
-            print(f"{m['version']}  {m['kind']:5}  {m['index']['key']:28}  {m['index']['count']:>9} vectors  "
+        for a in index.all_indexes(home):
+            m = a.manifest
+            print(f"{a.version}  {m['kind']:5}  {m['index']['key']:28}  {m['index']['count']:>9} vectors  "
                   f"recall@10 {m['recall_at_10']}  model {m['model_version']}  {m['created_at']}")
     elif args.action == "show":
-        try:
-            folder = artifacts.resolve(home, args.kind, args.version)
-        except artifacts.IndexUnavailable as exc:
-            sys.exit(f"geosolver: {exc}")
-        print((folder / "manifest.json").read_text())
+        shelf = home.indexes(args.kind)
+        found = shelf.get(args.version) if args.version else shelf.latest()
+        print((found.path / "manifest.json").read_text())
     else:
-        removed = artifacts.prune(home, args.keep)
+        removed = index.prune(home, args.keep)
         print(f"removed {len(removed)} index version(s)" + "".join(f"\n  {v}" for v in removed))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = data_cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parser, sub = data_cli.build_parser(__doc__, load_spec)
     predict = sub.add_parser("predict", help="top-k locations for images, from the latest (or a given) index")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--top-k", type=int, default=5)
@@ -95,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    data_cli.main(argv, parser=build_parser())
+    data_cli.run(build_parser().parse_args(argv), failures=(ArtifactMissing,))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from geosolver_data.layout import atomic_path
+from geosolver_data.store.atomic import atomic_path
+from geosolver_model.images import decode, preprocess
 from geosolver_model.model import GeoRetriever
-from geosolver_model.preprocess import decode, preprocess
 
 BATCH = 64
 META = ["image_id", "lat", "lon", "country", "split"]
@@ -51,18 +51,18 @@ def _embed_shard(model: GeoRetriever, shard: Path, h3_cols: list[str], out: Path
     return parquet.metadata.num_rows
 
 
-def embedding_files(home: Path, model_version: str, dataset_manifest: dict) -> list[Path]:
-    """Where each shard's embeddings live: named by the shard's sha256, so unchanged shards are reused."""
-    folder = home / "embeddings" / model_version
+def embedding_files(folder: Path, dataset_manifest: dict) -> list[Path]:
+    """Where each shard's embeddings live in a model's folder: named by the shard's sha256, so
+    unchanged shards are reused."""
     return [folder / f"{shard['sha256'][:32]}.parquet" for shard in dataset_manifest["shards"]]
 
 
-def embed_dataset(load_model: Callable[[], GeoRetriever], model_version: str, dataset_dir: Path, home: Path,
+def embed_dataset(load_model: Callable[[], GeoRetriever], dataset_dir: Path, folder: Path,
                   log: Callable[[str], None] = print) -> EmbeddingSet:
-    """Embed the shards that have no embeddings yet; the model is loaded only if there are any."""
+    """Embed the shards that have no embeddings in `folder` yet; the model is loaded only if there are any."""
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     h3_cols = [f"h3_r{r}" for r in manifest["h3_resolutions"]]
-    files = embedding_files(home, model_version, manifest)
+    files = embedding_files(folder, manifest)
     model, embedded, reused = None, 0, 0
     for shard, out in zip(manifest["shards"], files, strict=True):
         if out.exists():

@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 from geosolver_data.geo import haversine_km
-from geosolver_model.benchmarks import TestSet
+from geosolver_model.gallery import predict
+from geosolver_model.images import preprocess
 from geosolver_model.metrics import THRESHOLDS_KM, geo_metrics
 from geosolver_model.model import GeoRetriever
-from geosolver_model.predict import predict
-from geosolver_model.preprocess import preprocess
+from geosolver_model.test_sets import TestSet
 from geosolver_model.zeroshot import ZeroShot
 
 Predictor = Callable[[list[Image.Image]], np.ndarray]  # images -> (B, 2) degrees

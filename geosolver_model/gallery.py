@@ -1,14 +1,22 @@
-"""The GPS gallery: candidate locations a guess is chosen from (the training locations, one per H3 cell)."""
+"""The GPS gallery: the candidate locations a guess is chosen from (the training locations, one per H3
+cell), and choosing among them: the nearest gallery embeddings, then a local refinement.
+
+Refinement (after GeoCLIP's): around each of the top candidates, score a small ring of points with
+the location encoder and move to the best one, so a guess is not limited to gallery points.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 
 from geosolver_data.geo import h3_cells
+from geosolver_model.model import GeoRetriever
 
 
 def build_gallery(version_dir: Path, resolution: int, split: str = "train") -> np.ndarray:
@@ -27,3 +35,52 @@ def build_gallery(version_dir: Path, resolution: int, split: str = "train") -> n
     g_lat = np.degrees(np.arctan2(mean[:, 2], np.hypot(mean[:, 0], mean[:, 1])))
     g_lon = np.degrees(np.arctan2(mean[:, 1], mean[:, 0]))
     return np.stack([g_lat, g_lon], axis=1).astype(np.float32)
+
+
+_RING_KM = (5.0, 20.0, 60.0)
+_RING_POINTS = 8
+
+
+@dataclass(frozen=True)
+class Guesses:
+    latlon: torch.Tensor  # (B, K, 2) degrees, best first
+    score: torch.Tensor  # (B, K) cosine similarity
+
+
+def _rings(centres: torch.Tensor) -> torch.Tensor:
+    """(N, 2) -> (N, 1 + R*P, 2): each centre and points on rings around it."""
+    angles = torch.arange(_RING_POINTS, dtype=torch.float32) * (2 * torch.pi / _RING_POINTS)
+    offsets = [torch.zeros(1, 2)]
+    for km in _RING_KM:
+        offsets.append(torch.stack([torch.cos(angles), torch.sin(angles)], dim=1) * km)
+    off = torch.cat(offsets)  # (1+R*P, 2) km north, east
+    lat = centres[:, None, 0] + off[None, :, 0] / 111.32
+    coslat = torch.cos(torch.deg2rad(centres[:, None, 0])).clamp(min=0.05)
+    lon = centres[:, None, 1] + off[None, :, 1] / (111.32 * coslat)
+    lon = (lon + 180) % 360 - 180
+    return torch.stack([lat.clamp(-90, 90), lon], dim=-1)
+
+
+@torch.no_grad()
+def refine(model: GeoRetriever, img: torch.Tensor, latlon: torch.Tensor) -> Guesses:
+    """Move each candidate (B, K, 2) to the best-scoring point on its rings; re-sort by score."""
+    b, k = latlon.shape[:2]
+    cand = _rings(latlon.reshape(-1, 2))  # (B*K, P, 2)
+    emb = model.encode_gps(cand.reshape(-1, 2)).reshape(b, k, cand.shape[1], -1)
+    s = torch.einsum("bkpd,bd->bkp", emb, img)
+    best = s.argmax(dim=2)  # (B, K)
+    score = s.gather(2, best[..., None])[..., 0]
+    moved = cand.reshape(b, k, cand.shape[1], 2).gather(2, best[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
+    score, order = score.sort(dim=1, descending=True)
+    return Guesses(latlon=moved.gather(1, order[..., None].expand(-1, -1, 2)), score=score)
+
+
+@torch.no_grad()
+def predict(model: GeoRetriever, pixels: torch.Tensor, gallery: torch.Tensor, gallery_emb: torch.Tensor,
+            top_k: int = 5, refine_guesses: bool = True) -> Guesses:
+    """pixels (B, 3, S, S), gallery (G, 2) with embeddings (G, D) -> top-k guesses per image."""
+    img = model.encode_images(pixels)  # (B, D)
+    score, idx = (img @ gallery_emb.T).topk(min(top_k, len(gallery)), dim=1)
+    if refine_guesses:
+        return refine(model, img, gallery[idx])
+    return Guesses(latlon=gallery[idx], score=score)

@@ -8,12 +8,21 @@ reaches the target. Vectors are unit-normalised and compared by inner product (c
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from geosolver_data.store.artifact import Artifact, ArtifactMissing
+from geosolver_data.store.atomic import file_sha256
+from geosolver_data.store.home import Home
+from geosolver_model.config import IndexConfig
 
 FLAT_MAX = 200_000  # beyond this, exact search is too slow per query even when it fits
 
@@ -122,3 +131,70 @@ def tune(index: faiss.Index, choice: IndexChoice, queries: np.ndarray, truth: np
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores, row ids), both (Q, k); ids are -1 where fewer than k exist."""
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
+# --- an index as files: index.faiss + ids.parquet, checked against their sha256 before use ---
+
+FILES = ("index.faiss", "ids.parquet")
+
+
+class IndexUnavailable(ArtifactMissing):
+    """A missing, corrupted or mismatched index; the message says which and what to do."""
+
+
+def write_index(folder: Path, vectors: np.ndarray, ids: pa.Table, queries: np.ndarray, config: IndexConfig) -> dict:
+    """Choose, build and tune an index for the vectors, write its files into `folder`, and return
+    what its manifest says about it."""
+    started = time.perf_counter()
+    choice = choose_index(len(vectors), vectors.shape[1], int(config.memory_budget_gb * 2**30))
+    index = build(vectors, choice)
+    k = min(10, len(vectors))
+    value, recall = tune(index, choice, queries, exact_top_k(vectors, queries, k), config.recall_target)
+    set_param(index, choice, value)
+    build_s = time.perf_counter() - started
+    p50, p99 = latency_ms(index, queries[:200], k)
+    faiss.write_index(index, str(folder / "index.faiss"))
+    pq.write_table(ids, folder / "ids.parquet")
+    return {
+        "index": {"key": choice.key, "search_param": choice.param, "search_value": value,
+                  "metric": "inner_product", "dim": int(vectors.shape[1]), "count": len(vectors)},
+        "recall_at_10": round(recall, 4), "latency_ms": {"p50": round(p50, 4), "p99": round(p99, 4)},
+        "build_s": round(build_s, 2), "settings": config.model_dump(),
+        "files": {name: file_sha256(folder / name) for name in FILES},
+    }
+
+
+def load_index(folder: Path) -> tuple[faiss.Index, pa.Table, dict]:
+    """The index, its id table and manifest, after checking every file's sha256."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name, expected in manifest["files"].items():
+        path = folder / name
+        if not path.exists() or file_sha256(path) != expected:
+            raise IndexUnavailable(f"{path}: missing or corrupted (sha256 differs from the manifest); "
+                                   "rebuild it by materialising the index asset again")
+    index = faiss.read_index(str(folder / "index.faiss"))
+    if manifest["index"]["search_param"]:
+        faiss.ParameterSpace().set_index_parameter(index, manifest["index"]["search_param"],
+                                                   manifest["index"]["search_value"])
+    return index, pq.read_table(folder / "ids.parquet"), manifest
+
+
+SERIES = ("image", "gps")
+
+
+def all_indexes(home: Home) -> list[Artifact]:
+    """Every index version of every series, oldest first."""
+    return home.indexes(SERIES[0]).all()  # the series share one folder
+
+
+def prune(home: Home, keep: int) -> list[str]:
+    """Delete all but the newest `keep` versions of each series; the latest of each is always kept."""
+    latest = {home.indexes(s).latest_version() for s in SERIES}
+    removed = []
+    for series in SERIES:
+        versions = [a.version for a in all_indexes(home) if a.manifest["kind"] == series]
+        for version in versions[: max(0, len(versions) - keep)]:
+            if version not in latest:
+                home.indexes(series).remove(version)
+                removed.append(version)
+    return removed

@@ -17,12 +17,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
-from geosolver_model import artifacts
-from geosolver_model.index import search
+from geosolver_data.store.home import Home
+from geosolver_model.gallery import refine
+from geosolver_model.images import preprocess
+from geosolver_model.index import IndexUnavailable, load_index, search
 from geosolver_model.model import GeoRetriever
-from geosolver_model.predict import refine
-from geosolver_model.preprocess import preprocess
-from geosolver_model.stages import PUBLISHED, models_root
+from geosolver_model.stages import PUBLISHED
 
 VOTE_KM = 25.0
 NEIGHBOUR_TEMPERATURE = 0.05
@@ -38,25 +38,26 @@ class Locator:
     versions: dict
 
     @classmethod
-    def open(cls, home: Path, index_version: str | None = None) -> Locator:
-        image_dir = artifacts.resolve(home, "image", index_version)
-        image_index, image_ids, image_manifest = artifacts.load_index(image_dir)
-        model_version = image_manifest["model_version"]
-        gps = [m for m in artifacts.list_indexes(home) if m["kind"] == "gps" and m["model_version"] == model_version]
+    def open(cls, home: Home, index_version: str | None = None) -> Locator:
+        """The latest image index (or the given version), the GPS index and model it belongs with."""
+        images = home.indexes("image")
+        image = images.get(index_version) if index_version else images.latest()
+        image_index, image_ids, _ = load_index(image.path)
+        model_version = image.manifest["model_version"]
+        gps = [a for a in home.indexes("gps").all() if a.manifest["kind"] == "gps"
+               and a.manifest["model_version"] == model_version]
         if not gps:
-            raise artifacts.IndexUnavailable(f"no GPS gallery index for model {model_version}: materialise "
-                                             "gps_gallery_index")
-        gps_index, gps_ids, _ = artifacts.load_index(artifacts.resolve(home, "gps", gps[-1]["version"]))
-        model_dir = models_root(home) / model_version / PUBLISHED
-        if not model_dir.exists():
-            raise artifacts.IndexUnavailable(f"index {image_dir.name} was built with model {model_version}, "
-                                             f"which is not under {models_root(home)}")
-        model = GeoRetriever.load(model_dir).eval()
-        if model.config.embed_dim != image_manifest["index"]["dim"]:
-            raise artifacts.IndexUnavailable(f"model/index mismatch: model embeds {model.config.embed_dim}-d, "
-                                             f"index {image_dir.name} holds {image_manifest['index']['dim']}-d")
+            raise IndexUnavailable(f"no GPS gallery index for model {model_version}: materialise gps_gallery_index")
+        gps_index, gps_ids, _ = load_index(gps[-1].path)
+        if not home.models.exists(model_version):
+            raise IndexUnavailable(f"index {image.version} was built with model {model_version}, "
+                                   f"which is not under {home.models.root}")
+        model = GeoRetriever.load(home.models.path(model_version) / PUBLISHED).eval()
+        if model.config.embed_dim != image.manifest["index"]["dim"]:
+            raise IndexUnavailable(f"model/index mismatch: model embeds {model.config.embed_dim}-d, "
+                                   f"index {image.version} holds {image.manifest['index']['dim']}-d")
         return cls(model, image_index, image_ids.to_pydict(), gps_index, gps_ids.to_pydict(),
-                   {"index": image_dir.name, "gps_index": gps[-1]["version"], "model": model_version})
+                   {"index": image.version, "gps_index": gps[-1].version, "model": model_version})
 
     @torch.no_grad()
     def locate(self, image: Image.Image, top_k: int = 5, neighbours: int = 10) -> dict:

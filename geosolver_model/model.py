@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -17,17 +17,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPVisionModelWithProjection
 
-from geosolver_model.base import load_vision
+from geosolver_model.clip import load_vision
+from geosolver_model.config import GeoConfig
 from geosolver_model.location_encoder import LocationEncoder
-
-
-@dataclass(frozen=True)
-class GeoConfig:
-    embed_dim: int = 512
-    loc_features: int = 256
-    loc_hidden: int = 512
-    queue_size: int = 1024
-    seed: int = 0
 
 
 class GeoRetriever(nn.Module):

@@ -1,4 +1,5 @@
-"""The model stages the Dagster assets call: fine-tune (every objective) and evaluate."""
+"""The model stages the Dagster assets call: fine-tune (every objective), evaluate, embed every shard row,
+and build the image and GPS indexes. Each publishes a versioned artifact (geosolver_data.store)."""
 
 from __future__ import annotations
 
@@ -9,53 +10,60 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 
-from geosolver_data.layout import publish_dir, staging_dir, write_json, write_text
-from geosolver_data.spec import DatasetSpec
-from geosolver_model.base import load_clip
-from geosolver_model.benchmarks import dataset_test_split, public_benchmarks
+from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.geo import h3_cells
+from geosolver_data.store.artifact import Artifact
+from geosolver_data.store.atomic import write_json, write_text
+from geosolver_data.store.home import Home
+from geosolver_model.clip import load_clip
+from geosolver_model.config import Spec
+from geosolver_model.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
 from geosolver_model.evaluate import error_plot, evaluate, markdown_table, retrieval_predictor, zeroshot_predictor
 from geosolver_model.gallery import build_gallery
+from geosolver_model.index import write_index
 from geosolver_model.model import GeoRetriever
+from geosolver_model.test_sets import TestSet, dataset_test_split, public_benchmarks
 from geosolver_model.train import build_model, save_final, train
 from geosolver_model.zeroshot import ZeroShot
 
 Log = Callable[[str], None]
 PUBLISHED = "finetuned"
 
-
-@dataclass(frozen=True)
-class ModelVersion:
-    version: str
-    path: Path
-    manifest: dict
-    new: bool
-
-
-def code_version() -> str:
-    """A hash of this package's source: changed training code means a new model version."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:12]
+# What decides a model's weights, declared once: the code the training runs and the model settings,
+# less those that only matter when the model is used. A change anywhere else (the CLI, locate, the
+# index or evaluation code) keeps the model version, so nothing is retrained or re-embedded for it.
+WEIGHTS_CODE = ("clip.py", "config.py", "distributed.py", "functional.py", "images.py", "location_encoder.py",
+                "losses.py", "model.py", "shard_stream.py", "train.py", "train_cli.py")
+USE_ONLY_SETTINGS = frozenset({"gallery_resolution", "top_k", "eval_max_images"})
 
 
-def model_version(spec: DatasetSpec, dataset_version: str) -> str:
-    """Same inputs, same version: dataset version, model settings and training code."""
-    key = {"dataset": [spec.name, dataset_version], "model": spec.model.model_dump(), "code": code_version()}
+def _hash(key: object) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def models_root(home: Path) -> Path:
-    return home / "models"
+def code_version(package: Path = Path(__file__).parent) -> str:
+    """A hash of the training code (WEIGHTS_CODE): changed training code means a new model version."""
+    digest = hashlib.sha256()
+    for name in WEIGHTS_CODE:
+        digest.update(name.encode() + (package / name).read_bytes())
+    return digest.hexdigest()[:12]
 
 
-def _train_objective(spec: DatasetSpec, dataset_dir: Path, objective: str, run_dir: Path, log: Log) -> dict:
+def model_version(spec: Spec, dataset_version: str) -> str:
+    """Same inputs, same version: dataset version, the settings that shape training, training code."""
+    settings = {k: v for k, v in spec.model.model_dump().items() if k not in USE_ONLY_SETTINGS}
+    return _hash({"dataset": [spec.name, dataset_version], "model": settings, "code": code_version()})
+
+
+def _train_objective(spec: Spec, dataset_dir: Path, objective: str, run_dir: Path, log: Log) -> dict:
     """Train one objective into run_dir/final (in-process, or under torchrun when nproc > 1)."""
     final = run_dir / "final"
     if spec.model.nproc > 1:
@@ -68,75 +76,88 @@ def _train_objective(spec: DatasetSpec, dataset_dir: Path, objective: str, run_d
     return save_final(train(spec.model, dataset_dir, objective, run_dir, log), final)
 
 
-def finetune(spec: DatasetSpec, home: Path, dataset_version: str, log: Log = print) -> ModelVersion:
+def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> Artifact:
     """Train every objective in the spec and publish models/<version>/ (skipped if already published)."""
-    dataset_dir = home / "datasets" / spec.name / dataset_version
+    dataset_dir = home.datasets(spec.name).path(dataset_version)
     version = model_version(spec, dataset_version)
-    final = models_root(home) / version
-    if (final / "manifest.json").exists():
+    if home.models.exists(version):
         log(f"model {version} already published for these inputs")
-        return ModelVersion(version, final, json.loads((final / "manifest.json").read_text()), new=False)
-    runs = models_root(home) / ".runs" / version
-    staging = staging_dir(models_root(home))
-    objectives = {}
-    for objective in spec.model.objectives:
-        objectives[objective] = _train_objective(spec, dataset_dir, objective, runs / objective, log)
-        shutil.copytree(runs / objective / "final", staging / "objectives" / objective)
-    shutil.copytree(staging / "objectives" / spec.model.objectives[0], staging / PUBLISHED)
-    manifest = {
-        "version": version, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset": {"name": spec.name, "version": dataset_version}, "base": spec.model.base,
-        "published_objective": spec.model.objectives[0], "model_spec": spec.model.model_dump(),
-        "code_version": code_version(), "objectives": objectives,
-    }
-    write_json(staging / "manifest.json", manifest)
-    new = publish_dir(staging, final)
-    write_text(models_root(home) / "LATEST", version + "\n")
+    runs = home.training_runs / version
+
+    def build(staging: Path) -> dict:
+        objectives = {}
+        for objective in spec.model.objectives:
+            objectives[objective] = _train_objective(spec, dataset_dir, objective, runs / objective, log)
+            shutil.copytree(runs / objective / "final", staging / "objectives" / objective)
+        shutil.copytree(staging / "objectives" / spec.model.objectives[0], staging / PUBLISHED)
+        return {"created_at": _now(), "dataset": {"name": spec.name, "version": dataset_version},
+                "base": spec.model.base, "published_objective": spec.model.objectives[0],
+                "model_spec": spec.model.model_dump(), "code_version": code_version(), "objectives": objectives}
+
+    model = home.models.publish(build, version)
     shutil.rmtree(runs, ignore_errors=True)  # checkpoints only serve resumption of this version
-    return ModelVersion(version, final, json.loads((final / "manifest.json").read_text()), new)
+    return model
 
 
-def latest_model(home: Path) -> ModelVersion:
-    pointer = models_root(home) / "LATEST"
-    if not pointer.exists():
-        raise FileNotFoundError("finetuned_model has not been materialised: no model version is published")
-    path = models_root(home) / pointer.read_text().strip()
-    return ModelVersion(path.name, path, json.loads((path / "manifest.json").read_text()), new=False)
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _history(home: Path, current: str) -> list[dict]:
-    """Earlier model versions' published median error on the dataset test split, oldest first."""
+def dataset_of(home: Home, model: Artifact) -> Path:
+    """The dataset version a model was trained on."""
+    return home.datasets(model.manifest["dataset"]["name"]).path(model.manifest["dataset"]["version"])
+
+
+def eval_version(model: Artifact, tests: list[TestSet], spec: Spec) -> str:
+    """Same model, same test sets, same settings: same evaluation (it is not run again)."""
+    settings = {k: spec.model.model_dump()[k] for k in sorted(USE_ONLY_SETTINGS)}
+    return _hash({"model": model.version, "tests": [t.fingerprint for t in tests], "settings": settings,
+                  "objectives": list(spec.model.objectives), "zeroshot_base": spec.model.base})
+
+
+def _history(home: Home, model_version: str) -> list[dict]:
+    """Other model versions' published median error on the dataset test split, oldest first."""
     rows = []
-    for path in models_root(home).glob("*/eval.json"):
-        if path.parent.name != current:
-            data = json.loads(path.read_text()).get("dataset_test", {}).get(PUBLISHED, {})
-            created = json.loads((path.parent / "manifest.json").read_text())["created_at"]
-            rows.append({"model": path.parent.name, "created_at": created, "median_km": data.get("median_km")})
-    return sorted(rows, key=lambda r: r["created_at"])
+    for earlier in home.evals.all():
+        if earlier.manifest["model_version"] != model_version:
+            rows.append({"model": earlier.manifest["model_version"], "created_at": earlier.manifest["created_at"],
+                         "median_km": earlier.manifest["dataset_test_median_km"]})
+    return rows
 
 
-def evaluate_model(spec: DatasetSpec, home: Path, model: ModelVersion, log: Log = print) -> dict:
-    """Every comparator on every test set; writes eval.json, eval.md and errors.png beside the manifest."""
-    dataset_dir = home / "datasets" / spec.name / model.manifest["dataset"]["version"]
-    gallery = build_gallery(dataset_dir, spec.model.gallery_resolution)
-    log(f"gallery: {len(gallery)} locations at H3 resolution {spec.model.gallery_resolution}")
-    comparators = {
-        "untrained": retrieval_predictor(build_model(spec.model), gallery, spec.model.top_k),
-        "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base))),
-        PUBLISHED: retrieval_predictor(GeoRetriever.load(model.path / PUBLISHED), gallery, spec.model.top_k),
-    }
-    for objective in spec.model.objectives:
-        comparators[objective] = retrieval_predictor(GeoRetriever.load(model.path / "objectives" / objective),
-                                                     gallery, spec.model.top_k)
+def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) -> Artifact:
+    """Every comparator on every test set, published as evals/<version>/ (eval.json, eval.md,
+    errors.png); the model's own folder is never touched."""
+    dataset_dir = dataset_of(home, model)
     tests = [dataset_test_split(dataset_dir, spec.model.eval_max_images),
-             *public_benchmarks(home, spec.model.eval_max_images)]
-    results, errors = evaluate(comparators, tests, log)
-    results_meta = {**results, "model_version": model.version, "gallery_size": len(gallery),
-                    "history": _history(home, model.version)}
-    write_json(model.path / "eval.json", results_meta)
-    write_text(model.path / "eval.md", markdown_table(results))
-    error_plot(errors, model.path / "errors.png", f"model {model.version} on {tests[0].name}")
-    return results_meta
+             *public_benchmarks(home.benchmarks, spec.model.eval_max_images)]
+
+    def build(staging: Path) -> dict:
+        gallery = build_gallery(dataset_dir, spec.model.gallery_resolution)
+        log(f"gallery: {len(gallery)} locations at H3 resolution {spec.model.gallery_resolution}")
+        comparators = {
+            "untrained": retrieval_predictor(build_model(spec.model), gallery, spec.model.top_k),
+            "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base))),
+            PUBLISHED: retrieval_predictor(GeoRetriever.load(model.path / PUBLISHED), gallery, spec.model.top_k),
+        }
+        for objective in spec.model.objectives:
+            comparators[objective] = retrieval_predictor(GeoRetriever.load(model.path / "objectives" / objective),
+                                                         gallery, spec.model.top_k)
+        results, errors = evaluate(comparators, tests, log)
+        results = {**results, "model_version": model.version, "gallery_size": len(gallery),
+                   "history": _history(home, model.version)}
+        write_json(staging / "eval.json", results)
+        write_text(staging / "eval.md", markdown_table(results))
+        error_plot(errors, staging / "errors.png", f"model {model.version} on {tests[0].name}")
+        return {"created_at": _now(), "model_version": model.version, "dataset": model.manifest["dataset"],
+                "test_sets": {t.name: {"size": t.size, "fingerprint": t.fingerprint} for t in tests},
+                "dataset_test_median_km": results["dataset_test"][PUBLISHED]["median_km"]}
+
+    return home.evals.publish(build, eval_version(model, tests, spec))
+
+
+def eval_results(evaluation: Artifact) -> dict:
+    return json.loads((evaluation.path / "eval.json").read_text())
 
 
 def regressions(current: dict, tolerance: float) -> list[str]:
@@ -155,3 +176,80 @@ def winner(results: dict, objectives: tuple[str, ...]) -> str:
     """The objective with the lowest median error on the dataset's test split."""
     return min(objectives, key=lambda o: results["dataset_test"][o]["median_km"] if o in results["dataset_test"]
                else np.inf)
+
+
+MAX_QUERIES = 200  # held-out queries that tune and measure each index
+
+
+def embed(spec: Spec, home: Home, model: Artifact, log: Log = print) -> EmbeddingSet:
+    """Embed what is not embedded yet (nothing, and no model load, on a rerun)."""
+    return embed_dataset(lambda: GeoRetriever.load(model.path / PUBLISHED), dataset_of(home, model),
+                         home.embeddings(model.version), log)
+
+
+def coverage_problems(home: Home, model: Artifact) -> list[str]:
+    """Embedding rows must be exactly the dataset's rows, each once."""
+    manifest = json.loads((dataset_of(home, model) / "manifest.json").read_text())
+    files = embedding_files(home.embeddings(model.version), manifest)
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        return [f"no embeddings for {len(missing)} shard(s): {missing[:3]}"]
+    ids = pa.concat_tables([pq.read_table(f, columns=["image_id"]) for f in files]).column("image_id")
+    problems = []
+    if len(ids) != manifest["rows"]:
+        problems.append(f"{len(ids)} embeddings for {manifest['rows']} rows")
+    if len(ids.unique()) != len(ids):
+        problems.append(f"{len(ids) - len(ids.unique())} image ids embedded more than once")
+    return problems
+
+
+def _queries(test: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Held-out queries: test-split image embeddings, else a sample of the indexed vectors."""
+    if len(test) == 0:
+        test = fallback[np.random.default_rng(0).choice(len(fallback), min(len(fallback), MAX_QUERIES), replace=False)]
+    return test[:MAX_QUERIES]
+
+
+def _publish_index(spec: Spec, home: Home, series: str, model: Artifact, key: dict,
+                   make: Callable[[], tuple[np.ndarray, pa.Table, np.ndarray]]) -> Artifact:
+    """An index version is a hash of what it is built from; `make` runs only for a new one."""
+    version = _hash({"kind": series, "model": model.version, "dataset": model.manifest["dataset"]["version"],
+                     "index": spec.index.model_dump(), **key})
+
+    def build(staging: Path) -> dict:
+        vectors, ids, queries = make()
+        return {"kind": series, "created_at": _now(), "model_version": model.version,
+                "dataset": model.manifest["dataset"], **key, **write_index(staging, vectors, ids, queries, spec.index)}
+
+    return home.indexes(series).publish(build, version)
+
+
+def image_index(spec: Spec, home: Home, model: Artifact, embeddings: EmbeddingSet) -> Artifact:
+    """Image -> image kNN over the reference rows (train + val: the test split stays out of the
+    index, it is what we evaluate on)."""
+    def make() -> tuple[np.ndarray, pa.Table, np.ndarray]:
+        meta, vectors = load_embeddings(embeddings.files)
+        is_test = np.asarray(meta.column("split").to_pylist()) == "test"
+        reference = vectors[~is_test]
+        return reference, meta.filter(pa.array(~is_test)), _queries(vectors[is_test], reference)
+
+    return _publish_index(spec, home, "image", model, {}, make)
+
+
+@torch.no_grad()
+def gps_index(spec: Spec, home: Home, model: Artifact, embeddings: EmbeddingSet) -> Artifact:
+    """Location-encoder embeddings of the GPS gallery (train locations, one per H3 cell)."""
+    res = spec.model.gallery_resolution
+
+    def make() -> tuple[np.ndarray, pa.Table, np.ndarray]:
+        gallery = build_gallery(dataset_of(home, model), res)
+        net = GeoRetriever.load(model.path / PUBLISHED)
+        vectors = net.encode_gps(torch.as_tensor(gallery)).numpy().astype(np.float32)
+        gaz = load_gazetteer()
+        nearest = gaz.nearest(gallery[:, 0], gallery[:, 1])
+        ids = pa.table({"lat": gallery[:, 0].astype(np.float64), "lon": gallery[:, 1].astype(np.float64),
+                        f"h3_r{res}": pa.array(h3_cells(gallery[:, 0], gallery[:, 1], [res])[res], pa.uint64()),
+                        "country": gaz.country[nearest].tolist(), "place": gaz.name[nearest].tolist()})
+        return vectors, ids, _queries(load_embeddings(embeddings.files, ("test",))[1], vectors)
+
+    return _publish_index(spec, home, "gps", model, {"gallery_resolution": res}, make)

@@ -19,11 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
-from geosolver_data.spec import ModelSpec
 from geosolver_model import distributed as D
-from geosolver_model.data import ShardStream, loader
+from geosolver_model.config import GeoConfig, ModelConfig
 from geosolver_model.losses import contrastive_loss
-from geosolver_model.model import GeoConfig, GeoRetriever
+from geosolver_model.model import GeoRetriever
+from geosolver_model.shard_stream import ShardStream, loader
 
 Log = Callable[[str], None]
 
@@ -35,19 +35,12 @@ class TrainResult:
     samples_per_s: float = 0.0
 
 
-def geo_config(spec: ModelSpec, projection_dim: int) -> GeoConfig:
-    """The tiny base gets a small location encoder; real CLIPs get GeoCLIP's sizes."""
-    small = projection_dim <= 128
-    return GeoConfig(embed_dim=projection_dim if small else 512, loc_features=64 if small else 256,
-                     loc_hidden=128 if small else 1024, queue_size=spec.queue_size, seed=spec.seed)
+def build_model(spec: ModelConfig) -> GeoRetriever:
+    """The base vision tower with a fresh head and location encoder, sized by the config."""
+    return GeoRetriever.from_base(spec.base, GeoConfig.of(spec))
 
 
-def build_model(spec: ModelSpec) -> GeoRetriever:
-    vision_model = GeoRetriever.from_base(spec.base, GeoConfig()).vision
-    return GeoRetriever(vision_model, geo_config(spec, vision_model.config.projection_dim))
-
-
-def get_lr_factor(step: int, spec: ModelSpec) -> float:
+def get_lr_factor(step: int, spec: ModelConfig) -> float:
     """Linear warmup, then cosine decay to 10% of the peak."""
     if step < spec.warmup_steps:
         return (step + 1) / spec.warmup_steps
@@ -55,7 +48,7 @@ def get_lr_factor(step: int, spec: ModelSpec) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(model: GeoRetriever, spec: ModelSpec) -> torch.optim.AdamW:
+def make_optimizer(model: GeoRetriever, spec: ModelConfig) -> torch.optim.AdamW:
     vision = [p for p in model.vision.parameters() if p.requires_grad]
     rest = [p for n, p in model.named_parameters() if not n.startswith("vision.") and p.requires_grad]
     groups = [{"params": rest, "lr": spec.head_lr}]
@@ -92,7 +85,7 @@ def load_checkpoint(path: Path, model: GeoRetriever, optimizer, scheduler) -> tu
     return meta["step"], meta["curve"]
 
 
-def train_step(model: GeoRetriever, ddp_model: torch.nn.Module, batch: dict, objective: str, spec: ModelSpec,
+def train_step(model: GeoRetriever, ddp_model: torch.nn.Module, batch: dict, objective: str, spec: ModelConfig,
                dev: torch.device) -> torch.Tensor:
     """One micro-batch: embed, gather across ranks, loss, backward. Returns the loss (detached)."""
     pixels, latlon = batch["pixels"].to(dev), batch["latlon"].to(dev)
@@ -110,7 +103,7 @@ def train_step(model: GeoRetriever, ddp_model: torch.nn.Module, batch: dict, obj
     return loss.detach()
 
 
-def train(spec: ModelSpec, version_dir: Path, objective: str, run_dir: Path, log: Log = print,
+def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, log: Log = print,
           stop_after: int | None = None) -> TrainResult:
     """Fine-tune for `spec.steps` steps (resuming from run_dir/checkpoints), or stop early at
     `stop_after` (used to test resume)."""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from geosolver_data.spec import ModelSpec
 from geosolver_model import distributed as D
+from geosolver_model.config import ModelConfig
 from geosolver_model.train import save_final, train
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--spec-json", required=True, help="the spec's model section as JSON")
     args = parser.parse_args()
-    spec = ModelSpec.model_validate_json(args.spec_json)
+    spec = ModelConfig.model_validate_json(args.spec_json)
     D.init_from_env()
     result = train(spec, args.dataset, args.objective, args.run_dir,
                    log=lambda m: print(m, flush=True) if D.rank() == 0 else None)

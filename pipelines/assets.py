@@ -5,8 +5,6 @@ Index: finetuned_model -> image_embeddings -> embedding_index, gps_gallery_index
 import dagster as dg
 
 from geosolver_data import stages
-from geosolver_model import evaluate, index_stages
-from geosolver_model import stages as model_stages
 from pipelines.metadata import accounting_table, accounting_totals, balance_table, counts_table
 from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
@@ -111,13 +109,19 @@ def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
     )
 
 
+# The model and index assets import the model package (torch, transformers, faiss) inside their bodies:
+# loading this code location, or running an ingest step, never pays for it, and an ingest-only
+# install (without the `model` extra) runs raw_images.
+
+
 @dg.asset(deps=[dataset_shards], group_name="model", automation_condition=automation,
           kinds={"pytorch", "safetensors"})
 def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """StreetCLIP vision tower + location encoder fine-tuned for retrieval, one folder per version."""
-    spec = geosolver.spec()
-    layout = geosolver.layout(spec)
-    model = model_stages.finetune(spec, layout.home, stages.latest_dataset(layout), log=context.log.info)
+    from geosolver_model import stages as model_stages
+
+    spec, home = geosolver.spec(), geosolver.store()
+    model = model_stages.finetune(spec, home, stages.latest_dataset(home.dataset(spec.name)), log=context.log.info)
     runs = model.manifest["objectives"]
     return dg.MaterializeResult(
         data_version=dg.DataVersion(model.version),
@@ -136,30 +140,39 @@ def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResou
 @dg.asset(deps=[finetuned_model], group_name="model", automation_condition=automation, kinds={"pytorch"})
 def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Distance accuracies, median km, GeoGuessr score and country accuracy against the comparators."""
-    spec = geosolver.spec()
-    layout = geosolver.layout(spec)
-    model = model_stages.latest_model(layout.home)
-    results = model_stages.evaluate_model(spec, layout.home, model, log=context.log.info)
+    from geosolver_model import evaluate
+    from geosolver_model import stages as model_stages
+
+    spec, home = geosolver.spec(), geosolver.store()
+    model = home.models.latest()
+    evaluation = model_stages.evaluate_model(spec, home, model, log=context.log.info)
+    results = model_stages.eval_results(evaluation)
     test = results["dataset_test"]
-    return dg.MaterializeResult(metadata={
-        "model_version": model.version,
-        "median_km": test[model_stages.PUBLISHED]["median_km"],
-        "median_km_untrained": test["untrained"]["median_km"],
-        "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
-        "best_objective": model_stages.winner(results, spec.model.objectives),
-        "results": dg.MetadataValue.md(evaluate.markdown_table(results)),
-        "history": dg.MetadataValue.json(results["history"]),
-        "error_plot": dg.MetadataValue.path(str(model.path / "errors.png")),
-    })
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(evaluation.version),
+        metadata={
+            "version": evaluation.version,
+            "new_version": evaluation.new,
+            "model_version": model.version,
+            "median_km": test[model_stages.PUBLISHED]["median_km"],
+            "median_km_untrained": test["untrained"]["median_km"],
+            "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
+            "best_objective": model_stages.winner(results, spec.model.objectives),
+            "results": dg.MetadataValue.md(evaluate.markdown_table(results)),
+            "history": dg.MetadataValue.json(results["history"]),
+            "error_plot": dg.MetadataValue.path(str(evaluation.path / "errors.png")),
+        },
+    )
 
 
 @dg.asset(deps=[finetuned_model], group_name="index", automation_condition=automation, kinds={"parquet"})
 def image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Every shard row embedded once by the published model; shards already embedded are reused."""
-    spec = geosolver.spec()
-    layout = geosolver.layout(spec)
-    model = model_stages.latest_model(layout.home)
-    result = index_stages.embed(spec, layout.home, model, log=context.log.info)
+    from geosolver_model import stages as model_stages
+
+    spec, home = geosolver.spec(), geosolver.store()
+    model = home.models.latest()
+    result = model_stages.embed(spec, home, model, log=context.log.info)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(model.version + ":" + model.manifest["dataset"]["version"]),
         metadata={"model_version": model.version, "embedded": result.embedded, "reused": result.reused,
@@ -167,7 +180,14 @@ def image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverReso
     )
 
 
-def _index_result(artifact) -> dg.MaterializeResult:
+def _index(geosolver: GeosolverResource, series: str) -> dg.MaterializeResult:
+    from geosolver_model import stages as model_stages
+
+    spec, home = geosolver.spec(), geosolver.store()
+    model = home.models.latest()
+    embeddings = model_stages.embed(spec, home, model, log=lambda _: None)  # reuses what is on disk
+    build = model_stages.image_index if series == "image" else model_stages.gps_index
+    artifact = build(spec, home, model, embeddings)
     m = artifact.manifest
     return dg.MaterializeResult(
         data_version=dg.DataVersion(artifact.version),
@@ -181,18 +201,10 @@ def _index_result(artifact) -> dg.MaterializeResult:
 @dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
 def embedding_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Image -> image nearest neighbours over the train and val rows: a versioned FAISS artifact."""
-    spec = geosolver.spec()
-    layout = geosolver.layout(spec)
-    model = model_stages.latest_model(layout.home)
-    embeddings = index_stages.embed(spec, layout.home, model, log=lambda _: None)  # reuses what is on disk
-    return _index_result(index_stages.image_index(spec, layout.home, model, embeddings))
+    return _index(geosolver, "image")
 
 
 @dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
 def gps_gallery_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Location-encoder embeddings of the GPS gallery: a versioned FAISS artifact."""
-    spec = geosolver.spec()
-    layout = geosolver.layout(spec)
-    model = model_stages.latest_model(layout.home)
-    embeddings = index_stages.embed(spec, layout.home, model, log=lambda _: None)
-    return _index_result(index_stages.gps_index(spec, layout.home, model, embeddings))
+    return _index(geosolver, "gps")

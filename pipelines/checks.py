@@ -1,16 +1,14 @@
 """Asset checks. Blocking ones stop everything downstream of a failing asset."""
 
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
-from geosolver_data import stages, validate
+from geosolver_data import stages
+from geosolver_data.report import validate
 from geosolver_data.spec import DatasetSpec
-from geosolver_model import artifacts, index_stages
-from geosolver_model import stages as model_stages
 from pipelines.assets import (
     dataset_shards,
     embedding_index,
@@ -78,16 +76,18 @@ shard_checks = [_shard_check(name, description, find) for name, (description, fi
 @dg.asset_check(asset=image_embeddings, blocking=True,
                 description="Every row of the dataset version has exactly one embedding.")
 def embeddings_cover_every_row(geosolver: GeosolverResource) -> dg.AssetCheckResult:
-    home = geosolver.layout().home
-    model = model_stages.latest_model(home)
-    return _result(index_stages.coverage_problems(geosolver.spec(), home, model))
+
+    from geosolver_model import stages as model_stages
+
+    home = geosolver.store()
+    return _result(model_stages.coverage_problems(home, home.models.latest()))
 
 
 def _recall_check(asset: dg.AssetsDefinition, kind: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name="recall_at_target", blocking=True,
                     description="Measured recall@10 against exact search reaches index.recall_target.")
     def _check(geosolver: GeosolverResource) -> dg.AssetCheckResult:
-        manifest = json.loads((artifacts.resolve(geosolver.layout().home, kind) / "manifest.json").read_text())
+        manifest = geosolver.store().indexes(kind).latest().manifest
         target = geosolver.spec().index.recall_target
         ok = manifest["recall_at_10"] >= target
         return _result([] if ok else [f"recall@10 {manifest['recall_at_10']} < target {target}"])
@@ -103,7 +103,7 @@ gps_index_recall = _recall_check(gps_gallery_index, "gps")
                 description=f"The published model's median error is within {REGRESSION_TOLERANCE:.0%} of the "
                             "previous model version's on the dataset test split.")
 def no_eval_regression(geosolver: GeosolverResource) -> dg.AssetCheckResult:
-    model = model_stages.latest_model(geosolver.layout().home)
-    current = json.loads((model.path / "eval.json").read_text())
-    problems = model_stages.regressions(current, REGRESSION_TOLERANCE)
-    return _result(problems)
+    from geosolver_model import stages as model_stages
+
+    current = model_stages.eval_results(geosolver.store().evals.latest())
+    return _result(model_stages.regressions(current, REGRESSION_TOLERANCE))

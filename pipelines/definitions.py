@@ -5,7 +5,7 @@ import dagster as dg
 from pipelines import assets, checks
 from pipelines.executors import executor_from_env
 from pipelines.jobs import build_job, ingest_job
-from pipelines.resources import GeosolverResource
+from pipelines.resources import geosolver
 from pipelines.schedules import dataset_refresh
 
 defs = dg.Definitions(
@@ -14,5 +14,5 @@ defs = dg.Definitions(
     jobs=[ingest_job, build_job],
     schedules=[dataset_refresh],
     executor=executor_from_env(),
-    resources={"geosolver": GeosolverResource()},
+    resources={"geosolver": geosolver},
 )

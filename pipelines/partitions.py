@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from geosolver_data.spec import load_spec
+from pipelines.resources import geosolver
 
-region_partitions = dg.StaticPartitionsDefinition(load_spec().region_names)
+region_partitions = dg.StaticPartitionsDefinition(geosolver.spec().region_names)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import PrivateAttr
 
-from geosolver_data.layout import DatasetLayout, geosolver_home, home_setting
-from geosolver_data.mirror import Mirror, is_remote
-from geosolver_data.spec import DatasetSpec, load_spec
+from geosolver_data.store.home import DatasetLayout, Home, geosolver_home, home_setting
+from geosolver_data.store.mirror import Mirror, is_remote
+from geosolver_model.config import Spec, load_spec
 
 
 class GeosolverResource(dg.ConfigurableResource):
-    """Empty values fall back to $GEOSOLVER_HOME / $GEOSOLVER_SPEC, then to the defaults.
+    """Where artifacts live and which spec to build. Empty values fall back to $GEOSOLVER_HOME /
+    $GEOSOLVER_SPEC, then to the defaults.
 
     With a remote home (`s3://…`), each step pulls the home's changes into its local working copy
     before it runs and pushes what it wrote afterwards, also when it failed (so a rerun resumes from
@@ -20,6 +21,7 @@ class GeosolverResource(dg.ConfigurableResource):
     home: str = ""
     spec_path: str = ""
     _mirror: Mirror | None = PrivateAttr(default=None)
+    _spec: Spec | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         setting = home_setting(self.home or None)
@@ -33,9 +35,19 @@ class GeosolverResource(dg.ConfigurableResource):
             pushed = self._mirror.push()
             context.log.info(f"pushed {pushed} new or changed file(s) to {self._mirror.uri}")
 
-    def spec(self) -> DatasetSpec:
-        return load_spec(self.spec_path or None)
+    def spec(self) -> Spec:
+        """The spec, read and validated once per process (the code location, each step)."""
+        if self._spec is None:
+            self._spec = load_spec(self.spec_path or None)
+        return self._spec
 
-    def layout(self, spec: DatasetSpec | None = None) -> DatasetLayout:
-        """Pass the spec when you already have it, so the YAML is read once."""
-        return DatasetLayout(geosolver_home(self.home or None), (spec or self.spec()).name)
+    def store(self) -> Home:
+        """Every artifact under the home (its local working copy for a remote home)."""
+        return Home(geosolver_home(self.home or None))
+
+    def layout(self, spec: Spec | None = None) -> DatasetLayout:
+        return self.store().dataset((spec or self.spec()).name)
+
+
+# The code location's own instance: the partitions and the schedule are read from its spec.
+geosolver = GeosolverResource()

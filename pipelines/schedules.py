@@ -7,12 +7,12 @@ unchanged content publishes no new version.
 
 import dagster as dg
 
-from geosolver_data.spec import load_spec
 from pipelines.jobs import ingest_job
 from pipelines.partitions import region_partitions
+from pipelines.resources import geosolver
 
 
-@dg.schedule(cron_schedule=load_spec().refresh_cron, job=ingest_job, execution_timezone="UTC",
+@dg.schedule(cron_schedule=geosolver.spec().refresh_cron, job=ingest_job, execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.STOPPED)
 def dataset_refresh(context: dg.ScheduleEvaluationContext):
     """One ingest run per region; the run key makes a retried tick idempotent."""

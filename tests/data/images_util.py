@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 from PIL import Image
 
-from geosolver_data.exif import make_exif
+from geosolver_data.ingest.exif import make_exif
 
 
 def noise_image(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:

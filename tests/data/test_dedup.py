@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from geosolver_data.dedup import deduplicate, greedy_keep
-from geosolver_data.records import RAW_SCHEMA
+from geosolver_data.schemas import RAW_SCHEMA
 from geosolver_data.spec import DedupSpec
 
 RNG = np.random.default_rng(7)

@@ -9,8 +9,8 @@ import time
 import pytest
 from aiohttp import web
 
-from geosolver_data.fetch import Fetcher, FetchError, FetchPolicy, retry_after_seconds, where
-from geosolver_data.records import retry_class
+from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, retry_after_seconds, where
+from geosolver_data.schemas import retry_class
 from tests.fakes.imagery import FakeImage, Imagery
 from tests.fakes.server import LoopbackServer
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from geosolver_data.exif import read_captured_at, read_gps
-from geosolver_data.images import ImageRejected, process_image
-from geosolver_data.phash import hamming, phash
+from geosolver_data.ingest.exif import read_captured_at, read_gps
+from geosolver_data.ingest.images import ImageRejected, process_image
+from geosolver_data.ingest.phash import hamming, phash
 from geosolver_data.spec import ImageSpec
 from tests.data.images_util import encode, noise_image
 

@@ -4,9 +4,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from geosolver_data.layout import DatasetLayout
+from geosolver_data.ingest.progress import Progress
 from geosolver_data.spec import parse_spec
 from geosolver_data.stages import ingest_region
+from geosolver_data.store.home import DatasetLayout
 from tests.data.images_util import encode, noise_image
 
 PLACES = {
@@ -79,3 +80,19 @@ def test_unknown_region_is_a_clear_error(tmp_path: Path) -> None:
     spec = _spec(tmp_path, 1)
     with pytest.raises(ValueError, match="not in spec"):
         ingest_region(spec, DatasetLayout(tmp_path / "home", spec.name), "mars")
+
+
+def test_progress_shows_eta_while_listing_and_percentage_once_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    lines: list[str] = []
+    progress = Progress("north/src", lines.append, every_s=5.0, bar=False)
+    progress.listed(100)
+    clock[0] += 10
+    progress.advance(20)  # 2 images/s, 80 listed images to go, more may come
+    assert lines[-1] == "north/src: 20/100+ listed images, 2.0/s, ETA >= 40s"
+    progress.listed(100)
+    progress.listing_finished()
+    clock[0] += 10
+    progress.advance(20)
+    assert lines[-1] == "north/src: 40/200 images, 2.0/s (20%), ETA 1m20s"

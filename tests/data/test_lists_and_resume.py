@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
-from geosolver_data.layout import DatasetLayout
 from geosolver_data.spec import parse_spec
 from geosolver_data.stages import ingest_region
+from geosolver_data.store.home import DatasetLayout
 from tests.data.test_remote_sources import NORTH, SOUTH, TOKEN, outcomes, remote_spec, world
 from tests.fakes.imagery import FakeImage, Imagery, jpeg_bytes
 from tests.fakes.mapillary import FakeMapillary
@@ -134,7 +134,7 @@ def test_osv5m_import_from_zip_archives_and_folders(home: Path, tmp_path: Path) 
 _CHILD = """
 import json, os, sys
 from pathlib import Path
-from geosolver_data.layout import DatasetLayout
+from geosolver_data.store.home import DatasetLayout
 from geosolver_data.spec import parse_spec
 from geosolver_data.stages import ingest_region
 spec = parse_spec(json.loads(os.environ["TEST_SPEC"]))

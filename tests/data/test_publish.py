@@ -11,25 +11,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from geosolver_data import stages, validate
-from geosolver_data.layout import DatasetLayout
-from geosolver_data.publish import Published
+from geosolver_data import stages
+from geosolver_data.report import validate
 from geosolver_data.spec import DatasetSpec, load_spec
+from geosolver_data.store.artifact import Artifact
+from geosolver_data.store.home import DatasetLayout
 from tests.conftest import TINY_SPEC
 
 
-def build(home: Path) -> tuple[DatasetSpec, DatasetLayout, Published]:
+def build(home: Path) -> tuple[DatasetSpec, DatasetLayout, Artifact]:
     spec = load_spec(TINY_SPEC)
     layout = DatasetLayout(home, spec.name)
     return spec, layout, stages.build_dataset(spec, layout, log=lambda _: None)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSpec, DatasetLayout, Published]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSpec, DatasetLayout, Artifact]:
     return build(tmp_path_factory.mktemp("home"))
 
 
-def _rows(published: Published) -> pa.Table:
+def _rows(published: Artifact) -> pa.Table:
     return pq.read_table(published.path / "shards")
 
 

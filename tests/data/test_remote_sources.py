@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from geosolver_data import stages
-from geosolver_data.layout import DatasetLayout
-from geosolver_data.sources.base import SourceError
+from geosolver_data.ingest.sources.base import SourceError
 from geosolver_data.spec import DatasetSpec, parse_spec
 from geosolver_data.stages import ingest_region
+from geosolver_data.store.home import DatasetLayout
 from tests.data.conftest import TOKEN
 from tests.fakes.commons import FakeCommons
 from tests.fakes.imagery import FakeImage, Imagery
@@ -203,3 +203,20 @@ def test_boxes_the_api_refuses_and_failed_searches_are_retried_or_split(home: Pa
     assert set(raw) | set(rejects) == {f"mapillary:{i}" for i in imagery.images}
     assert all(s.listing_complete for s in stats.values())
     assert stats["north"].retries >= 2  # the two 500s were retried
+
+
+def test_two_mapillary_sources_keep_their_own_ids(mapillary, home: Path) -> None:
+    imagery, _ = mapillary
+    imagery.add(*world(faults=False))
+    spec = parse_spec({"name": "two", "regions": [{"name": "north", "bbox": NORTH}], "workers": 1,
+                       "sources": [{"type": "mapillary", "name": "mly_city", **SOURCE_KNOBS},
+                                   {"type": "mapillary", "name": "mly_rural", **SOURCE_KNOBS}]})
+    layout = DatasetLayout(home, spec.name)
+    stats = ingest_region(spec, layout, "north", log=lambda _: None)
+    for label in ("mly_city", "mly_rural"):
+        rows = pq.read_table(layout.raw_images("north", label), columns=["image_id", "sequence_id"]).to_pylist()
+        assert rows and all(r["image_id"].startswith(f"{label}:") for r in rows)
+        assert all(r["sequence_id"].startswith(f"{label}:") for r in rows)
+        assert stats[label].accounting.holds
+    dedup = stages.deduplicate_dataset(spec, layout)  # ids are unique across sources; the copies go as exact
+    assert dedup.kept == stats["mly_city"].total_rows and dedup.dropped["exact"] == stats["mly_rural"].total_rows

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geosolver_data.spec import SpecError, default_spec_path, load_spec, parse_spec
+from geosolver_data.spec import SpecError, default_spec_path
+from geosolver_model.config import load_spec, parse_spec  # the whole spec, as every command reads it
 
 TINY_PATH = Path(__file__).parents[1] / "specs" / "tiny.yaml"
 TINY = yaml.safe_load(TINY_PATH.read_text())
@@ -113,3 +114,21 @@ def test_the_spec_command_prints_every_key_with_its_default(tmp_path: Path) -> N
 def test_missing_spec_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_every_source_type_has_a_factory() -> None:
+    from typing import get_args
+
+    from geosolver_data.ingest.sources import FACTORIES
+    from geosolver_data.spec import SourceType
+
+    assert set(FACTORIES) == set(get_args(SourceType))
+
+
+def test_every_objective_has_a_loss() -> None:
+    from typing import get_args
+
+    from geosolver_model.config import Objective
+    from geosolver_model.losses import LOSSES
+
+    assert set(LOSSES) == set(get_args(Objective))

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geosolver_data.sources.scene import render_scene
-from geosolver_data.sources.synthetic import synthesize_region
+from geosolver_data.ingest.sources.scene import render_scene
+from geosolver_data.ingest.sources.synthetic import synthesize_region
 from geosolver_data.spec import Region, SourceSpec
 
 EUROPE = Region(name="europe", bbox=(-11.0, 35.0, 32.0, 61.0))

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -7,17 +8,17 @@ import torch
 from PIL import Image
 
 from geosolver_data.gazetteer import load_gazetteer
-from geosolver_data.spec import ModelSpec
+from geosolver_data.store.home import Home
 from geosolver_model import stages
-from geosolver_model.base import BaseModelUnavailable, load_clip, load_vision
-from geosolver_model.benchmarks import im2gps_style, osv5m, public_benchmarks
-from geosolver_model.gallery import build_gallery
+from geosolver_model.clip import BaseModelUnavailable, load_clip, load_vision
+from geosolver_model.config import load_spec
+from geosolver_model.gallery import build_gallery, predict
 from geosolver_model.metrics import geo_metrics, geoguessr_score
 from geosolver_model.model import GeoRetriever
-from geosolver_model.predict import predict
+from geosolver_model.test_sets import im2gps_style, osv5m, public_benchmarks
 from geosolver_model.train import build_model
 from geosolver_model.zeroshot import ZeroShot
-from tests.model.conftest import with_model
+from tests.model.conftest import LEARN_SPEC, TINY, with_model
 
 EVAL_KEYS = {"n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "geoguessr_score",
              "country_acc"}
@@ -36,7 +37,7 @@ def test_metrics_by_hand() -> None:
 
 
 def test_predict_returns_sorted_refined_coordinates() -> None:
-    model = build_model(ModelSpec(base="tiny"))
+    model = build_model(TINY)
     gallery = torch.tensor([[48.85, 2.35], [40.71, -74.0], [-33.87, 151.2], [35.68, 139.65]])
     emb = model.encode_gps(gallery)
     pixels = torch.randn(3, 3, model.image_size, model.image_size)
@@ -70,7 +71,7 @@ def test_benchmark_loaders(tmp_path: Path) -> None:
     (osv / "images").mkdir(parents=True)
     Image.new("RGB", (40, 30)).save(osv / "images" / "123.jpg")
     (osv / "test.csv").write_text("id,latitude,longitude,country\n123,-33.9,151.2,AU\n")
-    found = {t.name: t for t in public_benchmarks(tmp_path)}
+    found = {t.name: t for t in public_benchmarks(tmp_path / "benchmarks")}
     assert set(found) == {"im2gps3k", "osv5m_test"}
     assert found["im2gps3k"].size == 1 and found["im2gps3k"].latlon.tolist() == [[48.85, 2.35]]
     assert next(found["im2gps3k"].images()).size == (40, 30)
@@ -78,7 +79,7 @@ def test_benchmark_loaders(tmp_path: Path) -> None:
 
 
 def test_model_save_load_round_trip(tmp_path: Path) -> None:
-    model = build_model(ModelSpec(base="tiny"))
+    model = build_model(TINY)
     model.enqueue(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
     model.save(tmp_path / "m")
     assert not list((tmp_path / "m").rglob("*.bin")) and list((tmp_path / "m").rglob("*.safetensors"))
@@ -92,7 +93,8 @@ def test_model_save_load_round_trip(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def finetuned(learn_dataset):
-    spec, home, version_dir = learn_dataset
+    spec, root, version_dir = learn_dataset
+    home = Home(root)
     quick = with_model(spec, steps=30, checkpoint_every=10)
     return quick, home, stages.finetune(quick, home, version_dir.name, log=lambda _: None)
 
@@ -100,29 +102,37 @@ def finetuned(learn_dataset):
 def test_finetune_publishes_a_versioned_model(finetuned) -> None:
     spec, home, model = finetuned
     m = model.manifest
-    assert model.path == home / "models" / model.version and (model.path / "finetuned" / "geo.safetensors").exists()
+    assert model.path == home.root / "models" / model.version
+    assert (model.path / "finetuned" / "geo.safetensors").exists()
     assert set(m["objectives"]) == {"soft_haversine", "infonce"} and m["published_objective"] == "soft_haversine"
     assert m["dataset"]["name"] == "learn" and m["base"] == "tiny" and len(m["objectives"]["infonce"]["curve"]) == 30
     again = stages.finetune(spec, home, m["dataset"]["version"], log=lambda _: None)
     assert again.version == model.version and not again.new  # same inputs: same version, no retraining
-    assert (home / "models" / "LATEST").read_text().strip() == model.version
+    assert (home.root / "models" / "LATEST").read_text().strip() == model.version
 
 
 def test_evaluate_writes_eval_json_with_every_comparator(finetuned) -> None:
     spec, home, model = finetuned
-    results = stages.evaluate_model(spec, home, model, log=lambda _: None)
-    on_disk = json.loads((model.path / "eval.json").read_text())
+    before = sorted(p.relative_to(model.path) for p in model.path.rglob("*"))
+    evaluation = stages.evaluate_model(spec, home, model, log=lambda _: None)
+    assert evaluation.path.parent == home.root / "evals" and evaluation.manifest["model_version"] == model.version
+    assert sorted(p.relative_to(model.path) for p in model.path.rglob("*")) == before  # the model is untouched
+    results = stages.eval_results(evaluation)
+    on_disk = json.loads((evaluation.path / "eval.json").read_text())
     assert on_disk["dataset_test"] == results["dataset_test"]
     assert set(on_disk["dataset_test"]) == {"untrained", "zeroshot_streetclip", "finetuned", "soft_haversine",
                                             "infonce"}
     assert all(set(m) == EVAL_KEYS for m in on_disk["dataset_test"].values())
-    assert (model.path / "errors.png").read_bytes()[:4] == b"\x89PNG" and "| finetuned |" in (
-        model.path / "eval.md").read_text()
+    assert (evaluation.path / "errors.png").read_bytes()[:4] == b"\x89PNG" and "| finetuned |" in (
+        evaluation.path / "eval.md").read_text()
+    again = stages.evaluate_model(spec, home, model, log=lambda _: None)
+    assert again.version == evaluation.version and not again.new  # same model and test sets: not run again
     assert stages.winner(results, spec.model.objectives) in spec.model.objectives
 
 
 def test_torchrun_with_two_cpu_processes(learn_dataset) -> None:
-    spec, home, version_dir = learn_dataset
+    spec, root, version_dir = learn_dataset
+    home = Home(root)
     ddp = with_model(spec, steps=4, nproc=2, batch_size=8, objectives=("infonce",), checkpoint_every=2)
     model = stages.finetune(ddp, home, version_dir.name, log=lambda _: None)
     assert model.manifest["objectives"]["infonce"]["curve"][-1]["step"] == 4
@@ -138,3 +148,20 @@ def test_regressions_compare_with_the_previous_model() -> None:
     current["history"].append({"model": "c", "median_km": 400.0})
     assert "model c" in stages.regressions(current, 0.10)[0]
     assert stages.regressions({"dataset_test": {"finetuned": {"median_km": 1.0}}, "history": []}, 0.1) == []
+
+
+def test_only_training_code_decides_the_model_version(tmp_path: Path) -> None:
+    package = Path(stages.__file__).parent
+    copy = tmp_path / "geosolver_model"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    original = stages.code_version(package)
+    assert stages.code_version(copy) == original
+    for name in ("cli.py", "locate.py", "index.py", "evaluate.py", "stages.py", "gallery.py", "embed.py"):
+        (copy / name).write_text((copy / name).read_text() + "\n# a typo fixed\n")
+    assert stages.code_version(copy) == original  # nothing retrains, nothing is re-embedded
+    (copy / "train.py").write_text((copy / "train.py").read_text() + "\n# a training change\n")
+    assert stages.code_version(copy) != original
+    used_only = with_model(load_spec(LEARN_SPEC), top_k=3, eval_max_images=10, gallery_resolution=4)
+    assert stages.model_version(used_only, "v1") == stages.model_version(load_spec(LEARN_SPEC), "v1")
+    assert stages.model_version(with_model(load_spec(LEARN_SPEC), lr=1e-4), "v1") != stages.model_version(
+        load_spec(LEARN_SPEC), "v1")

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geosolver_data.spec import IndexSpec
-from geosolver_model import artifacts, index_stages, stages
+from geosolver_data.store.home import Home
+from geosolver_model import index as ix
+from geosolver_model import stages
+from geosolver_model.config import IndexConfig
 from geosolver_model.index import build, choose_index, exact_top_k, recall_at_k, search, set_param, tune
 from tests.model.conftest import with_model
 
@@ -45,21 +47,21 @@ def test_tuned_index_reaches_the_recall_target() -> None:
 
 @pytest.fixture(scope="module")
 def built(learn_dataset):
-    spec, home, version_dir = learn_dataset
+    spec, root, version_dir = learn_dataset
+    home = Home(root)
     quick = with_model(spec, steps=20, objectives=("soft_haversine",))
     model = stages.finetune(quick, home, version_dir.name, log=lambda _: None)
-    embeddings = index_stages.embed(quick, home, model, log=lambda _: None)
-    image = index_stages.image_index(quick, home, model, embeddings)
-    gps = index_stages.gps_index(quick, home, model, embeddings)
+    embeddings = stages.embed(quick, home, model, log=lambda _: None)
+    image = stages.image_index(quick, home, model, embeddings)
+    gps = stages.gps_index(quick, home, model, embeddings)
     return quick, home, model, embeddings, image, gps
 
 
 def test_embeddings_cover_every_row_and_are_reused(built) -> None:
     spec, home, model, embeddings, _, _ = built
-    manifest = json.loads((home / "datasets" / "learn" / model.manifest["dataset"]["version"] / "manifest.json")
-                          .read_text())
+    manifest = home.datasets("learn").get(model.manifest["dataset"]["version"]).manifest
     assert embeddings.embedded + embeddings.reused == manifest["rows"]
-    again = index_stages.embed(spec, home, model, log=lambda _: None)
+    again = stages.embed(spec, home, model, log=lambda _: None)
     assert again.embedded == 0 and again.reused == manifest["rows"]
 
 
@@ -70,9 +72,9 @@ def test_index_artifacts_are_versioned_and_self_describing(built) -> None:
     assert {"key", "search_param", "search_value", "metric", "dim", "count"} <= set(m["index"])
     assert set(m["files"]) == {"index.faiss", "ids.parquet"} and m["latency_ms"]["p50"] > 0
     assert gps.manifest["kind"] == "gps" and gps.manifest["index"]["count"] > 0
-    same = index_stages.image_index(spec, home, model, embeddings)
+    same = stages.image_index(spec, home, model, embeddings)
     assert same.version == image.version and not same.new
-    index, ids, _ = artifacts.load_index(image.path)
+    index, ids, _ = ix.load_index(image.path)
     assert index.ntotal == ids.num_rows == m["index"]["count"]
     assert set(ids.column("split").to_pylist()) <= {"train", "val"}  # the test split is not indexed
 
@@ -81,10 +83,10 @@ def test_a_new_model_gives_a_new_version_and_keeps_the_old(built) -> None:
     spec, home, _, _, image, _ = built
     other = with_model(spec, steps=21)
     model2 = stages.finetune(other, home, image.manifest["dataset"]["version"], log=lambda _: None)
-    emb2 = index_stages.embed(other, home, model2, log=lambda _: None)
-    image2 = index_stages.image_index(other, home, model2, emb2)
+    emb2 = stages.embed(other, home, model2, log=lambda _: None)
+    image2 = stages.image_index(other, home, model2, emb2)
     assert image2.version != image.version and image.path.exists() and image2.path.exists()
-    assert artifacts.resolve(home, "image") == image2.path
+    assert home.indexes("image").latest().path == image2.path
 
 
 def test_corrupted_index_is_detected_before_use(built, tmp_path: Path) -> None:
@@ -93,14 +95,14 @@ def test_corrupted_index_is_detected_before_use(built, tmp_path: Path) -> None:
     shutil.copytree(image.path, copy)
     data = (copy / "index.faiss").read_bytes()
     (copy / "index.faiss").write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
-    with pytest.raises(artifacts.IndexUnavailable, match="corrupted"):
-        artifacts.load_index(copy)
+    with pytest.raises(ix.IndexUnavailable, match="corrupted"):
+        ix.load_index(copy)
 
 
 def test_predict_command(built, tmp_path: Path) -> None:
     _, home, _, _, image, _ = built
-    photo = next((home / "synthetic" / "learn" / "synthetic" / "europe").glob("seq_*/000.jpg"))
-    env = {"GEOSOLVER_HOME": str(home), "PATH": str(BIN)}
+    photo = next((home.root / "synthetic" / "learn" / "synthetic" / "europe").glob("seq_*/000.jpg"))
+    env = {"GEOSOLVER_HOME": str(home.root), "PATH": str(BIN)}
     run = subprocess.run([str(BIN / "geosolver"), "predict", str(photo), "--json", "--top-k", "3", "--index",
                           image.version, "--map", str(tmp_path / "map.png")], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -122,13 +124,20 @@ def test_predict_command(built, tmp_path: Path) -> None:
 
 def test_prune_keeps_the_latest(built, tmp_path: Path) -> None:
     _, home, _, _, _, _ = built
-    copy = tmp_path / "home"
-    shutil.copytree(home / "indexes", copy / "indexes")
-    latest = artifacts.resolve(copy, "image").name
-    artifacts.prune(copy, keep=0)
-    assert artifacts.resolve(copy, "image").name == latest
-    assert all(m["version"] in {latest, artifacts.resolve(copy, "gps").name} for m in artifacts.list_indexes(copy))
+    copy = Home(tmp_path / "home")
+    shutil.copytree(home.root / "indexes", copy.root / "indexes")
+    before = {a.version for a in ix.all_indexes(copy)}
+    latest = {s: copy.indexes(s).latest_version() for s in ix.SERIES}
+    removed = ix.prune(copy, keep=0)
+    assert {a.version for a in ix.all_indexes(copy)} == set(latest.values())  # only the latest of each series
+    assert set(removed) == before - set(latest.values()) and removed  # the older model's versions went
+    assert {s: copy.indexes(s).latest_version() for s in ix.SERIES} == latest
 
 
-def test_index_spec_defaults() -> None:
-    assert IndexSpec().recall_target == 0.95
+def test_the_recall_target_of_the_spec_decides_the_search_effort() -> None:
+    data = _clustered(20_100, 64, seed=1)
+    base, queries = data[:20_000], data[20_000:]
+    choice = choose_index(len(base), 64, 2 * 2**20)
+    index, truth = build(base, choice), exact_top_k(base, queries, 10)
+    low, high = (tune(index, choice, queries, truth, IndexConfig(recall_target=t).recall_target) for t in (0.5, 0.99))
+    assert low[1] >= 0.5 and low[0] < high[0] and high[1] > low[1]  # more recall costs more probes

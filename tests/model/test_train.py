@@ -1,23 +1,22 @@
 import socket
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from geosolver_data.spec import ModelSpec
-from geosolver_model.benchmarks import dataset_test_split
-from geosolver_model.data import ShardStream, row_groups
+from geosolver_model.config import ModelConfig
 from geosolver_model.evaluate import retrieval_predictor, run_predictor
 from geosolver_model.gallery import build_gallery
 from geosolver_model.metrics import geo_metrics
 from geosolver_model.model import GeoRetriever
+from geosolver_model.shard_stream import ShardStream, row_groups
+from geosolver_model.test_sets import dataset_test_split
 from geosolver_model.train import build_model, train, train_step
 
-SMALL = ModelSpec(base="tiny", steps=6, batch_size=8, warmup_steps=2, queue_size=16, checkpoint_every=3,
-                  lr=5e-4, head_lr=2e-3)
+SMALL = ModelConfig(base="tiny", steps=6, batch_size=8, warmup_steps=2, queue_size=16, checkpoint_every=3,
+                    lr=5e-4, head_lr=2e-3, embed_dim=64, loc_features=64, loc_hidden=128)
 
 
 def _states_equal(a: GeoRetriever, b: GeoRetriever) -> bool:
@@ -43,13 +42,15 @@ def test_stream_resumes_at_the_same_batch_and_ranks_are_disjoint(learn_dataset) 
     batches = [next(fresh) for _ in range(5)]
     later = next(iter(ShardStream(version_dir, 64, 8, seed=1, start_batch=3)))
     assert torch.equal(later["pixels"], batches[3]["pixels"]) and torch.equal(later["latlon"], batches[3]["latlon"])
-    units = row_groups(version_dir, "train")
-    r0 = ShardStream(version_dir, 64, 4, seed=1, rank=0, world_size=2)
-    r1 = ShardStream(version_dir, 64, 4, seed=1, rank=1, world_size=2)
-    order = np.random.default_rng([1, 0]).permutation(len(units))
-    assert set(order[0::2]).isdisjoint(order[1::2]) and len(order) == len(units)
-    b0, b1 = next(iter(r0)), next(iter(r1))
-    assert not torch.equal(b0["latlon"], b1["latlon"])
+    # In one epoch the two ranks read disjoint rows that together are the whole train split, each once.
+    ranks = [ShardStream(version_dir, 16, 1, seed=1, rank=r, world_size=2, train=False) for r in (0, 1)]
+    seen = []
+    for stream in ranks:
+        batches = iter(stream)
+        seen.append([tuple(next(batches)["latlon"][0].tolist()) for _ in range(stream.epoch_rows())])
+    train_rows = sum(u.rows for u in row_groups(version_dir, "train"))
+    assert len(seen[0]) + len(seen[1]) == train_rows and min(map(len, seen)) > 0
+    assert len(set(seen[0]) | set(seen[1])) == len(set(seen[0])) + len(set(seen[1])) == train_rows
 
 
 def test_learning_is_real(learn_dataset, tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ def _batches(steps: int, size: int) -> list[dict[str, torch.Tensor]]:
     return [{"pixels": torch.randn(size, 3, 64, 64, generator=g), "latlon": latlon()} for _ in range(steps)]
 
 
-def _run_steps(model: GeoRetriever, ddp_model: torch.nn.Module, batches: list[dict], spec: ModelSpec) -> None:
+def _run_steps(model: GeoRetriever, ddp_model: torch.nn.Module, batches: list[dict], spec: ModelConfig) -> None:
     # Plain SGD: what DDP changes is the gradient. (Adam would turn the float noise of gradients that are
     # zero in exact arithmetic, such as attention key biases, into full-size steps of random sign.)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)

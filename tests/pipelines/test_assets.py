@@ -69,7 +69,8 @@ def test_model_assets_train_and_evaluate(built) -> None:
     evaluation = result.asset_materializations_for_node("geolocation_eval")[0].metadata
     assert evaluation["model_version"].value == model["version"].value
     assert evaluation["best_objective"].value in ("soft_haversine", "infonce")
-    assert (home / "models" / model["version"].value / "eval.json").exists()
+    assert (home / "evals" / evaluation["version"].value / "eval.json").exists()
+    assert not (home / "models" / model["version"].value / "eval.json").exists()  # published models stay as they were
 
 
 def test_index_assets_publish_versioned_artifacts(built) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
-from dagster._core.events import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
 from geosolver_data.spec import load_spec
@@ -137,7 +136,7 @@ def test_runs_launched_through_graphql_materialise_the_data_assets(ui, monkeypat
         for name in DATA_ASSETS:
             assert instance.get_latest_materialization_event(dg.AssetKey(name)) is not None, name
         checks = [e.dagster_event.event_specific_data for e in instance.all_logs(
-            build, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)]
+            build, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
         assert len(checks) == 6 and all(c.passed for c in checks)
 
     reply = requests.post(f"http://127.0.0.1:{port}/graphql", timeout=30, json={

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from geosolver_data.candidates import Candidate
-from geosolver_data.exif import read_captured_at, read_gps
-from geosolver_data.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
 from geosolver_data.geo import invalid_coordinate_reason
-from geosolver_data.images import DECODE_ERRORS, ImageRejected, ProcessedImage, open_image, process_opened
-from geosolver_data.records import CONTENT_REASONS
+from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.exif import read_captured_at, read_gps
+from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
+from geosolver_data.ingest.images import DECODE_ERRORS, ImageRejected, ProcessedImage, open_image, process_opened
+from geosolver_data.schemas import CONTENT_REASONS
 from geosolver_data.spec import ImageSpec, Region
 
 Outcome = tuple[str, dict] | None  # ("raw", row) | ("reject", row) | None: another region's
@@ -201,8 +201,16 @@ class _Net:
         return new
 
     def close(self) -> None:
-        self._run(self.fetcher.__aexit__(None, None, None))
+        """Cancel what is still downloading (a failed run leaves some), then close the session."""
+        self._run(self._shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+    async def _shutdown(self) -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await self.fetcher.__aexit__(None, None, None)
 
 
 def init_worker(task: IngestTask, parent: int | None = None) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from geosolver_data.exif import make_exif
 from geosolver_data.gazetteer import load_gazetteer
-from geosolver_data.layout import publish_dir, staging_dir
-from geosolver_data.sources.scene import render_scene
+from geosolver_data.ingest.exif import make_exif
+from geosolver_data.ingest.sources.scene import render_scene
 from geosolver_data.spec import Region, SourceSpec
+from geosolver_data.store.atomic import publish_dir, staging_dir
 
 _EPOCH = datetime(2016, 1, 1, tzinfo=UTC)
 _COMPLETE = ".complete.json"

@@ -9,6 +9,7 @@ Their licences do not allow redistribution, so they are never downloaded by Geos
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from geosolver_model.preprocess import decode
+from geosolver_model.images import decode
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class TestSet:
     images: Callable[[], Iterator[Image.Image]]  # decodes lazily, in order, each time it is called
     latlon: np.ndarray  # (N, 2)
     country: np.ndarray | None  # (N,) ISO codes when known
+    fingerprint: str = ""  # changes when the set's contents do (an evaluation's version depends on it)
 
 
 def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
@@ -40,7 +42,8 @@ def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
     def images() -> Iterator[Image.Image]:
         return (decode(table.column("image")[i].as_py()) for i in range(table.num_rows))
 
-    return TestSet("dataset_test", table.num_rows, images, latlon, np.array(table.column("country").to_pylist()))
+    return TestSet("dataset_test", table.num_rows, images, latlon, np.array(table.column("country").to_pylist()),
+                   f"{manifest['dataset']}:{manifest['version']}:{limit}")
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -50,13 +53,18 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 def _folder_set(name: str, rows: list[tuple[Path, float, float]], limit: int) -> TestSet:
     rows = [r for r in rows if r[0].exists()][: limit or None]
+    digest = hashlib.sha256()
+    for path, lat, lon in rows:  # the listing and each image's size and time: cheap, and what changes
+        stat = path.stat()
+        digest.update(f"{path.name}:{lat}:{lon}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
 
     def images() -> Iterator[Image.Image]:
         for path, _, _ in rows:
             with Image.open(path) as im:
                 yield im.convert("RGB")
 
-    return TestSet(name, len(rows), images, np.array([[lat, lon] for _, lat, lon in rows]).reshape(-1, 2), None)
+    return TestSet(name, len(rows), images, np.array([[lat, lon] for _, lat, lon in rows]).reshape(-1, 2), None,
+                   digest.hexdigest()[:16])
 
 
 def im2gps_style(folder: Path, name: str, limit: int = 0) -> TestSet:
@@ -74,8 +82,8 @@ def osv5m(folder: Path, limit: int = 0) -> TestSet:
     return _folder_set("osv5m_test", rows, limit)
 
 
-def public_benchmarks(home: Path, limit: int = 0) -> list[TestSet]:
-    root = home / "benchmarks"
+def public_benchmarks(root: Path, limit: int = 0) -> list[TestSet]:
+    """The public test sets present under `root` ($GEOSOLVER_HOME/benchmarks)."""
     found = []
     for name in ("im2gps3k", "yfcc4k"):
         if (root / name / "images").is_dir():

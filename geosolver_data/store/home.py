@@ -1,23 +1,13 @@
-"""Where every artifact lives under GEOSOLVER_HOME, and how files are published.
-
-Publishing is always write-to-a-temporary-name then rename, so a reader (or a rerun after a
-crash) never sees a half-written file.
-"""
+"""Where everything lives under GEOSOLVER_HOME: every path of every artifact kind is spelled here."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from geosolver_data.mirror import cache_root, is_remote
+from geosolver_data.store.artifact import Shelf
+from geosolver_data.store.mirror import cache_root, is_remote
 
 HOME_ENV = "GEOSOLVER_HOME"
 
@@ -99,82 +89,63 @@ class DatasetLayout:
         return self.work / "balanced" / "report.json"
 
     @property
-    def versions(self) -> Path:
-        return self.home / "datasets" / self.name
-
-    def version_dir(self, version: str) -> Path:
-        return self.versions / version
+    def shelf(self) -> Shelf:
+        """The published versions: datasets/<name>/<version>/, datasets/<name>/LATEST."""
+        return Shelf("dataset", self.home / "datasets" / self.name, produced_by="dataset_shards")
 
     @property
-    def latest_pointer(self) -> Path:
-        return self.versions / "LATEST"
+    def versions(self) -> Path:
+        return self.shelf.root
+
+    def version_dir(self, version: str) -> Path:
+        return self.shelf.path(version)
 
     def latest_version(self) -> str | None:
-        try:
-            return self.latest_pointer.read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        return self.shelf.latest_version()
 
     @property
     def catalog(self) -> Path:
         return self.home / "catalog.duckdb"
 
 
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+@dataclass(frozen=True)
+class Home:
+    """Every kind of artifact under one GEOSOLVER_HOME (its local working copy for a remote home)."""
 
+    root: Path
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    def dataset(self, name: str) -> DatasetLayout:
+        return DatasetLayout(self.root, name)
 
+    def datasets(self, name: str) -> Shelf:
+        return self.dataset(name).shelf
 
-def write_json(target: Path, payload: Any) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    @property
+    def models(self) -> Shelf:
+        return Shelf("model", self.root / "models", produced_by="finetuned_model")
 
+    @property
+    def training_runs(self) -> Path:
+        """Checkpoints of models being trained, kept until the version is published (resume)."""
+        return self.root / "models" / ".runs"
 
-def write_text(target: Path, text: str) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
+    @property
+    def evals(self) -> Shelf:
+        return Shelf("eval", self.root / "evals", produced_by="geolocation_eval")
 
+    def indexes(self, series: str) -> Shelf:
+        """Index versions share indexes/; each series (image, gps) has its own LATEST_<series>."""
+        asset = {"image": "embedding_index", "gps": "gps_gallery_index"}.get(series, "the index assets")
+        return Shelf("index", self.root / "indexes", pointer=f"LATEST_{series}", produced_by=asset)
 
-def publish_dir(staging: Path, final: Path) -> bool:
-    """Move a finished staging folder to `final`. Returns False if `final` already existed.
+    def embeddings(self, model_version: str) -> Path:
+        return self.root / "embeddings" / model_version
 
-    Versions are content hashes, so an existing `final` holds the same content: the staging
-    copy is dropped and the published one is left untouched (artifacts are immutable).
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        shutil.rmtree(staging)
-        return False
-    try:
-        os.rename(staging, final)
-    except OSError:
-        if final.exists():  # another run published the same version first
-            shutil.rmtree(staging)
-            return False
-        raise
-    return True
+    @property
+    def benchmarks(self) -> Path:
+        """Public test sets the user puts here (never downloaded): im2gps3k/, yfcc4k/, osv5m/."""
+        return self.root / "benchmarks"
 
-
-def staging_dir(parent: Path) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
-    os.chmod(path, 0o755)  # mkdtemp makes 0700
-    return path
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.duckdb"

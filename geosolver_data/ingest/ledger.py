@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from geosolver_data.layout import atomic_path, write_json
-from geosolver_data.records import NETWORK_REASONS, RAW_SCHEMA, REJECT_SCHEMA
+from geosolver_data.schemas import NETWORK_REASONS, RAW_SCHEMA, REJECT_SCHEMA
+from geosolver_data.store.atomic import atomic_path, write_json
 
 _counter = itertools.count()
 # JPEG bytes do not compress: zstd for the metadata columns, none for the image column.

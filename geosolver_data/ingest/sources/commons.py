@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from geosolver_data.candidates import Candidate
-from geosolver_data.fetch import Fetcher, FetchError
-from geosolver_data.sources.base import Source, fetch_policy
-from geosolver_data.sources.tiles import BBox, TileTooBig, TileWalk
+from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.fetch import Fetcher, FetchError
+from geosolver_data.ingest.sources.base import Source, fetch_policy
+from geosolver_data.ingest.sources.tiles import BBox, TileTooBig, TileWalk
 from geosolver_data.spec import Region, SourceSpec
 
 DEFAULT_API = "https://commons.wikimedia.org/w/api.php"

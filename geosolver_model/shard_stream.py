@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from geosolver_model.preprocess import augment, decode, preprocess
+from geosolver_model.images import augment, decode, preprocess
 
 
 @dataclass(frozen=True)
@@ -51,15 +51,23 @@ class ShardStream(IterableDataset):
         self.image_size, self.batch_size, self.seed = image_size, batch_size, seed
         self.rank, self.world_size, self.start_batch, self.train = rank, world_size, start_batch, train
 
+    def units_of(self, slot: int, slots: int, epoch: int) -> list[int]:
+        """The row groups one rank x worker slot reads in an epoch: every slot gets a disjoint share."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
+        mine = [int(i) for i in order[slot::slots]]
+        if not mine:
+            raise ValueError(f"{len(self.units)} row groups cannot feed {slots} rank x worker slots; "
+                             "lower shards.row_group_rows or use fewer workers")
+        return mine
+
+    def epoch_rows(self, epoch: int = 0) -> int:
+        """Rows this rank (one data-loader worker) reads in an epoch."""
+        return sum(self.units[u].rows for u in self.units_of(self.rank, self.world_size, epoch))
+
     def _samples(self, slot: int, slots: int, skip: int) -> Iterator[tuple[torch.Tensor, tuple[float, float]]]:
         epoch = 0
         while True:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
-            mine = [int(i) for i in order[slot::slots]]
-            if not mine:
-                raise ValueError(f"{len(self.units)} row groups cannot feed {slots} rank x worker slots; "
-                                 "lower shards.row_group_rows or use fewer workers")
-            for u in mine:
+            for u in self.units_of(slot, slots, epoch):
                 unit = self.units[u]
                 if skip >= unit.rows:
                     skip -= unit.rows

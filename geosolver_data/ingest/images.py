@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from geosolver_data.phash import phash
+from geosolver_data.ingest.phash import phash
 from geosolver_data.spec import ImageSpec
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})

@@ -13,9 +13,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from geosolver_data.candidates import Candidate
-from geosolver_data.sources.base import SourceError
-from geosolver_data.sources.lists import MALFORMED, ROW, as_float, first_of, parse_time, region_rows
+from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.sources.base import SourceError
+from geosolver_data.ingest.sources.lists import MALFORMED, ROW, as_float, first_of, parse_time, region_rows
 from geosolver_data.spec import Region, SourceSpec
 
 LICENSE = "CC BY-SA 4.0"

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from geosolver_data.layout import atomic_path
+from geosolver_data.store.atomic import atomic_path
 
 SHOWN = 20  # ids named in a failure message
 

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from geosolver_data.candidates import Candidate
-from geosolver_data.fetch import Fetcher, FetchError, where
-from geosolver_data.sources.base import Source, SourceError, fetch_policy
-from geosolver_data.sources.tiles import BBox, TileTooBig, TileWalk
+from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.fetch import Fetcher, FetchError, where
+from geosolver_data.ingest.sources.base import Source, SourceError, fetch_policy
+from geosolver_data.ingest.sources.tiles import BBox, TileTooBig, TileWalk
 from geosolver_data.spec import Region, SourceSpec
 
 API_ENV = "MAPILLARY_API_URL"
@@ -73,7 +73,7 @@ class MapillarySource(Source):
         return data
 
     def _candidate(self, item: dict) -> Candidate:
-        image_id = f"mapillary:{item.get('id')}"
+        image_id = f"{self.src.label}:{item.get('id')}"
         try:
             lon, lat = (float(v) for v in item["geometry"]["coordinates"][:2])
         except (KeyError, TypeError, ValueError, IndexError):
@@ -84,7 +84,7 @@ class MapillarySource(Source):
         return Candidate(
             image_id=image_id, lat=lat, lon=lon, url=item.get(self.thumb_field),
             captured_at=datetime.fromtimestamp(captured / 1000, UTC) if isinstance(captured, int | float) else None,
-            sequence_id=f"mapillary:{sequence}" if sequence else None, license=LICENSE,
+            sequence_id=f"{self.src.label}:{sequence}" if sequence else None, license=LICENSE,
             creator=creator.get("username"), refreshable=True,
         )
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from geosolver_data.db import connect
-from geosolver_data.sources.base import SourceError
+from geosolver_data.ingest.sources.base import SourceError
 from geosolver_data.spec import Region
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import math
 import multiprocessing
 import os
@@ -26,10 +27,13 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from geosolver_data.accounting import Accounting, AccountingError, account, save_listing
-from geosolver_data.candidates import Candidate
-from geosolver_data.fetch import Fetcher, FetchPolicy
-from geosolver_data.ingest_work import (
+from geosolver_data.ingest.accounting import Accounting, AccountingError, account, save_listing
+from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
+from geosolver_data.ingest.ledger import Ledger, Resume
+from geosolver_data.ingest.progress import Progress
+from geosolver_data.ingest.sources.base import Source
+from geosolver_data.ingest.worker import (
     REFRESH,
     IngestTask,
     Outcome,
@@ -39,11 +43,8 @@ from geosolver_data.ingest_work import (
     reject,
     work_batch,
 )
-from geosolver_data.layout import RegionFiles
-from geosolver_data.ledger import Ledger, Resume
-from geosolver_data.progress import Progress
-from geosolver_data.records import is_final
-from geosolver_data.sources.base import Source
+from geosolver_data.schemas import is_final
+from geosolver_data.store.home import RegionFiles
 
 __all__ = ["IngestStats", "IngestTask", "WorkerCrashed", "default_workers", "ingest", "ingest_async"]
 _FLUSH_ROWS = 256
@@ -128,7 +129,9 @@ class _Run:
         self.resume = Resume()
         self.listed: list[str] = []  # every distinct id listed, in order
         self.elsewhere: set[str] = set()  # listed, but another region's to record
-        self.holding: list[dict[str, Candidate]] = [{} for _ in pools]  # sent to each worker, not yet answered
+        # Sent to each worker and not yet answered: id -> (candidate, number of the sending).
+        self.holding: list[dict[str, tuple[Candidate, int]]] = [{} for _ in pools]
+        self.sendings = itertools.count()
         self.calls = [0] * len(pools)  # calls in flight per worker
         self.tasks: set[asyncio.Task] = set()
         self.slots = asyncio.Semaphore(2 * len(pools))  # a call running and one queued per worker
@@ -158,7 +161,8 @@ class _Run:
         """One call to one worker: send the batch, record whatever it has finished."""
         loop = asyncio.get_running_loop()
         holding = self.holding[worker]
-        holding.update((c.image_id, c) for c in batch)
+        holding.update((c.image_id, (c, next(self.sendings))) for c in batch)
+        before = dict(holding) if drain else {}
         self.calls[worker] += 1
         try:
             results, retries = await loop.run_in_executor(self.pools[worker], work_batch, batch, drain)
@@ -171,13 +175,16 @@ class _Run:
             self.calls[worker] -= 1
         self.stats.retries += retries
         for image_id, outcome in results:
-            c = holding.pop(image_id)
+            c, _ = holding.pop(image_id)
             if outcome == REFRESH:
                 await self.refresh(c)
             else:
                 self.record(image_id, outcome)
-        if drain:  # whatever a drained worker did not answer for is lost: the accounting names it, and fails
-            holding.clear()
+        # A drained worker holds nothing: what it was sent before and never answered for is lost. The
+        # accounting names it and fails the run. (A sending since, such as a refreshed URL, is kept.)
+        for image_id, (_, sending) in before.items():
+            if holding.get(image_id, (None, -1))[1] == sending:
+                del holding[image_id]
 
     async def refresh(self, c: Candidate) -> None:
         """A signed URL expired (403): mint a fresh one through the source and try once more."""

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from geosolver_data.db import connect
 from geosolver_data.geo import cell_parent, invalid_coordinate_reason
 from geosolver_data.hamming import near_pairs
-from geosolver_data.layout import file_sha256
 from geosolver_data.spec import DatasetSpec
+from geosolver_data.store.atomic import file_sha256
 
 
 def _shard_glob(version_dir: Path) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 
-from geosolver_data.candidates import Candidate
-from geosolver_data.fetch import Fetcher, FetchPolicy
+from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
 from geosolver_data.spec import SourceSpec
 
 

@@ -8,8 +8,8 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from geosolver_data.candidates import Candidate
-from geosolver_data.sources.lists import MALFORMED, ROW, as_float, first_of, parse_time, region_rows
+from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.sources.lists import MALFORMED, ROW, as_float, first_of, parse_time, region_rows
 from geosolver_data.spec import Region, SourceSpec
 
 LAT, LON = ("lat", "latitude"), ("lon", "lng", "longitude")

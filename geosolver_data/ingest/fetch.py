@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from geosolver_data import __version__
-from geosolver_data.images import looks_like_image
+from geosolver_data.ingest.images import looks_like_image
 
 DEFAULT_USER_AGENT = f"Geosolver/{__version__} (street-level geolocation dataset builder; python-aiohttp)"
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

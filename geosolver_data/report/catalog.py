@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from geosolver_data.db import connect
-from geosolver_data.layout import atomic_path
+from geosolver_data.store.atomic import atomic_path
 
 
 def _q(name: str) -> str:

@@ -7,7 +7,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from geosolver_data.fetch import FetchError
+from geosolver_data.ingest.fetch import FetchError
 
 T = TypeVar("T")
 

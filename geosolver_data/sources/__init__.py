@@ -1,1 +1,0 @@
-"""Image sources. Each yields candidate images for one region; all share the ingest path."""

@@ -1,0 +1,96 @@
+"""The model package's configuration: the spec's `model` and `index` sections, and the architecture
+sizes a saved model carries. Plain pydantic and dataclasses, no torch: an ingest-only machine
+validates a whole spec without installing the model stack.
+
+`Spec` is the dataset spec with these sections typed; `load_spec` is what every command and the
+Dagster code location use, so a typo under `model:` is caught before any run starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from geosolver_data import spec as data_spec
+from geosolver_data.spec import DatasetSpec, Resolution, SpecSection
+
+# The objective names; losses.LOSSES maps each to its loss (a test keeps the two in step).
+Objective = Literal["soft_haversine", "infonce"]
+
+
+class ModelConfig(SpecSection):
+    """Fine-tuning settings. `base` is a Hugging Face id, a local folder, or "tiny" (built from a
+    config, for offline demos and tests)."""
+
+    base: Annotated[str, Field(min_length=1)] = "geolocal/StreetCLIP"
+    objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = ("soft_haversine", "infonce")
+    # The shared embedding space and the location encoder (GeoCLIP's sizes by default).
+    embed_dim: Annotated[int, Field(ge=2)] = 512
+    loc_features: Annotated[int, Field(ge=1)] = 256  # random Fourier features per scale
+    loc_hidden: Annotated[int, Field(ge=1)] = 1024  # width of each scale's MLP
+    steps: Annotated[int, Field(ge=1)] = 1000
+    batch_size: Annotated[int, Field(ge=2)] = 32
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    lr: Annotated[float, Field(gt=0)] = 1e-5  # unfrozen vision blocks
+    head_lr: Annotated[float, Field(gt=0)] = 1e-3  # location encoder and image head
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    warmup_steps: Annotated[int, Field(ge=0)] = 50
+    unfreeze_last_blocks: Annotated[int, Field(ge=0)] = 2
+    queue_size: Annotated[int, Field(ge=0)] = 1024
+    soft_target_km: Annotated[float, Field(gt=0)] = 250.0
+    checkpoint_every: Annotated[int, Field(ge=1)] = 200
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_workers: Annotated[int, Field(ge=0)] = 0
+    nproc: Annotated[int, Field(ge=1)] = 1  # processes (GPUs) for torchrun; 1 trains in-process
+    gallery_resolution: Resolution = 5
+    top_k: Annotated[int, Field(ge=1)] = 5
+    eval_max_images: Annotated[int, Field(ge=0)] = 0  # 0 = the whole test split
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(objectives)) != len(objectives):
+            raise ValueError(f"each objective once, got {list(objectives)}")
+        return objectives
+
+
+class IndexConfig(SpecSection):
+    """Embedding-index settings: the kind of FAISS index follows from the budget and the size."""
+
+    memory_budget_gb: Annotated[float, Field(gt=0)] = 1.0
+    recall_target: Annotated[float, Field(gt=0, le=1)] = 0.95  # recall@10 against exact search, held out
+    neighbours: Annotated[int, Field(ge=1)] = 10  # image neighbours that vote in `geosolver predict`
+
+
+class Spec(DatasetSpec):
+    """The whole spec: the dataset's keys plus the model's and the index's."""
+
+    model: ModelConfig = ModelConfig()
+    index: IndexConfig = IndexConfig()
+
+
+@dataclass(frozen=True)
+class GeoConfig:
+    """The sizes a saved GeoRetriever is rebuilt from (its geo_config.json)."""
+
+    embed_dim: int = 512
+    loc_features: int = 256
+    loc_hidden: int = 1024
+    queue_size: int = 1024
+    seed: int = 0
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> GeoConfig:
+        return cls(model.embed_dim, model.loc_features, model.loc_hidden, model.queue_size, model.seed)
+
+
+def parse_spec(raw: object) -> Spec:
+    return data_spec.parse_spec(raw, Spec)  # type: ignore[return-value]
+
+
+def load_spec(path: str | os.PathLike[str] | None = None) -> Spec:
+    """The spec at `path`, else `$GEOSOLVER_SPEC`, else the bundled demo; every section validated."""
+    return data_spec.load_spec(path, Spec)  # type: ignore[return-value]
