@@ -120,13 +120,33 @@ class SourceSpec(SpecSection):
 
 
 class ImageSpec(SpecSection):
-    max_side: Annotated[int, Field(ge=16)] = 336
+    # What ingest stores: by default the short side at the model's input size (StreetCLIP: 336), so the
+    # model's own resize and centre crop see every pixel it was pretrained on; never upscaled. The long
+    # side is capped at max_side (a 4:3 photo becomes 448x336; only panoramas wider than 2:1 end with a
+    # short side under min_side). `fit: long_side` stores the long side at max_side instead (the
+    # behaviour before: max_side: 336 gives 336x252, which the model then has to upsample).
+    fit: Literal["short_side", "long_side"] = "short_side"
+    min_side: Annotated[int, Field(ge=16)] = 336
+    max_side: Annotated[int, Field(ge=16)] = 672
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     max_pixels: Annotated[int, Field(gt=0)] = 64_000_000
     max_file_bytes: Annotated[int, Field(gt=0)] = 50_000_000
     # Downscaling filter: "box" averages each output pixel's area (OpenCV's INTER_AREA, what
     # img2dataset uses) at a third of "lanczos"'s cost; "lanczos" is a little sharper.
     resample: Literal["box", "bilinear", "bicubic", "lanczos"] = "box"
+
+    @model_validator(mode="after")
+    def _long_at_least_short(self) -> ImageSpec:
+        if self.fit == "short_side" and self.max_side < self.min_side:
+            raise ValueError(f"max_side ({self.max_side}) must be at least min_side ({self.min_side})")
+        return self
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """The stored size of a width x height image: see `fit`; never larger than the original."""
+        scale = min(1.0, self.max_side / max(width, height))
+        if self.fit == "short_side":
+            scale = min(scale, self.min_side / min(width, height))
+        return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class DedupSpec(SpecSection):

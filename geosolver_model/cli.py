@@ -17,14 +17,14 @@ from geosolver_model.config import load_spec
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from geosolver_model.locate import Locator, open_image
+    from geosolver_model.locate import Locator
 
     neighbours = load_spec(args.spec).index.neighbours
     locator = Locator.open(Home(working_home(args.home)), args.index)
     results, failed = [], 0
     for path in args.images:
         try:
-            found = locator.locate(open_image(Path(path)), args.top_k, neighbours)
+            found = locator.locate_photo(Path(path), args.top_k, neighbours)
         except ValueError as exc:
             failed += 1
             print(f"geosolver: {exc}", file=sys.stderr)

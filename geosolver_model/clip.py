@@ -1,7 +1,9 @@
 """The base CLIP: StreetCLIP (or any CLIP) from the hub or a folder, or a tiny one built from a config.
 
-"tiny" exists so tests and the offline demo run without downloads; it is seeded, so every process
-builds the same weights. Real specs name `geolocal/StreetCLIP` (CLIP ViT-L/14 at 336 px).
+"tiny" exists so the offline demo and tests run without downloads: seeded, so every process builds
+the same weights, with StreetCLIP's input geometry (336 px, 14-px patches) but narrow and shallow.
+"tiny-64" is the same at 64 px in 8-px patches, for tests that train many steps. Real specs name
+`geolocal/StreetCLIP` (CLIP ViT-L/14 at 336 px).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from geosolver_model.images import Processing
+
 hf_logging.disable_progress_bar()  # progress bars would flood Dagster's captured logs
 hf_logging.set_verbosity_error()
 
 TINY = "tiny"
+TINY_64 = "tiny-64"
 STREETCLIP = "geolocal/StreetCLIP"
 
 
@@ -27,14 +32,28 @@ class BaseModelUnavailable(RuntimeError):
     """The base model's weights cannot be loaded; the message says how to provide them."""
 
 
-def tiny_config() -> CLIPConfig:
+# The vision towers built from a config: StreetCLIP's geometry, and a 64-px one for fast tests.
+_TINY_VISION = {
+    # 336 px in 14-px patches (577 tokens), narrow and shallow so a CPU trains it: shape and
+    # interpolation bugs of the real model cannot hide behind a toy input size.
+    TINY: {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
+           "image_size": 336, "patch_size": 14},
+    TINY_64: {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 4,
+              "image_size": 64, "patch_size": 8},
+}
+
+
+def is_tiny(name: str) -> bool:
+    return name in _TINY_VISION
+
+
+def tiny_config(name: str = TINY) -> CLIPConfig:
     vocab = 2 * 256 + 2  # byte-level characters, with and without end-of-word, plus two specials
     return CLIPConfig(
         text_config={"hidden_size": 48, "intermediate_size": 96, "num_attention_heads": 2, "num_hidden_layers": 2,
                      "vocab_size": vocab, "max_position_embeddings": 77, "bos_token_id": vocab - 2,
                      "eos_token_id": vocab - 1, "pad_token_id": vocab - 1},
-        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 4,
-                       "image_size": 64, "patch_size": 8},
+        vision_config=_TINY_VISION[name],
         projection_dim=64,
     )
 
@@ -59,26 +78,39 @@ def _unavailable(name: str, exc: Exception) -> BaseModelUnavailable:
         f"cannot load base model {name!r}: {exc.__class__.__name__}: {str(exc)[:300]}\n"
         f"If this machine is offline, download it elsewhere (e.g. `huggingface-cli download {STREETCLIP} "
         f"--local-dir ./streetclip`), copy the folder here and set `model.base` in the spec to its path; "
-        "or use `model.base: tiny` for a small offline model."
+        "or use `model.base: tiny` (or tiny-64) for a small offline model."
     )
 
 
-def load_clip(name: str) -> tuple[CLIPModel, CLIPTokenizer]:
-    """The full CLIP (text + vision) and its tokenizer, for zero-shot prompts."""
-    if name == TINY:
+def load_clip(name: str) -> tuple[CLIPModel, CLIPTokenizer, Processing]:
+    """The full CLIP (text + vision), its tokenizer and image processing, for zero-shot prompts."""
+    if is_tiny(name):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return CLIPModel(tiny_config()).eval(), tiny_tokenizer()
+            clip = CLIPModel(tiny_config(name)).eval()
+        return clip, tiny_tokenizer(), Processing.for_size(int(clip.config.vision_config.image_size))
     try:
-        return CLIPModel.from_pretrained(name, use_safetensors=True).eval(), CLIPTokenizer.from_pretrained(name)
+        clip = CLIPModel.from_pretrained(name, use_safetensors=True).eval()
+        return clip, CLIPTokenizer.from_pretrained(name), Processing.load(name)
+    except (OSError, ValueError) as exc:
+        raise _unavailable(name, exc) from exc
+
+
+def load_processing(name: str, vision: CLIPVisionModelWithProjection) -> Processing:
+    """The base's image processor settings: its preprocessor_config.json, or for a model built from a
+    config (tiny), CLIP's processor at the model's input size."""
+    if is_tiny(name):
+        return Processing.for_size(int(vision.config.image_size))
+    try:
+        return Processing.load(name)
     except (OSError, ValueError) as exc:
         raise _unavailable(name, exc) from exc
 
 
 def load_vision(name: str) -> CLIPVisionModelWithProjection:
     """The vision tower with its projection: the part that is fine-tuned."""
-    if name == TINY:
-        cfg = tiny_config()
+    if is_tiny(name):
+        cfg = tiny_config(name)
         vision = CLIPVisionConfig(**{**cfg.vision_config.to_dict(), "projection_dim": cfg.projection_dim})
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from geosolver_data.store.atomic import atomic_path
-from geosolver_model.images import decode, preprocess
+from geosolver_model.images import decode
 from geosolver_model.model import GeoRetriever
 
 BATCH = 64
@@ -33,7 +33,7 @@ class EmbeddingSet:
 
 @torch.no_grad()
 def embed_images(model: GeoRetriever, images: list[bytes]) -> np.ndarray:
-    pixels = torch.stack([preprocess(decode(b), model.image_size) for b in images])
+    pixels = torch.stack([model.pixels(decode(b)) for b in images])
     return model.encode_images(pixels).numpy().astype(np.float32)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -15,15 +16,23 @@ import torch
 from PIL import Image
 
 from geosolver_data.geo import haversine_km
+from geosolver_data.spec import ImageSpec
 from geosolver_model.gallery import predict
-from geosolver_model.images import preprocess
+from geosolver_model.images import to_pixels
 from geosolver_model.metrics import THRESHOLDS_KM, geo_metrics
 from geosolver_model.model import GeoRetriever
 from geosolver_model.test_sets import TestSet
 from geosolver_model.zeroshot import ZeroShot
 
-Predictor = Callable[[list[Image.Image]], np.ndarray]  # images -> (B, 2) degrees
 BATCH = 64
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """Images at their stored size -> (B, 2) degrees; `ingest` says how a raw photo gets that size."""
+
+    ingest: ImageSpec
+    run: Callable[[list[Image.Image]], np.ndarray]
 
 
 def retrieval_predictor(model: GeoRetriever, gallery: np.ndarray, top_k: int = 5) -> Predictor:
@@ -33,14 +42,14 @@ def retrieval_predictor(model: GeoRetriever, gallery: np.ndarray, top_k: int = 5
         gal_emb = model.encode_gps(gal)
 
     def run(images: list[Image.Image]) -> np.ndarray:
-        pixels = torch.stack([preprocess(im, model.image_size) for im in images])
+        pixels = torch.stack([model.pixels(im) for im in images])
         return predict(model, pixels, gal, gal_emb, top_k).latlon[:, 0].double().numpy()
 
-    return run
+    return Predictor(model.ingest, run)
 
 
 def zeroshot_predictor(zs: ZeroShot) -> Predictor:
-    return lambda images: zs.predict(torch.stack([preprocess(im, zs.image_size) for im in images]))
+    return Predictor(zs.ingest, lambda images: zs.predict(torch.stack([to_pixels(im, zs.processing) for im in images])))
 
 
 def _batches(it: Iterator[Image.Image]) -> Iterator[list[Image.Image]]:
@@ -49,7 +58,9 @@ def _batches(it: Iterator[Image.Image]) -> Iterator[list[Image.Image]]:
 
 
 def run_predictor(predictor: Predictor, test: TestSet) -> np.ndarray:
-    return np.concatenate([predictor(b) for b in _batches(test.images())]) if test.size else np.zeros((0, 2))
+    if not test.size:
+        return np.zeros((0, 2))
+    return np.concatenate([predictor.run(b) for b in _batches(test.images(predictor.ingest))])
 
 
 def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],

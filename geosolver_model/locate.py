@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
 from geosolver_data.store.home import Home
 from geosolver_model.gallery import refine
-from geosolver_model.images import preprocess
 from geosolver_model.index import IndexUnavailable, load_index, search
 from geosolver_model.model import GeoRetriever
 from geosolver_model.stages import PUBLISHED
@@ -52,7 +51,7 @@ class Locator:
         if not home.models.exists(model_version):
             raise IndexUnavailable(f"index {image.version} was built with model {model_version}, "
                                    f"which is not under {home.models.root}")
-        model = GeoRetriever.load(home.models.path(model_version) / PUBLISHED).eval()
+        model = GeoRetriever.from_pretrained(home.models.path(model_version) / PUBLISHED).eval()
         if model.config.embed_dim != image.manifest["index"]["dim"]:
             raise IndexUnavailable(f"model/index mismatch: model embeds {model.config.embed_dim}-d, "
                                    f"index {image.version} holds {image.manifest['index']['dim']}-d")
@@ -60,8 +59,14 @@ class Locator:
                    {"index": image.version, "gps_index": gps[-1].version, "model": model_version})
 
     @torch.no_grad()
+    def locate_photo(self, source: Path | bytes, top_k: int = 5, neighbours: int = 10) -> dict:
+        """A raw photo (a file or its bytes): upright and resized as the training images were, then located.
+        A ValueError says why it cannot be read."""
+        return self.locate(self.model.photo(source), top_k, neighbours)
+
     def locate(self, image: Image.Image, top_k: int = 5, neighbours: int = 10) -> dict:
-        img = self.model.encode_images(preprocess(image, self.model.image_size)[None])
+        """An image at its stored size (a shard row, or a photo through the model's `photo`)."""
+        img = self.model.encode_images(self.model.pixels(image)[None])
         query = img.numpy().astype(np.float32)
         _, gps_rows = search(self.gps_index, query, top_k)
         gps_rows = gps_rows[0][gps_rows[0] >= 0]
@@ -91,12 +96,3 @@ class Locator:
             "neighbours": [{"image_id": self.image_ids["image_id"][i], "similarity": round(float(s), 4)}
                            for i, s in zip(nb_rows, nb_sim, strict=True)],
         }
-
-
-def open_image(path: Path) -> Image.Image:
-    """The image upright and in RGB, or a ValueError that says why it cannot be read."""
-    try:
-        with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc

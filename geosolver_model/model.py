@@ -1,7 +1,11 @@
 """The retrieval geolocator: CLIP vision tower + image head, location encoder, shared space.
 
-Saved the transformers way: `vision/` via save_pretrained (safetensors), the rest in
-`geo.safetensors` with `geo_config.json`. Nothing is ever unpickled.
+A saved model is a Hugging Face folder: the vision tower at its root (config.json +
+model.safetensors, so stock `CLIPVisionModelWithProjection.from_pretrained(folder)` loads it), the
+image processor (preprocessor_config.json, for `AutoImageProcessor.from_pretrained(folder)`), and
+beside them the head, location encoder and temperature (geo.safetensors, sizes in geo_config.json)
+and how raw photos are resized before the processor (ingest_image.json: the dataset's ImageSpec).
+`GeoRetriever.from_pretrained(folder)` loads the whole geolocator. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -13,20 +17,28 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPVisionModelWithProjection
 
-from geosolver_model.clip import load_vision
+from geosolver_data.spec import ImageSpec
+from geosolver_model.clip import load_processing, load_vision
 from geosolver_model.config import GeoConfig
+from geosolver_model.images import Processing, open_photo, to_pixels
 from geosolver_model.location_encoder import LocationEncoder
+
+GEO_WEIGHTS = "geo.safetensors"
 
 
 class GeoRetriever(nn.Module):
-    def __init__(self, vision: CLIPVisionModelWithProjection, config: GeoConfig) -> None:
+    def __init__(self, vision: CLIPVisionModelWithProjection, config: GeoConfig, processing: Processing,
+                 ingest: ImageSpec | None = None) -> None:
         super().__init__()
         self.config = config
         self.vision = vision
+        self.processing = processing  # the base's CLIPImageProcessor settings
+        self.ingest = ingest or ImageSpec(min_side=processing.shortest_edge)  # how raw photos are resized
         width = vision.config.projection_dim
         with torch.random.fork_rng(devices=[]):  # seeded head, without touching the caller's RNG
             torch.manual_seed(config.seed)
@@ -41,6 +53,14 @@ class GeoRetriever(nn.Module):
     @property
     def image_size(self) -> int:
         return int(self.vision.config.image_size)
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """A stored-size image (a shard row, or a photo through `photo`) -> (3, S, S)."""
+        return to_pixels(image, self.processing)
+
+    def photo(self, source: Path | bytes) -> Image.Image:
+        """A raw photo, upright and resized as ingest stored the training images."""
+        return open_photo(source, self.ingest)
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) normalised pixels -> (B, D) unit vectors."""
@@ -82,21 +102,26 @@ class GeoRetriever(nn.Module):
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.vision.save_pretrained(folder / "vision", safe_serialization=True)
+        self.vision.save_pretrained(folder, safe_serialization=True)
+        self.processing.save(folder)
         rest = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("vision.")}
-        save_file(rest, folder / "geo.safetensors")
+        save_file(rest, folder / GEO_WEIGHTS)
         (folder / "geo_config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        (folder / "ingest_image.json").write_text(self.ingest.model_dump_json(indent=2))
 
     @classmethod
-    def load(cls, folder: Path, map_location: str | torch.device = "cpu") -> GeoRetriever:
-        vision = CLIPVisionModelWithProjection.from_pretrained(folder / "vision", use_safetensors=True)
-        model = cls(vision, GeoConfig(**json.loads((folder / "geo_config.json").read_text())))
-        missing, unexpected = model.load_state_dict(load_file(folder / "geo.safetensors"), strict=False)
+    def from_pretrained(cls, folder: Path, map_location: str | torch.device = "cpu") -> GeoRetriever:
+        vision = CLIPVisionModelWithProjection.from_pretrained(folder, use_safetensors=True)
+        config = GeoConfig(**json.loads((folder / "geo_config.json").read_text()))
+        ingest = ImageSpec.model_validate_json((folder / "ingest_image.json").read_text())
+        model = cls(vision, config, Processing.load(folder), ingest)
+        missing, unexpected = model.load_state_dict(load_file(folder / GEO_WEIGHTS), strict=False)
         if unexpected or any(not k.startswith("vision.") for k in missing):
             raise ValueError(f"{folder}: weights do not match the model (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")
         return model.to(map_location)
 
     @classmethod
-    def from_base(cls, base: str, config: GeoConfig) -> GeoRetriever:
-        return cls(load_vision(base), config)
+    def from_base(cls, base: str, config: GeoConfig, ingest: ImageSpec | None = None) -> GeoRetriever:
+        vision = load_vision(base)
+        return cls(vision, config, load_processing(base, vision), ingest)

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from geosolver_model.images import augment, decode, preprocess
+from geosolver_data.spec import ImageSpec
+from geosolver_model.images import Processing, augment, decode, to_pixels
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class Unit:
     path: Path
     row_group: int
     rows: int
+
+
+def dataset_image_spec(version_dir: Path) -> ImageSpec:
+    """How the dataset version stored its images (so raw photos can be brought to the same size)."""
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    return ImageSpec.model_validate(manifest.get("spec", {}).get("image", {}), strict=False)
 
 
 def row_groups(version_dir: Path, split: str) -> list[Unit]:
@@ -45,10 +52,10 @@ def row_groups(version_dir: Path, split: str) -> list[Unit]:
 class ShardStream(IterableDataset):
     """Infinite stream of training batches {pixels (B,3,S,S), latlon (B,2)} for one rank."""
 
-    def __init__(self, version_dir: Path, image_size: int, batch_size: int, seed: int, rank: int = 0,
+    def __init__(self, version_dir: Path, processing: Processing, batch_size: int, seed: int, rank: int = 0,
                  world_size: int = 1, start_batch: int = 0, split: str = "train", train: bool = True) -> None:
         self.units = row_groups(version_dir, split)
-        self.image_size, self.batch_size, self.seed = image_size, batch_size, seed
+        self.processing, self.batch_size, self.seed = processing, batch_size, seed
         self.rank, self.world_size, self.start_batch, self.train = rank, world_size, start_batch, train
 
     def units_of(self, slot: int, slots: int, epoch: int) -> list[int]:
@@ -78,9 +85,10 @@ class ShardStream(IterableDataset):
                 for j in rows[skip:]:
                     image = decode(images[int(j)].as_py())
                     if self.train:
-                        pixels = augment(image, self.image_size, np.random.default_rng([self.seed, epoch, u, int(j)]))
+                        rng = np.random.default_rng([self.seed, epoch, u, int(j)])
+                        pixels = augment(image, self.processing, rng)
                     else:
-                        pixels = preprocess(image, self.image_size)
+                        pixels = to_pixels(image, self.processing)
                     yield pixels, (lat[int(j)].as_py(), lon[int(j)].as_py())
                 skip = 0
             epoch += 1

@@ -23,6 +23,7 @@ from geosolver_data.geo import h3_cells
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.atomic import write_json, write_text
 from geosolver_data.store.home import Home
+from geosolver_model.card import model_card
 from geosolver_model.clip import load_clip
 from geosolver_model.config import Spec
 from geosolver_model.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
@@ -30,7 +31,8 @@ from geosolver_model.evaluate import error_plot, evaluate, markdown_table, retri
 from geosolver_model.gallery import build_gallery
 from geosolver_model.index import write_index
 from geosolver_model.model import GeoRetriever
-from geosolver_model.test_sets import TestSet, dataset_test_split, public_benchmarks
+from geosolver_model.shard_stream import dataset_image_spec
+from geosolver_model.test_sets import TestSet, dataset_split, dataset_test_split, public_benchmarks
 from geosolver_model.train import build_model, save_final, train
 from geosolver_model.zeroshot import ZeroShot
 
@@ -90,13 +92,31 @@ def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> 
             objectives[objective] = _train_objective(spec, dataset_dir, objective, runs / objective, log)
             shutil.copytree(runs / objective / "final", staging / "objectives" / objective)
         shutil.copytree(staging / "objectives" / spec.model.objectives[0], staging / PUBLISHED)
-        return {"created_at": _now(), "dataset": {"name": spec.name, "version": dataset_version},
-                "base": spec.model.base, "published_objective": spec.model.objectives[0],
-                "model_spec": spec.model.model_dump(), "code_version": code_version(), "objectives": objectives}
+        manifest = {"created_at": _now(), "version": version,
+                    "dataset": {"name": spec.name, "version": dataset_version}, "base": spec.model.base,
+                    "published_objective": spec.model.objectives[0], "model_spec": spec.model.model_dump(),
+                    "code_version": code_version(), "objectives": objectives}
+        _write_cards(spec, dataset_dir, staging, manifest, log)
+        return manifest
 
     model = home.models.publish(build, version)
     shutil.rmtree(runs, ignore_errors=True)  # checkpoints only serve resumption of this version
     return model
+
+
+def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: dict, log: Log) -> None:
+    """Each saved model folder gets its README.md, with its figures on the dataset's validation split."""
+    val = dataset_split(dataset_dir, "val", spec.model.eval_max_images)
+    gallery = build_gallery(dataset_dir, spec.model.gallery_resolution)
+    folders = {PUBLISHED: (staging / PUBLISHED, spec.model.objectives[0])}
+    folders |= {o: (staging / "objectives" / o, o) for o in spec.model.objectives}
+    for name, (folder, objective) in folders.items():
+        metrics = None
+        if val.size:
+            predictor = retrieval_predictor(GeoRetriever.from_pretrained(folder), gallery, spec.model.top_k)
+            metrics = evaluate({name: predictor}, [val], lambda _: None)[0][val.name][name]
+            log(f"{name} on the validation split: median {metrics['median_km']} km")
+        write_text(folder / "README.md", model_card(manifest, objective, metrics))
 
 
 def _now() -> str:
@@ -135,14 +155,15 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
     def build(staging: Path) -> dict:
         gallery = build_gallery(dataset_dir, spec.model.gallery_resolution)
         log(f"gallery: {len(gallery)} locations at H3 resolution {spec.model.gallery_resolution}")
+        top_k = spec.model.top_k
         comparators = {
-            "untrained": retrieval_predictor(build_model(spec.model), gallery, spec.model.top_k),
+            "untrained": retrieval_predictor(build_model(spec.model, dataset_image_spec(dataset_dir)), gallery, top_k),
             "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base))),
-            PUBLISHED: retrieval_predictor(GeoRetriever.load(model.path / PUBLISHED), gallery, spec.model.top_k),
+            PUBLISHED: retrieval_predictor(GeoRetriever.from_pretrained(model.path / PUBLISHED), gallery, top_k),
         }
         for objective in spec.model.objectives:
-            comparators[objective] = retrieval_predictor(GeoRetriever.load(model.path / "objectives" / objective),
-                                                         gallery, spec.model.top_k)
+            folder = model.path / "objectives" / objective
+            comparators[objective] = retrieval_predictor(GeoRetriever.from_pretrained(folder), gallery, top_k)
         results, errors = evaluate(comparators, tests, log)
         results = {**results, "model_version": model.version, "gallery_size": len(gallery),
                    "history": _history(home, model.version)}
@@ -183,7 +204,7 @@ MAX_QUERIES = 200  # held-out queries that tune and measure each index
 
 def embed(spec: Spec, home: Home, model: Artifact, log: Log = print) -> EmbeddingSet:
     """Embed what is not embedded yet (nothing, and no model load, on a rerun)."""
-    return embed_dataset(lambda: GeoRetriever.load(model.path / PUBLISHED), dataset_of(home, model),
+    return embed_dataset(lambda: GeoRetriever.from_pretrained(model.path / PUBLISHED), dataset_of(home, model),
                          home.embeddings(model.version), log)
 
 
@@ -243,7 +264,7 @@ def gps_index(spec: Spec, home: Home, model: Artifact, embeddings: EmbeddingSet)
 
     def make() -> tuple[np.ndarray, pa.Table, np.ndarray]:
         gallery = build_gallery(dataset_of(home, model), res)
-        net = GeoRetriever.load(model.path / PUBLISHED)
+        net = GeoRetriever.from_pretrained(model.path / PUBLISHED)
         vectors = net.encode_gps(torch.as_tensor(gallery)).numpy().astype(np.float32)
         gaz = load_gazetteer()
         nearest = gaz.nearest(gallery[:, 0], gallery[:, 1])

@@ -19,31 +19,43 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from geosolver_model.images import decode
+from geosolver_data.spec import ImageSpec
+from geosolver_model.images import decode, open_photo
 
 
 @dataclass(frozen=True)
 class TestSet:
     name: str
     size: int
-    images: Callable[[], Iterator[Image.Image]]  # decodes lazily, in order, each time it is called
+    # Decodes lazily, in order, each time it is called: the images at their stored size. A raw photo
+    # is made upright and resized by the given ImageSpec, as ingest would have stored it.
+    images: Callable[[ImageSpec], Iterator[Image.Image]]
     latlon: np.ndarray  # (N, 2)
     country: np.ndarray | None  # (N,) ISO codes when known
     fingerprint: str = ""  # changes when the set's contents do (an evaluation's version depends on it)
 
 
 def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
+    return dataset_split(version_dir, "test", limit)
+
+
+def dataset_split(version_dir: Path, split: str, limit: int = 0) -> TestSet:
+    """One split of a dataset version (`test` is what evaluations report; `val`, what model cards do)."""
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    paths = [version_dir / s["path"] for s in manifest["shards"] if s["split"] == "test"]
+    paths = [version_dir / s["path"] for s in manifest["shards"] if s["split"] == split]
+    if not paths:
+        return TestSet(f"dataset_{split}", 0, lambda ingest: iter(()), np.zeros((0, 2)), np.array([]),
+                       f"{manifest['dataset']}:{manifest['version']}:{split}:empty")
     table = pq.ParquetDataset(paths).read(columns=["image", "lat", "lon", "country"])
     if limit:
         table = table.slice(0, limit)
     latlon = np.stack([table.column("lat").to_numpy(), table.column("lon").to_numpy()], axis=1)
-    def images() -> Iterator[Image.Image]:
+    def images(ingest: ImageSpec) -> Iterator[Image.Image]:  # shard rows are stored already
         return (decode(table.column("image")[i].as_py()) for i in range(table.num_rows))
 
-    return TestSet("dataset_test", table.num_rows, images, latlon, np.array(table.column("country").to_pylist()),
-                   f"{manifest['dataset']}:{manifest['version']}:{limit}")
+    return TestSet(f"dataset_{split}", table.num_rows, images, latlon, np.array(table.column("country").to_pylist()),
+                   f"{manifest['dataset']}:{manifest['version']}:{limit}" if split == "test" else
+                   f"{manifest['dataset']}:{manifest['version']}:{split}:{limit}")
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -58,10 +70,9 @@ def _folder_set(name: str, rows: list[tuple[Path, float, float]], limit: int) ->
         stat = path.stat()
         digest.update(f"{path.name}:{lat}:{lon}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
 
-    def images() -> Iterator[Image.Image]:
+    def images(ingest: ImageSpec) -> Iterator[Image.Image]:
         for path, _, _ in rows:
-            with Image.open(path) as im:
-                yield im.convert("RGB")
+            yield open_photo(path, ingest)
 
     return TestSet(name, len(rows), images, np.array([[lat, lon] for _, lat, lon in rows]).reshape(-1, 2), None,
                    digest.hexdigest()[:16])

@@ -19,11 +19,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
+from geosolver_data.spec import ImageSpec
 from geosolver_model import distributed as D
 from geosolver_model.config import GeoConfig, ModelConfig
 from geosolver_model.losses import contrastive_loss
 from geosolver_model.model import GeoRetriever
-from geosolver_model.shard_stream import ShardStream, loader
+from geosolver_model.shard_stream import ShardStream, dataset_image_spec, loader
 
 Log = Callable[[str], None]
 
@@ -35,9 +36,10 @@ class TrainResult:
     samples_per_s: float = 0.0
 
 
-def build_model(spec: ModelConfig) -> GeoRetriever:
-    """The base vision tower with a fresh head and location encoder, sized by the config."""
-    return GeoRetriever.from_base(spec.base, GeoConfig.of(spec))
+def build_model(spec: ModelConfig, ingest: ImageSpec | None = None) -> GeoRetriever:
+    """The base vision tower with a fresh head and location encoder, sized by the config; `ingest`
+    is how the training data stored its images (raw photos are resized the same way)."""
+    return GeoRetriever.from_base(spec.base, GeoConfig.of(spec), ingest)
 
 
 def get_lr_factor(step: int, spec: ModelConfig) -> float:
@@ -108,7 +110,7 @@ def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, l
     """Fine-tune for `spec.steps` steps (resuming from run_dir/checkpoints), or stop early at
     `stop_after` (used to test resume)."""
     dev = D.device()
-    model = build_model(spec)
+    model = build_model(spec, dataset_image_spec(version_dir))
     model.freeze_vision_except_last(spec.unfreeze_last_blocks)
     model.to(dev)
     optimizer = make_optimizer(model, spec)
@@ -119,7 +121,7 @@ def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, l
         step, curve = load_checkpoint(last, model, optimizer, scheduler)
         log(f"{objective}: resumed from {last.name}")
     ddp_model = DistributedDataParallel(model) if D.world_size() > 1 else model
-    stream = ShardStream(version_dir, model.image_size, spec.batch_size, spec.seed, D.rank(), D.world_size(),
+    stream = ShardStream(version_dir, model.processing, spec.batch_size, spec.seed, D.rank(), D.world_size(),
                          start_batch=step * spec.grad_accum)
     batches = iter(loader(stream, spec.num_workers))
     started, seen = time.perf_counter(), 0

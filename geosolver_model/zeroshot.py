@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTokenizer
 
 from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.spec import ImageSpec
+from geosolver_model.images import Processing
 
 CITIES_PER_COUNTRY = 30
 
@@ -26,8 +28,8 @@ def country_names() -> dict[str, str]:
 class ZeroShot:
     """Country prompts "A Street View photo in {country}.", then "... from {city}." for its largest cities."""
 
-    def __init__(self, clip: CLIPModel, tokenizer: CLIPTokenizer) -> None:
-        self.clip, self.tokenizer = clip.eval(), tokenizer
+    def __init__(self, clip: CLIPModel, tokenizer: CLIPTokenizer, processing: Processing) -> None:
+        self.clip, self.tokenizer, self.processing = clip.eval(), tokenizer, processing
         gaz = load_gazetteer()
         names = country_names()
         self.codes = sorted({c for c in np.unique(gaz.country) if c in names})
@@ -35,8 +37,9 @@ class ZeroShot:
         self._city_cache: dict[str, tuple[np.ndarray, torch.Tensor]] = {}
 
     @property
-    def image_size(self) -> int:
-        return int(self.clip.config.vision_config.image_size)
+    def ingest(self) -> ImageSpec:
+        """Raw photos are resized as a dataset built for this CLIP's input would store them."""
+        return ImageSpec(min_side=self.processing.shortest_edge)
 
     @torch.no_grad()
     def _text(self, prompts: list[str]) -> torch.Tensor:

@@ -75,11 +75,6 @@ def open_image(data: bytes, spec: ImageSpec) -> Image.Image:
     return image
 
 
-def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
@@ -91,15 +86,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(image: Image.Image, max_side: int, resample: str = "box") -> Image.Image:
-    """Decode to an upright RGB image no larger than `max_side`.
+def decode(image: Image.Image, spec: ImageSpec) -> Image.Image:
+    """Decode to an upright RGB image of the size `spec` stores (ImageSpec.target_size).
 
     For JPEG, `draft` lets libjpeg decode at 1/2, 1/4 or 1/8 scale directly: most of the
     ingest speed comes from never decoding pixels that the resize would throw away.
     """
-    w, h = image.size
     if image.format in ("JPEG", "MPO"):
-        image.draft("RGB", _target_size(w, h, max_side))
+        image.draft("RGB", spec.target_size(*image.size))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -108,9 +102,9 @@ def decode(image: Image.Image, max_side: int, resample: str = "box") -> Image.Im
     except DECODE_ERRORS as exc:
         raise ImageRejected("undecodable", f"{type(exc).__name__}: {exc}"[:200]) from exc
     rgb = _to_rgb(upright)
-    size = _target_size(*rgb.size, max_side)
+    size = spec.target_size(*rgb.size)
     if size != rgb.size:
-        rgb = rgb.resize(size, Image.Resampling[resample.upper()], reducing_gap=3.0)
+        rgb = rgb.resize(size, Image.Resampling[spec.resample.upper()], reducing_gap=3.0)
     return rgb
 
 
@@ -127,7 +121,7 @@ def process_image(data: bytes, spec: ImageSpec) -> ProcessedImage:
 
 def process_opened(image: Image.Image, spec: ImageSpec) -> ProcessedImage:
     """An image from `open_image` (whose EXIF the caller may have read) -> JPEG and hashes."""
-    rgb = decode(image, spec.max_side, spec.resample)
+    rgb = decode(image, spec)
     jpeg = encode_jpeg(rgb, spec.jpeg_quality)
     return ProcessedImage(
         jpeg=jpeg,

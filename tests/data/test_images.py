@@ -12,15 +12,15 @@ from geosolver_data.ingest.phash import hamming, phash
 from geosolver_data.spec import ImageSpec
 from tests.data.images_util import encode, noise_image
 
-SPEC = ImageSpec(max_side=336, jpeg_quality=90, max_pixels=4_000_000, max_file_bytes=2_000_000)
+SPEC = ImageSpec(jpeg_quality=90, max_pixels=4_000_000, max_file_bytes=2_000_000)  # short side 336, long <= 672
 
 
 def test_jpeg_is_resized_reencoded_and_hashed() -> None:
     out = process_image(encode(noise_image(0), quality=95), SPEC)
-    assert (out.width, out.height) == (336, 252)
+    assert (out.width, out.height) == (448, 336)
     assert out.sha256 == hashlib.sha256(out.jpeg).hexdigest()
     with Image.open(io.BytesIO(out.jpeg)) as im:
-        assert im.format == "JPEG" and im.mode == "RGB" and im.size == (336, 252)
+        assert im.format == "JPEG" and im.mode == "RGB" and im.size == (448, 336)
         assert not im.getexif()  # location lives in columns; EXIF is stripped
     assert process_image(encode(noise_image(0), quality=95), SPEC) == out  # deterministic
 
@@ -30,15 +30,29 @@ def test_small_images_are_not_upscaled() -> None:
     assert (out.width, out.height) == (200, 100)
 
 
+@pytest.mark.parametrize(("size", "spec", "stored"), [
+    ((1024, 768), SPEC, (448, 336)),  # the short side at the model's input size
+    ((768, 1024), SPEC, (336, 448)),
+    ((2000, 600), SPEC, (672, 202)),  # wider than 2:1: the long side's cap wins
+    ((400, 300), SPEC, (400, 300)),  # never upscaled
+    ((1024, 768), ImageSpec(fit="long_side", max_side=336), (336, 252)),  # the behaviour before
+])
+def test_stored_size_keeps_the_short_side_the_model_needs(size: tuple[int, int], spec: ImageSpec,
+                                                          stored: tuple[int, int]) -> None:
+    assert spec.target_size(*size) == stored
+    out = process_image(encode(noise_image(5, size), quality=95), spec)
+    assert (out.width, out.height) == stored
+
+
 def test_exif_orientation_is_applied() -> None:
-    upright = Image.new("RGB", (400, 200), (255, 0, 0))
-    upright.paste((0, 0, 255), (0, 0, 200, 200))  # left half blue
+    upright = Image.new("RGB", (1000, 500), (255, 0, 0))
+    upright.paste((0, 0, 255), (0, 0, 500, 500))  # left half blue
     # A camera held sideways stores the sensor image rotated and says "rotate 90 CW" (6).
     stored = upright.transpose(Image.Transpose.ROTATE_90)
     out = process_image(encode(stored, lat=1.0, lon=2.0, orientation=6, quality=95), SPEC)
-    assert (out.width, out.height) == (336, 168)
+    assert (out.width, out.height) == (672, 336)
     with Image.open(io.BytesIO(out.jpeg)) as im:
-        left, right = im.getpixel((40, 84)), im.getpixel((300, 84))
+        left, right = im.getpixel((80, 168)), im.getpixel((600, 168))
     assert left[2] > 200 and left[0] < 60, left
     assert right[0] > 200 and right[2] < 60, right
 
@@ -48,7 +62,7 @@ def test_png_with_alpha_and_webp_are_accepted() -> None:
     out = process_image(encode(rgba, "PNG"), SPEC)
     with Image.open(io.BytesIO(out.jpeg)) as im:
         assert min(im.getpixel((50, 40))) > 240  # transparent becomes white, not black
-    assert process_image(encode(noise_image(2), "WEBP"), SPEC).width == 336
+    assert process_image(encode(noise_image(2), "WEBP"), SPEC).height == 336
 
 
 @pytest.mark.parametrize(("data", "reason"), [

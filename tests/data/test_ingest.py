@@ -66,7 +66,7 @@ def test_every_candidate_lands_exactly_once(tmp_path: Path, workers: int) -> Non
     paris = next(row for row in raw["europe"] if row["image_id"] == "mine:trip/paris.jpg")
     assert paris["sequence_id"] == "mine:trip" and paris["license"] == "CC0" and paris["creator"] == "me"
     assert abs(paris["lat"] - 48.8566) < 1e-6 and paris["captured_at"].year == 2020
-    assert max(paris["width"], paris["height"]) == 336 and paris["image"][:2] == b"\xff\xd8"
+    assert min(paris["width"], paris["height"]) == 336 and paris["image"][:2] == b"\xff\xd8"
     assert any("10/10 images" in line for line in logs)
 
 

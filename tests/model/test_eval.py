@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.spec import ImageSpec
 from geosolver_data.store.home import Home
 from geosolver_model import stages
 from geosolver_model.clip import BaseModelUnavailable, load_clip, load_vision
@@ -51,7 +52,7 @@ def test_predict_returns_sorted_refined_coordinates() -> None:
 
 def test_zero_shot_guesses_are_gazetteer_places() -> None:
     zs = ZeroShot(*load_clip("tiny"))
-    guesses = zs.predict(torch.randn(2, 3, zs.image_size, zs.image_size))
+    guesses = zs.predict(torch.randn(2, 3, zs.processing.crop, zs.processing.crop))
     gaz = load_gazetteer()
     for lat, lon in guesses:
         assert np.any((gaz.lat == lat) & (gaz.lon == lon))
@@ -74,7 +75,7 @@ def test_benchmark_loaders(tmp_path: Path) -> None:
     found = {t.name: t for t in public_benchmarks(tmp_path / "benchmarks")}
     assert set(found) == {"im2gps3k", "osv5m_test"}
     assert found["im2gps3k"].size == 1 and found["im2gps3k"].latlon.tolist() == [[48.85, 2.35]]
-    assert next(found["im2gps3k"].images()).size == (40, 30)
+    assert next(found["im2gps3k"].images(ImageSpec())).size == (40, 30)  # never upscaled
     assert im2gps_style(folder, "x").size == 1 and osv5m(osv).latlon.tolist() == [[-33.9, 151.2]]
 
 
@@ -83,12 +84,12 @@ def test_model_save_load_round_trip(tmp_path: Path) -> None:
     model.enqueue(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
     model.save(tmp_path / "m")
     assert not list((tmp_path / "m").rglob("*.bin")) and list((tmp_path / "m").rglob("*.safetensors"))
-    loaded = GeoRetriever.load(tmp_path / "m")
+    loaded = GeoRetriever.from_pretrained(tmp_path / "m")
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
     (tmp_path / "m" / "geo_config.json").write_text(json.dumps({**loaded.config.__dict__, "embed_dim": 16}))
     with pytest.raises(RuntimeError):
-        GeoRetriever.load(tmp_path / "m")  # weights that do not fit the config are refused
+        GeoRetriever.from_pretrained(tmp_path / "m")  # weights that do not fit the config are refused
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_finetune_publishes_a_versioned_model(finetuned) -> None:
     assert model.path == home.root / "models" / model.version
     assert (model.path / "finetuned" / "geo.safetensors").exists()
     assert set(m["objectives"]) == {"soft_haversine", "infonce"} and m["published_objective"] == "soft_haversine"
-    assert m["dataset"]["name"] == "learn" and m["base"] == "tiny" and len(m["objectives"]["infonce"]["curve"]) == 30
+    assert m["dataset"]["name"] == "learn" and m["base"] == "tiny-64" and len(m["objectives"]["infonce"]["curve"]) == 30
     again = stages.finetune(spec, home, m["dataset"]["version"], log=lambda _: None)
     assert again.version == model.version and not again.new  # same inputs: same version, no retraining
     assert (home.root / "models" / "LATEST").read_text().strip() == model.version
@@ -136,7 +137,7 @@ def test_torchrun_with_two_cpu_processes(learn_dataset) -> None:
     ddp = with_model(spec, steps=4, nproc=2, batch_size=8, objectives=("infonce",), checkpoint_every=2)
     model = stages.finetune(ddp, home, version_dir.name, log=lambda _: None)
     assert model.manifest["objectives"]["infonce"]["curve"][-1]["step"] == 4
-    loaded = GeoRetriever.load(model.path / "finetuned")
+    loaded = GeoRetriever.from_pretrained(model.path / "finetuned")
     gallery = torch.as_tensor(build_gallery(version_dir, 3))
     assert loaded.encode_gps(gallery).shape[0] == len(gallery)
 

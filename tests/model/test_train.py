@@ -9,13 +9,15 @@ from safetensors.torch import load_file, save_file
 from geosolver_model.config import ModelConfig
 from geosolver_model.evaluate import retrieval_predictor, run_predictor
 from geosolver_model.gallery import build_gallery
+from geosolver_model.images import Processing
 from geosolver_model.metrics import geo_metrics
 from geosolver_model.model import GeoRetriever
 from geosolver_model.shard_stream import ShardStream, row_groups
 from geosolver_model.test_sets import dataset_test_split
 from geosolver_model.train import build_model, train, train_step
 
-SMALL = ModelConfig(base="tiny", steps=6, batch_size=8, warmup_steps=2, queue_size=16, checkpoint_every=3,
+PROC = Processing.for_size(64)
+SMALL = ModelConfig(base="tiny-64", steps=6, batch_size=8, warmup_steps=2, queue_size=16, checkpoint_every=3,
                     lr=5e-4, head_lr=2e-3, embed_dim=64, loc_features=64, loc_hidden=128)
 
 
@@ -38,12 +40,13 @@ def test_checkpoint_and_resume_equal_an_uninterrupted_run(learn_dataset, tmp_pat
 
 def test_stream_resumes_at_the_same_batch_and_ranks_are_disjoint(learn_dataset) -> None:
     _, _, version_dir = learn_dataset
-    fresh = iter(ShardStream(version_dir, 64, 8, seed=1))
+    fresh = iter(ShardStream(version_dir, PROC, 8, seed=1))
     batches = [next(fresh) for _ in range(5)]
-    later = next(iter(ShardStream(version_dir, 64, 8, seed=1, start_batch=3)))
+    later = next(iter(ShardStream(version_dir, PROC, 8, seed=1, start_batch=3)))
     assert torch.equal(later["pixels"], batches[3]["pixels"]) and torch.equal(later["latlon"], batches[3]["latlon"])
     # In one epoch the two ranks read disjoint rows that together are the whole train split, each once.
-    ranks = [ShardStream(version_dir, 16, 1, seed=1, rank=r, world_size=2, train=False) for r in (0, 1)]
+    ranks = [ShardStream(version_dir, Processing.for_size(16), 1, seed=1, rank=r, world_size=2, train=False)
+             for r in (0, 1)]
     seen = []
     for stream in ranks:
         batches = iter(stream)

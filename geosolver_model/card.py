@@ -1,0 +1,51 @@
+"""A published model's card: the README.md with Hugging Face front matter that the Hub and people read.
+
+It says what the model is (base, objective, embedding size), what it was trained on (dataset and
+version, steps) and how it does on the dataset's validation split; the full comparison on the test
+split and the public benchmarks is the evaluation artifact's (evals/<version>/).
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from geosolver_model.metrics import THRESHOLDS_KM
+
+# Licences of the bases we know; any other base's own licence applies to the fine-tuned weights.
+BASE_LICENSES = {"geolocal/StreetCLIP": "cc-by-nc-4.0", "tiny": "mit", "tiny-64": "mit"}
+
+
+def model_card(manifest: dict, objective: str, val: dict | None) -> str:
+    base = manifest["base"]
+    dataset = manifest["dataset"]
+    front = {
+        "library_name": "transformers",
+        "pipeline_tag": "image-feature-extraction",
+        "license": BASE_LICENSES.get(base, "other"),
+        "tags": ["geolocation", "clip", "retrieval", "geosolver", objective],
+        "model-index": [{"name": f"geosolver-{manifest['version']}", "results": []}],
+    }
+    if "/" in base:  # a Hub id (a local folder's name means nothing elsewhere)
+        front["base_model"] = base
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
+             f"# Geosolver retrieval geolocator {manifest['version']} ({objective})", "",
+             f"A CLIP vision tower (`{base}`) fine-tuned with the `{objective}` objective so that an image's "
+             "embedding lies near the embedding of the place it was taken, plus a GeoCLIP-style location "
+             "encoder for the same space. A guess is a nearest-neighbour search over embeddings of places.", "",
+             f"- dataset: `{dataset['name']}` version `{dataset['version']}`",
+             f"- training: {manifest['model_spec']['steps']} steps, batch {manifest['model_spec']['batch_size']}, "
+             f"last {manifest['model_spec']['unfreeze_last_blocks']} vision blocks unfrozen",
+             f"- embedding size: {manifest['model_spec']['embed_dim']}", "",
+             "```python",
+             "from transformers import AutoImageProcessor, CLIPVisionModelWithProjection",
+             "vision = CLIPVisionModelWithProjection.from_pretrained(folder)  # the fine-tuned tower",
+             "processor = AutoImageProcessor.from_pretrained(folder)",
+             "from geosolver_model.model import GeoRetriever",
+             "geolocator = GeoRetriever.from_pretrained(folder)  # tower, image head, location encoder",
+             "```", ""]
+    if val:
+        keys = [f"acc_{t}km" for t in THRESHOLDS_KM] + ["median_km", "geoguessr_score", "country_acc", "n"]
+        lines += [f"On the dataset's validation split ({val['n']} images):", "",
+                  "| " + " | ".join(keys) + " |", "|---" * len(keys) + "|",
+                  "| " + " | ".join(str(val[k]) for k in keys) + " |", ""]
+    return "\n".join(lines)
