@@ -11,11 +11,15 @@ DEFS := -m pipelines.definitions
 .PHONY: init run test lint dev bench clean
 
 LOCKS := requirements.txt requirements-model.txt requirements-dev.txt
+GEOCLIP := geoclip==1.3.0
 
 $(BIN)/.installed: pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(addprefix -r ,$(LOCKS)) -e '.[model,dev,ui,postgres,s3]'
+	# GeoCLIP's published weights and MP-16 gallery (model.location_init / model.gallery). Only its files
+	# are read, so its dependencies (torchvision, an older huggingface-hub) are not installed.
+	$(BIN)/pip install --quiet --no-deps $(GEOCLIP)
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

@@ -3,8 +3,14 @@
 Quotas are tempered (quota ∝ count^alpha, alpha=1 keeps the raw distribution, alpha=0 gives
 every cell the same), capped per cell and water-filled so they add up to the target size.
 Within a cell the images with the lowest keyed hash of their id are taken, so adding new data
-changes the selection minimally. Splits are drawn per H3 block at a coarser resolution, so no
-block (and no cell inside it) contributes to two splits.
+changes the selection minimally.
+
+Splits are assigned per H3 block at a coarser resolution, so no block (and no cell inside it)
+contributes to two splits: blocks the previous version had keep their split (a test image never
+becomes a training image in a later version), and new blocks go, largest first, to the split
+furthest below its share, so the shares land near the spec's fractions even when a few blocks are
+big. Across a block boundary two images can still be close, so an image closer than SPLIT_BUFFER_KM
+to one of an evaluation split (test, then val) is left out of the dataset.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from scipy.spatial import cKDTree
 
-from geosolver_data.geo import cell_parent
+from geosolver_data.geo import EARTH_RADIUS_KM, cell_parent
 from geosolver_data.geocells import h3_column
 from geosolver_data.spec import BalanceSpec
 
@@ -75,13 +82,45 @@ def distribution_stats(counts: np.ndarray) -> dict[str, float]:
             "top1pct_share": round(float(counts[-top:].sum() / total), 4)}
 
 
-def assign_splits(blocks: np.ndarray, spec: BalanceSpec) -> np.ndarray:
-    """Split name per row, drawn once per block from its keyed hash."""
-    uniq, inverse = np.unique(blocks, return_inverse=True)
-    u = keyed_hash(uniq.tolist(), spec.seed, "split").astype(np.float64) / 2.0**64
-    edges = np.cumsum([spec.splits.get(s, 0.0) for s in SPLIT_ORDER])
-    idx = np.minimum(np.searchsorted(edges, u, side="right"), len(SPLIT_ORDER) - 1)
-    return np.array(SPLIT_ORDER, dtype=object)[idx][inverse]
+SPLIT_BUFFER_KM = 1.0
+
+
+def assign_splits(blocks: np.ndarray, spec: BalanceSpec, prior: dict[int, str] | None = None) -> np.ndarray:
+    """Split name per row. Blocks in `prior` (block -> split, from the previous version) keep their
+    split; the others, largest first (ties by keyed hash), go to the split furthest below its share."""
+    uniq, inverse, sizes = np.unique(np.asarray(blocks, dtype=np.uint64), return_inverse=True, return_counts=True)
+    target = np.array([spec.splits.get(s, 0.0) for s in SPLIT_ORDER])
+    assigned = np.array([SPLIT_ORDER.index(prior[b]) if prior and b in prior else -1 for b in uniq.tolist()],
+                        dtype=np.int64)
+    counts = np.bincount(assigned[assigned >= 0], weights=sizes[assigned >= 0], minlength=len(SPLIT_ORDER))
+    total = counts.sum()
+    order = np.lexsort((keyed_hash(uniq.tolist(), spec.seed, "split"), -sizes))
+    for i in order[assigned[order] < 0]:
+        total += sizes[i]
+        deficit = np.where(target > 0, target * total - counts, -np.inf)
+        assigned[i] = int(np.argmax(deficit))
+        counts[assigned[i]] += sizes[i]
+    return np.array(SPLIT_ORDER, dtype=object)[assigned][inverse]
+
+
+def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
+
+
+def buffer_drops(lat: np.ndarray, lon: np.ndarray, splits: np.ndarray, km: float = SPLIT_BUFFER_KM) -> np.ndarray:
+    """Rows to leave out so that no two images of different splits are closer than `km`: the
+    evaluation splits keep theirs (test, then val), the other side gives way."""
+    xyz = _unit_vectors(lat, lon)
+    radius = 2 * math.sin(km / (2 * EARTH_RADIUS_KM))  # the chord of `km` on the unit sphere
+    drop = np.zeros(len(splits), dtype=bool)
+    for keep, yield_ in (("test", ("val", "train")), ("val", ("train",))):
+        anchors = np.flatnonzero((splits == keep) & ~drop)
+        others = np.flatnonzero(np.isin(splits, yield_) & ~drop)
+        if len(anchors) and len(others):
+            near = cKDTree(xyz[anchors]).query(xyz[others], distance_upper_bound=radius)[0] <= radius
+            drop[others[near]] = True
+    return drop
 
 
 @dataclass(frozen=True)
@@ -90,8 +129,9 @@ class BalanceResult:
     report: dict
 
 
-def balance(table: pa.Table, spec: BalanceSpec) -> BalanceResult:
-    """Select a balanced subset of `table` (which has `image_id` and `h3_r<resolution>`)."""
+def balance(table: pa.Table, spec: BalanceSpec, prior: dict[int, str] | None = None) -> BalanceResult:
+    """Select a balanced subset of `table` (which has `image_id`, `lat`, `lon` and `h3_r<resolution>`);
+    `prior` maps the previous version's split blocks to their splits."""
     cells = table.column(h3_column(spec.resolution)).to_numpy()
     uniq, cell_idx, counts = np.unique(cells, return_inverse=True, return_counts=True)
     quota = tempered_quotas(counts, spec.alpha, spec.cap, spec.target_size)
@@ -101,16 +141,22 @@ def balance(table: pa.Table, spec: BalanceSpec) -> BalanceResult:
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order)) - starts[cell_idx[order]]
     chosen = np.flatnonzero(position < quota[cell_idx])
-    selected = table.take(chosen)
-    splits = assign_splits(cell_parent(cells[chosen], spec.split_resolution), spec)
-    selected = selected.append_column("split", pa.array(splits.tolist(), pa.string()))
+    blocks = cell_parent(cells[chosen], spec.split_resolution)
+    splits = assign_splits(blocks, spec, prior)
+    keep = ~buffer_drops(table.column("lat").to_numpy()[chosen], table.column("lon").to_numpy()[chosen], splits)
+    chosen, blocks, splits = chosen[keep], blocks[keep], splits[keep]
+    selected = table.take(chosen).append_column("split", pa.array(splits.tolist(), pa.string()))
     after = np.bincount(cell_idx[chosen], minlength=len(uniq))
+    sizes = {s: int((splits == s).sum()) for s in SPLIT_ORDER}
     report = {
         "before": distribution_stats(counts),
         "after": distribution_stats(after),
         "quota_max": int(quota.max()) if len(quota) else 0,
-        "splits": {s: int((splits == s).sum()) for s in SPLIT_ORDER},
-        "split_blocks": {s: len(np.unique(cell_parent(cells[chosen], spec.split_resolution)[splits == s]))
-                         for s in SPLIT_ORDER},
+        "splits": sizes,
+        "split_fractions": {s: round(n / max(1, len(splits)), 4) for s, n in sizes.items()},
+        "split_blocks": {s: len(np.unique(blocks[splits == s])) for s in SPLIT_ORDER},
+        "split_blocks_from_previous_version": len(set(np.unique(blocks).tolist()) & set(prior or {})),
+        "split_buffer_km": SPLIT_BUFFER_KM,
+        "left_out_within_split_buffer": int((~keep).sum()),
     }
     return BalanceResult(table=selected, report=report)

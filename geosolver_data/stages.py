@@ -11,11 +11,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geosolver_data.balance import balance
 from geosolver_data.dedup import DedupStats, deduplicate
-from geosolver_data.geocells import assign_geocells
+from geosolver_data.geo import cell_parent
+from geosolver_data.geocells import assign_geocells, h3_column
 from geosolver_data.ingest.accounting import Accounting, account, load_listing
 from geosolver_data.ingest.engine import IngestStats, IngestTask, ingest
 from geosolver_data.ingest.ledger import Ledger
@@ -119,11 +121,31 @@ def assign_cells(spec: DatasetSpec, layout: DatasetLayout) -> dict:
 def balance_dataset(spec: DatasetSpec, layout: DatasetLayout) -> dict:
     if not layout.geocells.exists():
         raise MissingInputError("geocells has not been materialised")
-    result = balance(pq.read_table(layout.geocells), spec.balance)
+    result = balance(pq.read_table(layout.geocells), spec.balance, previous_splits(spec, layout))
     with atomic_path(layout.balanced) as tmp:
         pq.write_table(result.table, tmp, compression="zstd")
     write_json(layout.balance_report, result.report)
     return result.report
+
+
+SPLIT_SETTINGS = ("resolution", "split_resolution", "splits", "seed")
+
+
+def previous_splits(spec: DatasetSpec, layout: DatasetLayout) -> dict[int, str]:
+    """Split block -> split in the latest published version, when it was built with the same split
+    settings: those blocks keep their split, so no image moves from test to train on a refresh."""
+    version = layout.latest_version()
+    if version is None:
+        return {}
+    manifest = json.loads((layout.version_dir(version) / "manifest.json").read_text())
+    before = manifest.get("spec", {}).get("balance", {})
+    if any(before.get(k) != spec.balance.model_dump()[k] for k in SPLIT_SETTINGS):
+        return {}
+    column = h3_column(spec.balance.resolution)
+    table = pa.concat_tables(pq.read_table(layout.version_dir(version) / s["path"], columns=[column, "split"])
+                             for s in manifest["shards"])
+    blocks = cell_parent(table.column(column).to_numpy(), spec.balance.split_resolution).tolist()
+    return dict(zip(blocks, table.column("split").to_pylist(), strict=True))
 
 
 def publish(spec: DatasetSpec, layout: DatasetLayout) -> Artifact:

@@ -23,7 +23,6 @@ def model_card(manifest: dict, objective: str, val: dict | None) -> str:
         "pipeline_tag": "image-feature-extraction",
         "license": BASE_LICENSES.get(base, "other"),
         "tags": ["geolocation", "clip", "retrieval", "geosolver", objective],
-        "model-index": [{"name": f"geosolver-{manifest['version']}", "results": []}],
     }
     if "/" in base:  # a Hub id (a local folder's name means nothing elsewhere)
         front["base_model"] = base

@@ -72,6 +72,26 @@ def cmd_index(args: argparse.Namespace) -> None:
         print(f"removed {len(removed)} index version(s)" + "".join(f"\n  {v}" for v in removed))
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from geosolver_data.store.atomic import write_json, write_text
+    from geosolver_model import benchmark
+
+    home = Home(working_home(args.home))
+    model = home.models.get(args.model) if args.model else home.models.latest()
+    wanted = benchmark.SETS if args.set == "all" else (args.set,)
+    report = benchmark.run(load_spec(args.spec), home, model, wanted, args.limit)
+    text = benchmark.table(report)
+    out = home.benchmarks / "results" / model.version
+    write_json(out.with_suffix(".json"), report)
+    write_text(out.with_suffix(".md"), text + "\n")
+    print(json.dumps(report, indent=2) if args.json else text)
+    print(f"\nwritten to {out}.md and .json", file=sys.stderr)
+    for name, what in report["missing"].items():
+        print(f"geosolver: {name} is not under {home.benchmarks}: missing {what}", file=sys.stderr)
+    if not report["results"]:
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, sub = data_cli.build_parser(__doc__, load_spec)
     predict = sub.add_parser("predict", help="top-k locations for images, from the latest (or a given) index")
@@ -87,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--kind", choices=["image", "gps"], default="image")
     index.add_argument("--keep", type=int, default=2, help="prune: versions of each kind to keep (default 2)")
     index.set_defaults(func=cmd_index)
+    bench = sub.add_parser("benchmark", help="a published model on the public test sets under $GEOSOLVER_HOME/"
+                                             "benchmarks, beside the published figures")
+    bench.add_argument("--model", help="model version (default: the latest)")
+    bench.add_argument("--set", choices=["im2gps3k", "yfcc4k", "osv5m", "all"], default="all")
+    bench.add_argument("--limit", type=int, default=0, help="at most this many images per set (0 = all)")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.set_defaults(func=cmd_benchmark)
     return parser
 
 

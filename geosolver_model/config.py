@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from geosolver_data import spec as data_spec
 from geosolver_data.spec import DatasetSpec, Resolution, SpecSection
@@ -31,6 +31,15 @@ class ModelConfig(SpecSection):
     embed_dim: Annotated[int, Field(ge=2)] = 512
     loc_features: Annotated[int, Field(ge=1)] = 256  # random Fourier features per scale
     loc_hidden: Annotated[int, Field(ge=1)] = 1024  # width of each scale's MLP
+    loc_layers: Annotated[int, Field(ge=1)] = 3  # hidden layers of each scale's MLP
+    # Where the location encoder (and, where sizes agree, the image head and temperature) starts:
+    # random, or GeoCLIP's published weights from the `geoclip` package (GeoCLIP's sizes required).
+    location_init: Literal["random", "geoclip"] = "random"
+    # Also train the published objective from the other location_init, evaluated beside it.
+    compare_location_init: bool = False
+    # Where guesses are chosen from: the training locations, and optionally GeoCLIP's 100K MP-16 GPS gallery.
+    gallery: Annotated[tuple[Literal["train", "geoclip_mp16"], ...], Field(min_length=1)] = ("train",)
+    val_every: Annotated[int, Field(ge=0)] = 0  # steps between validation-split median errors (0 = never)
     steps: Annotated[int, Field(ge=1)] = 1000
     batch_size: Annotated[int, Field(ge=2)] = 32
     grad_accum: Annotated[int, Field(ge=1)] = 1
@@ -49,12 +58,21 @@ class ModelConfig(SpecSection):
     top_k: Annotated[int, Field(ge=1)] = 5
     eval_max_images: Annotated[int, Field(ge=0)] = 0  # 0 = the whole test split
 
-    @field_validator("objectives")
+    @field_validator("objectives", "gallery")
     @classmethod
-    def _distinct(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(objectives)) != len(objectives):
-            raise ValueError(f"each objective once, got {list(objectives)}")
-        return objectives
+    def _distinct(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"each name once, got {list(names)}")
+        return names
+
+    @model_validator(mode="after")
+    def _geoclip_sizes(self) -> ModelConfig:
+        geoclip = {"embed_dim": 512, "loc_features": 256, "loc_hidden": 1024, "loc_layers": 3}
+        if self.location_init == "geoclip" or self.compare_location_init:  # either run starts from GeoCLIP
+            wrong = {k: getattr(self, k) for k, v in geoclip.items() if getattr(self, k) != v}
+            if wrong:
+                raise ValueError(f"GeoCLIP's weights need GeoCLIP's sizes {geoclip}; this spec has {wrong}")
+        return self
 
 
 class IndexConfig(SpecSection):
@@ -81,10 +99,12 @@ class GeoConfig:
     loc_hidden: int = 1024
     queue_size: int = 1024
     seed: int = 0
+    loc_layers: int = 3
 
     @classmethod
     def of(cls, model: ModelConfig) -> GeoConfig:
-        return cls(model.embed_dim, model.loc_features, model.loc_hidden, model.queue_size, model.seed)
+        return cls(model.embed_dim, model.loc_features, model.loc_hidden, model.queue_size, model.seed,
+                   model.loc_layers)
 
 
 def parse_spec(raw: object) -> Spec:

@@ -84,8 +84,8 @@ def markdown_table(results: dict) -> str:
     keys = [f"acc_{t}km" for t in THRESHOLDS_KM] + ["median_km", "geoguessr_score", "country_acc", "n"]
     lines = []
     for test, by_comp in results.items():
-        if not isinstance(by_comp, dict):
-            continue
+        if not (isinstance(by_comp, dict) and all(isinstance(m, dict) and "median_km" in m for m in by_comp.values())):
+            continue  # not a test set's results (model_version, history, location_init, ...)
         lines += [f"**{test}**", "", "| comparator | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         lines += [f"| {c} | " + " | ".join(str(m[k]) for k in keys) + " |" for c, m in by_comp.items()]
         lines.append("")

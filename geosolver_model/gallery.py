@@ -16,7 +16,20 @@ import pyarrow.parquet as pq
 import torch
 
 from geosolver_data.geo import h3_cells
+from geosolver_model.config import ModelConfig
 from geosolver_model.model import GeoRetriever
+
+
+def spec_gallery(model: ModelConfig, version_dir: Path) -> np.ndarray:
+    """The gallery the spec asks for (`model.gallery`): the training locations, GeoCLIP's MP-16 100K, or both."""
+    parts = []
+    if "train" in model.gallery:
+        parts.append(build_gallery(version_dir, model.gallery_resolution))
+    if "geoclip_mp16" in model.gallery:
+        from geosolver_model.geoclip import mp16_gallery
+
+        parts.append(mp16_gallery())
+    return np.concatenate(parts)
 
 
 def build_gallery(version_dir: Path, resolution: int, split: str = "train") -> np.ndarray:

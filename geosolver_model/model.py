@@ -43,7 +43,8 @@ class GeoRetriever(nn.Module):
         with torch.random.fork_rng(devices=[]):  # seeded head, without touching the caller's RNG
             torch.manual_seed(config.seed)
             self.image_head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, config.embed_dim))
-        self.location = LocationEncoder(config.embed_dim, config.loc_features, config.loc_hidden, seed=config.seed)
+        self.location = LocationEncoder(config.embed_dim, config.loc_features, config.loc_hidden, config.loc_layers,
+                                        seed=config.seed)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         # GPS of past batches, extra negatives; buffers so checkpoints carry them
         self.register_buffer("queue", torch.zeros(config.queue_size, 2))

@@ -28,7 +28,7 @@ from geosolver_model.clip import load_clip
 from geosolver_model.config import Spec
 from geosolver_model.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
 from geosolver_model.evaluate import error_plot, evaluate, markdown_table, retrieval_predictor, zeroshot_predictor
-from geosolver_model.gallery import build_gallery
+from geosolver_model.gallery import spec_gallery
 from geosolver_model.index import write_index
 from geosolver_model.model import GeoRetriever
 from geosolver_model.shard_stream import dataset_image_spec
@@ -44,7 +44,7 @@ PUBLISHED = "finetuned"
 # index or evaluation code) keeps the model version, so nothing is retrained or re-embedded for it.
 WEIGHTS_CODE = ("clip.py", "config.py", "distributed.py", "functional.py", "images.py", "location_encoder.py",
                 "losses.py", "model.py", "shard_stream.py", "train.py", "train_cli.py")
-USE_ONLY_SETTINGS = frozenset({"gallery_resolution", "top_k", "eval_max_images"})
+USE_ONLY_SETTINGS = frozenset({"gallery_resolution", "gallery", "top_k", "eval_max_images"})
 
 
 def _hash(key: object) -> str:
@@ -88,9 +88,9 @@ def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> 
 
     def build(staging: Path) -> dict:
         objectives = {}
-        for objective in spec.model.objectives:
-            objectives[objective] = _train_objective(spec, dataset_dir, objective, runs / objective, log)
-            shutil.copytree(runs / objective / "final", staging / "objectives" / objective)
+        for name, (objective, variant) in training_runs(spec).items():
+            objectives[name] = _train_objective(variant, dataset_dir, objective, runs / name, log)
+            shutil.copytree(runs / name / "final", staging / "objectives" / name)
         shutil.copytree(staging / "objectives" / spec.model.objectives[0], staging / PUBLISHED)
         manifest = {"created_at": _now(), "version": version,
                     "dataset": {"name": spec.name, "version": dataset_version}, "base": spec.model.base,
@@ -104,12 +104,24 @@ def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> 
     return model
 
 
+def training_runs(spec: Spec) -> dict[str, tuple[str, Spec]]:
+    """What finetune trains: every objective; with `compare_location_init`, the published objective
+    again from the other location init, named `<objective>@<init>`."""
+    runs = {objective: (objective, spec) for objective in spec.model.objectives}
+    if spec.model.compare_location_init:
+        other = "random" if spec.model.location_init == "geoclip" else "geoclip"
+        variant = spec.model_copy(update={"model": spec.model.model_copy(update={"location_init": other})})
+        runs[f"{spec.model.objectives[0]}@{other}"] = (spec.model.objectives[0], variant)
+    return runs
+
+
 def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: dict, log: Log) -> None:
     """Each saved model folder gets its README.md, with its figures on the dataset's validation split."""
     val = dataset_split(dataset_dir, "val", spec.model.eval_max_images)
-    gallery = build_gallery(dataset_dir, spec.model.gallery_resolution)
+    gallery = spec_gallery(spec.model, dataset_dir)
     folders = {PUBLISHED: (staging / PUBLISHED, spec.model.objectives[0])}
-    folders |= {o: (staging / "objectives" / o, o) for o in spec.model.objectives}
+    folders |= {name: (staging / "objectives" / name, objective)
+                for name, (objective, _) in training_runs(spec).items()}
     for name, (folder, objective) in folders.items():
         metrics = None
         if val.size:
@@ -153,20 +165,20 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
              *public_benchmarks(home.benchmarks, spec.model.eval_max_images)]
 
     def build(staging: Path) -> dict:
-        gallery = build_gallery(dataset_dir, spec.model.gallery_resolution)
-        log(f"gallery: {len(gallery)} locations at H3 resolution {spec.model.gallery_resolution}")
+        gallery = spec_gallery(spec.model, dataset_dir)
+        log(f"gallery: {len(gallery)} locations ({', '.join(spec.model.gallery)})")
         top_k = spec.model.top_k
         comparators = {
             "untrained": retrieval_predictor(build_model(spec.model, dataset_image_spec(dataset_dir)), gallery, top_k),
             "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base))),
             PUBLISHED: retrieval_predictor(GeoRetriever.from_pretrained(model.path / PUBLISHED), gallery, top_k),
         }
-        for objective in spec.model.objectives:
-            folder = model.path / "objectives" / objective
-            comparators[objective] = retrieval_predictor(GeoRetriever.from_pretrained(folder), gallery, top_k)
+        for name in model.manifest["objectives"]:
+            folder = model.path / "objectives" / name
+            comparators[name] = retrieval_predictor(GeoRetriever.from_pretrained(folder), gallery, top_k)
         results, errors = evaluate(comparators, tests, log)
         results = {**results, "model_version": model.version, "gallery_size": len(gallery),
-                   "history": _history(home, model.version)}
+                   "history": _history(home, model.version), **location_init_comparison(spec, model, results)}
         write_json(staging / "eval.json", results)
         write_text(staging / "eval.md", markdown_table(results))
         error_plot(errors, staging / "errors.png", f"model {model.version} on {tests[0].name}")
@@ -175,6 +187,27 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
                 "dataset_test_median_km": results["dataset_test"][PUBLISHED]["median_km"]}
 
     return home.evals.publish(build, eval_version(model, tests, spec))
+
+
+def location_init_comparison(spec: Spec, model: Artifact, results: dict) -> dict:
+    """With `compare_location_init`: the published objective from random and from GeoCLIP's location
+    encoder, same steps and seed: the final test median, and the steps each took to reach the median
+    validation error random init ends with (from the training curves; `model.val_every`)."""
+    if not spec.model.compare_location_init:
+        return {}
+    objective = spec.model.objectives[0]
+    other = next(n for n in model.manifest["objectives"] if n.startswith(f"{objective}@"))
+    runs = {spec.model.location_init: objective, other.split("@", 1)[1]: other}
+    curves = {init: [c for c in model.manifest["objectives"][name]["curve"] if c.get("val_median_km") is not None]
+              for init, name in runs.items()}
+    target = curves["random"][-1]["val_median_km"] if curves["random"] else None
+    summary = {}
+    for init, name in runs.items():
+        reached = [c["step"] for c in curves[init] if target is not None and c["val_median_km"] <= target]
+        summary[init] = {"comparator": name, "test_median_km": results["dataset_test"][name]["median_km"],
+                         "final_val_median_km": curves[init][-1]["val_median_km"] if curves[init] else None,
+                         "steps_to_random_final_val_median": reached[0] if reached else None}
+    return {"location_init": {"objective": objective, "target_val_median_km": target, **summary}}
 
 
 def eval_results(evaluation: Artifact) -> dict:
@@ -263,7 +296,7 @@ def gps_index(spec: Spec, home: Home, model: Artifact, embeddings: EmbeddingSet)
     res = spec.model.gallery_resolution
 
     def make() -> tuple[np.ndarray, pa.Table, np.ndarray]:
-        gallery = build_gallery(dataset_of(home, model), res)
+        gallery = spec_gallery(spec.model, dataset_of(home, model))
         net = GeoRetriever.from_pretrained(model.path / PUBLISHED)
         vectors = net.encode_gps(torch.as_tensor(gallery)).numpy().astype(np.float32)
         gaz = load_gazetteer()

@@ -37,9 +37,30 @@ class TrainResult:
 
 
 def build_model(spec: ModelConfig, ingest: ImageSpec | None = None) -> GeoRetriever:
-    """The base vision tower with a fresh head and location encoder, sized by the config; `ingest`
-    is how the training data stored its images (raw photos are resized the same way)."""
-    return GeoRetriever.from_base(spec.base, GeoConfig.of(spec), ingest)
+    """The base vision tower with a fresh head and location encoder, sized by the config (GeoCLIP's
+    weights in them with `location_init: geoclip`); `ingest` is how the training data stored its
+    images (raw photos are resized the same way)."""
+    model = GeoRetriever.from_base(spec.base, GeoConfig.of(spec), ingest)
+    if spec.location_init == "geoclip":
+        from geosolver_model.geoclip import warm_start
+
+        warm_start(model)
+    return model
+
+
+def val_median_km(model: GeoRetriever, version_dir: Path, spec: ModelConfig) -> float | None:
+    """The median error on the validation split (the training-time view of progress)."""
+    from geosolver_model.evaluate import retrieval_predictor, run_predictor
+    from geosolver_model.gallery import spec_gallery
+    from geosolver_model.metrics import geo_metrics
+    from geosolver_model.test_sets import dataset_split
+
+    val = dataset_split(version_dir, "val", spec.eval_max_images)
+    if not val.size:
+        return None
+    guesses = run_predictor(retrieval_predictor(model, spec_gallery(spec, version_dir), spec.top_k), val)
+    model.train()
+    return geo_metrics(guesses, val.latlon, val.country)["median_km"]
 
 
 def get_lr_factor(step: int, spec: ModelConfig) -> float:
@@ -138,6 +159,8 @@ def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, l
         seen += spec.batch_size * spec.grad_accum * D.world_size()
         rate = seen / (time.perf_counter() - started)
         curve.append({"step": step, "loss": round(float(loss), 5), "lr": scheduler.get_last_lr()[0]})
+        if D.rank() == 0 and spec.val_every and (step % spec.val_every == 0 or step == spec.steps):
+            curve[-1]["val_median_km"] = val_median_km(model, version_dir, spec)
         if step % 10 == 0 or step == spec.steps:
             log(f"{objective}: step {step}/{spec.steps} loss {float(loss):.4f} {rate:.1f} samples/s")
         if D.rank() == 0 and (step % spec.checkpoint_every == 0 or step == spec.steps):
@@ -150,7 +173,8 @@ def save_final(result: TrainResult, final: Path) -> dict:
     """Save the trained model and its training figures (curve thinned to ~200 points)."""
     stats = {"samples_per_s": round(result.samples_per_s, 1),
              "final_loss": result.curve[-1]["loss"] if result.curve else None,
-             "curve": result.curve[:: max(1, len(result.curve) // 200)]}
+             "curve": [c for i, c in enumerate(result.curve)
+                       if i % max(1, len(result.curve) // 200) == 0 or "val_median_km" in c]}
     shutil.rmtree(final, ignore_errors=True)
     result.model.save(final)
     (final / "train.json").write_text(json.dumps(stats))

@@ -2,8 +2,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from geosolver_data.balance import assign_splits, balance, distribution_stats, tempered_quotas
-from geosolver_data.geo import cell_parent, h3_cells
+from geosolver_data.balance import SPLIT_BUFFER_KM, assign_splits, balance, distribution_stats, tempered_quotas
+from geosolver_data.geo import cell_parent, h3_cells, haversine_km
 from geosolver_data.spec import BalanceSpec
 
 
@@ -95,3 +95,65 @@ def test_splits_follow_their_fractions_over_many_blocks() -> None:
     splits = assign_splits(blocks, BalanceSpec(splits={"train": 0.7, "val": 0.2, "test": 0.1}))
     shares = {s: (splits == s).mean() for s in ("train", "val", "test")}
     assert shares["train"] == pytest.approx(0.7, abs=0.02) and shares["test"] == pytest.approx(0.1, abs=0.02)
+
+
+def _mp16(n: int) -> pa.Table:
+    """n photos at real MP-16 locations: GeoCLIP's 100K gallery, which its package ships."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("geoclip")
+    assert spec is not None and spec.submodule_search_locations, "make installs geoclip (its files are read)"
+    path = f"{next(iter(spec.submodule_search_locations))}/model/gps_gallery/coordinates_100K.csv"
+    rows = np.loadtxt(path, delimiter=",", skiprows=1)[:n]
+    cells = h3_cells(rows[:, 0], rows[:, 1], [1, 2, 3])
+    return pa.table({"image_id": [f"mp16:{i}" for i in range(n)], "lat": rows[:, 0], "lon": rows[:, 1],
+                     **{f"h3_r{r}": pa.array(cells[r]) for r in (1, 2, 3)}})
+
+
+@pytest.mark.parametrize("split_resolution", [1, 2])
+def test_split_shares_land_within_two_points_on_real_locations(split_resolution: int) -> None:
+    spec = BalanceSpec(resolution=3, alpha=0.5, cap=20, target_size=2000, split_resolution=split_resolution,
+                       splits={"train": 0.8, "val": 0.1, "test": 0.1})
+    result = balance(_mp16(2009), spec)
+    shares = result.report["split_fractions"]
+    assert all(abs(shares[s] - spec.splits[s]) <= 0.02 for s in spec.splits), shares
+
+
+def test_no_two_images_of_different_splits_are_within_a_kilometre() -> None:
+    # Images on both sides of the edge two H3 res-1 blocks share, a few hundred metres apart.
+    import h3
+
+    (a_lat, a_lon), (b_lat, b_lon) = h3.cell_to_boundary(h3.latlng_to_cell(47.2, 9.0, 1))[:2]
+    rng = np.random.default_rng(0)
+    lat = (a_lat + b_lat) / 2 + rng.uniform(-0.2, 0.2, 3000)
+    lon = (a_lon + b_lon) / 2 + rng.uniform(-0.3, 0.3, 3000)
+    cells = h3_cells(lat, lon, [1, 3])
+    table = pa.table({"image_id": [f"x:{i}" for i in range(3000)], "lat": lat, "lon": lon,
+                      "h3_r1": pa.array(cells[1]), "h3_r3": pa.array(cells[3])})
+    spec = BalanceSpec(resolution=3, cap=1000, target_size=3000, split_resolution=1,
+                       splits={"train": 0.5, "val": 0.0, "test": 0.5})
+    result = balance(table, spec)
+    t = result.table
+    splits = np.array(t.column("split").to_pylist())
+    assert set(splits) == {"train", "test"} and result.report["left_out_within_split_buffer"] > 0
+    a, b = t.filter(pa.array(splits == "train")), t.filter(pa.array(splits == "test"))
+    km = haversine_km(a.column("lat").to_numpy()[:, None], a.column("lon").to_numpy()[:, None],
+                      b.column("lat").to_numpy()[None], b.column("lon").to_numpy()[None])
+    assert km.min() >= SPLIT_BUFFER_KM
+
+
+def test_a_refresh_never_moves_an_image_to_another_split() -> None:
+    spec = BalanceSpec(resolution=3, alpha=0.5, cap=40, target_size=3000, split_resolution=2,
+                       splits={"train": 0.8, "val": 0.1, "test": 0.1})
+    first = balance(_mp16(1500), spec).table
+    blocks = cell_parent(first.column("h3_r3").to_numpy(), 2).tolist()
+    prior = dict(zip(blocks, first.column("split").to_pylist(), strict=True))
+    second = balance(_mp16(3000), spec, prior).table  # twice the data, in old and new places
+    before = dict(zip(first.column("image_id").to_pylist(), first.column("split").to_pylist(), strict=True))
+    after = dict(zip(second.column("image_id").to_pylist(), second.column("split").to_pylist(), strict=True))
+    assert {i for i in before if i in after and before[i] != after[i]} == set()
+    assert len(before.keys() & after.keys()) > 0.9 * len(before)
+    without_prior = balance(_mp16(3000), spec).table  # what drawing afresh would have done
+    fresh = dict(zip(without_prior.column("image_id").to_pylist(), without_prior.column("split").to_pylist(),
+                     strict=True))
+    assert any(fresh[i] != s for i, s in before.items() if i in fresh)  # so the prior is what keeps them

@@ -1,5 +1,8 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +11,7 @@ import torch
 from PIL import Image
 
 from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.ingest.sources.scene import render_scene
 from geosolver_data.spec import ImageSpec
 from geosolver_data.store.home import Home
 from geosolver_model import stages
@@ -166,3 +170,45 @@ def test_only_training_code_decides_the_model_version(tmp_path: Path) -> None:
     assert stages.model_version(used_only, "v1") == stages.model_version(load_spec(LEARN_SPEC), "v1")
     assert stages.model_version(with_model(load_spec(LEARN_SPEC), lr=1e-4), "v1") != stages.model_version(
         load_spec(LEARN_SPEC), "v1")
+
+
+def _fabricate_public_sets(root: Path) -> dict[str, list[tuple[str, float, float]]]:
+    """Im2GPS3k, YFCC4k and OSV-5M test sets in their real layouts, a few street-like photos each."""
+    places = [(48.85, 2.35, "FR"), (40.71, -74.0, "US"), (35.68, 139.69, "JP"), (-33.87, 151.21, "AU")]
+    written: dict[str, list[tuple[str, float, float]]] = {}
+    for name in ("im2gps3k", "yfcc4k", "osv5m"):
+        images = root / name / "images"
+        images.mkdir(parents=True)
+        rows = []
+        for i, (lat, lon, country) in enumerate(places):
+            key = f"{name}_{i}" if name != "osv5m" else str(900_000 + i)
+            photo = render_scene(lat, lon, country, 1_000_000, np.random.default_rng(i)).resize((1024, 768))
+            photo.save(images / (f"{key}.jpg"), "JPEG", quality=90)
+            rows.append((key, lat, lon))
+        if name == "osv5m":
+            lines = ["id,latitude,longitude,country"] + [f"{k},{a},{o},XX" for k, a, o in rows]
+            (root / name / "test.csv").write_text("\n".join(lines) + "\n")
+        else:
+            lines = ["IMG_ID,LAT,LON"] + [f"{k}.jpg,{a},{o}" for k, a, o in rows]
+            (root / name / f"{name}_places365.csv").write_text("\n".join(lines) + "\n")
+        written[name] = rows
+    return written
+
+
+def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned, tmp_path: Path) -> None:
+    _, home, model = finetuned
+    _fabricate_public_sets(home.benchmarks)
+    env = {**os.environ, "GEOSOLVER_HOME": str(home.root), "GEOSOLVER_SPEC": str(LEARN_SPEC)}
+    geosolver = str(Path(sys.executable).parent / "geosolver")
+    done = subprocess.run([geosolver, "benchmark"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("**im2gps3k**", "**yfcc4k**", "**osv5m**", "| geosolver (this model) |", "| PIGEOTTO | 11.3 |",
+                 "| GeoToken (no MLLM) | 24.3 |", "| StreetCLIP zero-shot | — | 22.4 |", "arXiv:2309.16020"):
+        assert name in done.stdout, name
+    report = json.loads((home.benchmarks / "results" / f"{model.version}.json").read_text())
+    assert set(report["results"]) == {"im2gps3k", "yfcc4k", "osv5m"} and report["results"]["osv5m"]["n"] == 4
+    shutil.rmtree(home.benchmarks / "yfcc4k" / "images")
+    partial = subprocess.run([geosolver, "benchmark", "--set", "yfcc4k"], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert partial.returncode == 1 and "yfcc4k is not under" in partial.stderr
+    assert str(home.benchmarks / "yfcc4k" / "images") in partial.stderr  # says exactly which files are missing

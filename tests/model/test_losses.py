@@ -86,8 +86,8 @@ def test_equal_earth_and_fourier_features() -> None:
 
 def test_location_encoder_shapes_and_determinism() -> None:
     latlon = torch.tensor([[48.85, 2.35], [-33.9, 151.2], [0.0, 0.0]])
-    a, b = LocationEncoder(32, 16, 24, seed=3), LocationEncoder(32, 16, 24, seed=3)
+    a, b = LocationEncoder(32, 16, 24, 2, seed=3), LocationEncoder(32, 16, 24, 2, seed=3)
     assert a(latlon).shape == (3, 32)
     assert torch.equal(a(latlon), b(latlon))
-    assert not torch.equal(a(latlon), LocationEncoder(32, 16, 24, seed=4)(latlon))
+    assert not torch.equal(a(latlon), LocationEncoder(32, 16, 24, 2, seed=4)(latlon))
     assert "branches.0.b" in a.state_dict()  # the random projection is a buffer: checkpoints carry it
