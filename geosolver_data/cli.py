@@ -12,9 +12,8 @@ from collections.abc import Callable, Sequence
 import duckdb
 import yaml
 
-from geosolver_data.db import connect
 from geosolver_data.report import validate
-from geosolver_data.report.catalog import rebuild_catalog
+from geosolver_data.report.catalog import open_catalog
 from geosolver_data.spec import DatasetSpec, SpecError, load_spec
 from geosolver_data.store.home import DatasetLayout
 from geosolver_data.store.mirror import working_home
@@ -63,11 +62,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
-    home = working_home(args.home)
-    catalog = home / "catalog.duckdb"
-    if not catalog.exists():
-        rebuild_catalog(home)
-    con = connect(catalog, read_only=True)
+    con = open_catalog(working_home(args.home))
     con.sql(args.query).show(max_rows=args.max_rows)
 
 

@@ -1,7 +1,9 @@
 """A DuckDB catalog: views over the published shards and reports, for ad-hoc SQL.
 
 The catalog file is rebuilt from what is on disk after every publish (temp file, then rename),
-so it never points at a half-written version.
+so it never points at a half-written version. Its views name files relative to the home, so a home
+that is copied or synced elsewhere queries its own files: DuckDB resolves them against the working
+directory, or the `file_search_path` that `open_catalog` (and `geosolver sql`) sets to the home.
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ def _q(name: str) -> str:
 
 
 def _lit(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    return "'" + path.as_posix().replace("'", "''") + "'"
 
 
 def _version_rows(home: Path) -> list[tuple]:
     rows = []
     for manifest in sorted((home / "datasets").glob("*/*/manifest.json")):
         m = json.loads(manifest.read_text())
-        rows.append((m["dataset"], m["version"], m["rows"], m["created_at"], str(manifest.parent)))
+        folder = manifest.parent.relative_to(home).as_posix()
+        rows.append((m["dataset"], m["version"], m["rows"], m["created_at"], folder))
     return rows
 
 
 def _dataset_views(con: duckdb.DuckDBPyConnection, name: str, folder: Path) -> None:
+    """`folder` relative to the home."""
     reports = folder / "reports"
     con.execute(f"CREATE VIEW {_q(name)} AS SELECT * FROM read_parquet({_lit(folder / 'shards' / '*.parquet')})")
     for suffix, file in (("_rejects", "rejects.parquet"), ("_dropped", "dedup_dropped.parquet")):
@@ -45,6 +49,7 @@ def rebuild_catalog(home: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.unlink()  # DuckDB creates the file itself
         con = connect(tmp)
+        con.execute(f"SET file_search_path = {_lit(home.absolute())}")  # views bind relative paths now
         con.execute("CREATE TABLE datasets (dataset VARCHAR, version VARCHAR, rows BIGINT, "
                     "created_at VARCHAR, path VARCHAR)")
         rows = _version_rows(home)
@@ -54,6 +59,16 @@ def rebuild_catalog(home: Path) -> Path:
             version = pointer.read_text().strip()
             folder = pointer.parent / version
             if (folder / "manifest.json").exists():
-                _dataset_views(con, pointer.parent.name, folder)
+                _dataset_views(con, pointer.parent.name, folder.relative_to(home))
         con.close()
     return target
+
+
+def open_catalog(home: Path) -> duckdb.DuckDBPyConnection:
+    """The home's catalog, read-only, with its relative paths resolved against the home."""
+    catalog = home / "catalog.duckdb"
+    if not catalog.exists():
+        rebuild_catalog(home)
+    con = connect(catalog, read_only=True)
+    con.execute(f"SET file_search_path = {_lit(home.absolute())}")
+    return con

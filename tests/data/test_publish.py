@@ -13,6 +13,7 @@ import pytest
 
 from geosolver_data import stages
 from geosolver_data.report import validate
+from geosolver_data.report.catalog import open_catalog
 from geosolver_data.spec import DatasetSpec, load_spec
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.home import DatasetLayout
@@ -125,11 +126,32 @@ def test_a_fresh_build_elsewhere_gives_the_same_version(built, tmp_path: Path) -
 
 def test_catalog_views(built) -> None:
     _, layout, published = built
-    con = duckdb.connect(str(layout.catalog), read_only=True)
+    con = open_catalog(layout.home)
     assert con.execute("SELECT count(*) FROM tiny").fetchone()[0] == published.manifest["rows"]
     assert con.execute("SELECT count(*) FROM tiny_rejects").fetchone()[0] == 8
     assert con.execute("SELECT count(*) FROM tiny_dropped WHERE duplicate_of IS NOT NULL").fetchone()[0] > 0
     assert con.execute("SELECT version FROM datasets").fetchall() == [(published.version,)]
+
+
+def test_a_copied_home_queries_its_own_files(built, tmp_path: Path) -> None:
+    """The catalog names files relative to the home: a copy answers from the copy, even with the
+    original gone, and a plain DuckDB session started in the home reads it too."""
+    _, layout, published = built
+    copy = tmp_path / "copied-home"
+    shutil.copytree(layout.home, copy)
+    aside = layout.home.with_name(layout.home.name + "-aside")
+    layout.home.rename(aside)
+    try:
+        con = open_catalog(copy)
+        assert con.execute("SELECT count(*) FROM tiny").fetchone()[0] == published.manifest["rows"]
+        path = con.execute("SELECT path FROM datasets").fetchone()[0]
+        assert not Path(path).is_absolute() and (copy / path / "manifest.json").exists()
+        con.close()
+        plain = duckdb.connect(str(copy / "catalog.duckdb"), read_only=True)
+        plain.execute(f"SET file_search_path = '{copy.as_posix()}'")
+        assert plain.execute("SELECT count(*) FROM tiny_rejects").fetchone()[0] == 8
+    finally:
+        aside.rename(layout.home)
 
 
 def test_downstream_stage_without_upstream_says_what_to_run(tmp_path: Path) -> None:
