@@ -201,7 +201,8 @@ def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned
     env = {**os.environ, "GEOSOLVER_HOME": str(home.root), "GEOSOLVER_SPEC": str(LEARN_SPEC)}
     geosolver = str(Path(sys.executable).parent / "geosolver")
     # --model: other tests in this module publish later models into the same home (LATEST moves)
-    done = subprocess.run([geosolver, "benchmark", "--model", model.version], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([geosolver, "benchmark", "--model", model.version], env=env, capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("**im2gps3k**", "**yfcc4k**", "**osv5m**", "| geosolver (this model) |", "| PIGEOTTO | 11.3 |",
                  "| GeoToken (no MLLM) | 24.3 |", "| StreetCLIP zero-shot | — | 22.4 |", "arXiv:2309.16020"):
@@ -209,7 +210,7 @@ def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned
     report = json.loads((home.benchmarks / "results" / f"{model.version}.json").read_text())
     assert set(report["results"]) == {"im2gps3k", "yfcc4k", "osv5m"} and report["results"]["osv5m"]["n"] == 4
     shutil.rmtree(home.benchmarks / "yfcc4k" / "images")
-    partial = subprocess.run([geosolver, "benchmark", "--model", model.version, "--set", "yfcc4k"], env=env, capture_output=True, text=True,
-                             timeout=600)
+    partial = subprocess.run([geosolver, "benchmark", "--model", model.version, "--set", "yfcc4k"], env=env,
+                             capture_output=True, text=True, timeout=600)
     assert partial.returncode == 1 and "yfcc4k is not under" in partial.stderr
     assert str(home.benchmarks / "yfcc4k" / "images") in partial.stderr  # says exactly which files are missing
