@@ -1,11 +1,11 @@
 import dagster as dg
 import pytest
 
-from pipelines.executors import executor_from_env
+from pipelines.executors import executor_from_env, forkserver_executor
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (None, dg.multiprocess_executor), ("", dg.multiprocess_executor), ("in_process", dg.in_process_executor),
+    (None, forkserver_executor), ("", forkserver_executor), ("in_process", dg.in_process_executor),
 ])
 def test_executor_follows_the_environment(monkeypatch: pytest.MonkeyPatch, value: str | None, expected) -> None:
     if value is None:
