@@ -5,9 +5,7 @@ asset graph page rendered by headless Chromium."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from geosolver_data.spec import load_spec
 from tests.conftest import TINY_SPEC
+from tests.pipelines.servers import dagster_servers, graphql, stop_sensor, wait_run
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,78 +29,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Path]]:
-    root = tmp_path_factory.mktemp("ui")
-    dagster_home, home = root / "dagster", root / "geosolver"
-    dagster_home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "GEOSOLVER_HOME": str(home),
-           "GEOSOLVER_SPEC": str(TINY_SPEC)}
-    # `make init`: the instance's storage is created once, before two processes could race to create it.
-    subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    port = _free_port()
-    logs = [(root / "webserver.log").open("w"), (root / "daemon.log").open("w")]
-    procs = [
-        subprocess.Popen([BIN / "dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-m", "pipelines.definitions"],
-                         env=env, cwd=ROOT, stdout=logs[0], stderr=subprocess.STDOUT),
-        subprocess.Popen([BIN / "dagster-daemon", "run", "-m", "pipelines.definitions"], env=env, cwd=ROOT,
-                         stdout=logs[1], stderr=subprocess.STDOUT),
-    ]
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert all(p.poll() is None for p in procs), (root / "webserver.log").read_text()[-3000:]
-            time.sleep(1)
-        else:
-            pytest.fail("the webserver did not answer within 180 s")
-        yield port, dagster_home, root
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for f in logs:
-            f.close()
-
-
-def _wait(client: DagsterGraphQLClient, run_id: str, root: Path, timeout_s: float = 400) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = client.get_run_status(run_id)
-        if status == dg.DagsterRunStatus.SUCCESS:
-            return
-        assert status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED), (
-            f"run {run_id} ended {status}; daemon log: {(root / 'daemon.log').read_text()[-3000:]}")
-        time.sleep(2)
-    pytest.fail(f"run {run_id} did not finish in {timeout_s} s (queued runs need the daemon)")
-
-
-def _graphql(port: int, query: str, **variables: object) -> dict:
-    reply = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables},
-                          timeout=60).json()
-    assert "errors" not in reply, reply
-    return reply["data"]
+    with dagster_servers(tmp_path_factory.mktemp("ui"), TINY_SPEC) as running:
+        # These tests drive runs themselves; the automation sensor (tested in test_refresh_daemon)
+        # would otherwise start training the model on the tiny spec after the backfill.
+        stop_sensor(running[0], "geosolver_automation")
+        yield running
 
 
 def _backfill_every_region(port: int, regions: list[str], root: Path, timeout_s: float = 400) -> str:
     """What "Materialize all" over the region partitions does in the UI: an asset backfill, which the
     daemon turns into one run per region, queued under the instance's concurrency limit."""
-    launched = _graphql(port, """
+    launched = graphql(port, """
         mutation($params: LaunchBackfillParams!) {
           launchPartitionBackfill(backfillParams: $params) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
@@ -110,7 +50,7 @@ def _backfill_every_region(port: int, regions: list[str], root: Path, timeout_s:
     backfill_id = launched["launchPartitionBackfill"]["backfillId"]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = _graphql(port, """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+        status = graphql(port, """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
             ... on PartitionBackfill { status } } }""", id=backfill_id)["partitionBackfillOrError"]["status"]
         if status in ("COMPLETED", "COMPLETED_SUCCESS"):
             return backfill_id
@@ -126,7 +66,7 @@ def test_runs_launched_through_graphql_materialise_the_data_assets(ui, monkeypat
     regions = load_spec(TINY_SPEC).region_names
     backfill = _backfill_every_region(port, regions, root)
     build = client.submit_job_execution("build", asset_selection=DATA_ASSETS)
-    _wait(client, build, root)
+    wait_run(client, build, root)
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert instance.get_materialized_partitions(dg.AssetKey("raw_images")) == set(regions)
@@ -154,7 +94,7 @@ def test_two_queued_runs_of_one_region_run_one_after_the_other(ui, monkeypatch: 
     region = load_spec(TINY_SPEC).region_names[0]
     first, second = (client.submit_job_execution("ingest", tags={"dagster/partition": region}) for _ in range(2))
     for run_id in (first, second):
-        _wait(client, run_id, root)
+        wait_run(client, run_id, root)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         a, b = sorted((instance.get_run_record_by_id(r) for r in (first, second)), key=lambda r: r.start_time)
         assert a.end_time <= b.start_time, "two runs of one region ran at the same time"
