@@ -79,9 +79,12 @@ def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
     return results, errors
 
 
-def markdown_table(results: dict) -> str:
+ACCURACY_KEYS = tuple(f"acc_{t}km" for t in THRESHOLDS_KM)
+SUMMARY_KEYS = ("median_km", "geoguessr_score", "country_acc", "n")
+
+
+def markdown_table(results: dict, keys: tuple[str, ...] = ACCURACY_KEYS + SUMMARY_KEYS) -> str:
     """One table per test set ({test: {comparator: metrics}}; other keys are skipped)."""
-    keys = [f"acc_{t}km" for t in THRESHOLDS_KM] + ["median_km", "geoguessr_score", "country_acc", "n"]
     lines = []
     for test, by_comp in results.items():
         if not (isinstance(by_comp, dict) and all(isinstance(m, dict) and "median_km" in m for m in by_comp.values())):

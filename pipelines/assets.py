@@ -3,15 +3,25 @@ Model: dataset_shards -> finetuned_model -> geolocation_eval.
 Index: finetuned_model -> image_embeddings -> embedding_index, gps_gallery_index."""
 
 import dagster as dg
+import pyarrow.parquet as pq
 
 from geosolver_data import stages
-from pipelines.metadata import accounting_table, accounting_totals, balance_table, counts_table
+from pipelines.metadata import (
+    accounting_table,
+    accounting_totals,
+    balance_table,
+    counts_table,
+    history_table,
+    human_bytes,
+    inline_png,
+    table_metadata,
+)
 from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
 
 GROUP = "dataset"
 # Downstream of ingest, assets rebuild on their own once their inputs have new materialisations and
-# none is in progress (the automation sensor, on by default, evaluates this under `dagster dev`).
+# none is in progress: the automation sensor (sensors.py, running by default) evaluates this under the daemon.
 automation = dg.AutomationCondition.eager()
 
 
@@ -51,6 +61,7 @@ def deduplicated_images(geosolver: GeosolverResource) -> dg.MaterializeResult:
     layout = geosolver.layout(spec)
     stats = stages.deduplicate_dataset(spec, layout)
     return dg.MaterializeResult(metadata={
+        **table_metadata(stats.kept, pq.read_schema(layout.dedup_kept)),
         "candidates": stats.candidates,
         "kept": stats.kept,
         "dropped": sum(stats.dropped.values()),
@@ -66,6 +77,7 @@ def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
     layout = geosolver.layout(spec)
     stats = stages.assign_cells(spec, layout)
     return dg.MaterializeResult(metadata={
+        **table_metadata(stats["rows"], pq.read_schema(layout.geocells)),
         "rows": stats["rows"],
         "countries": stats["countries"],
         "cells_by_resolution": dg.MetadataValue.md(counts_table(stats["cells"], "resolution")),
@@ -76,14 +88,17 @@ def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
 def balanced_dataset(geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Per-cell tempered quotas, deterministic selection, spatially disjoint train/val/test splits."""
     spec = geosolver.spec()
-    report = stages.balance_dataset(spec, geosolver.layout(spec))
+    layout = geosolver.layout(spec)
+    report = stages.balance_dataset(spec, layout)
     return dg.MaterializeResult(metadata={
+        **table_metadata(report["after"]["images"], pq.read_schema(layout.balanced)),
         "rows": report["after"]["images"],
         "cells": report["after"]["cells"],
         "gini_before": report["before"]["gini"],
         "gini_after": report["after"]["gini"],
         "balance": dg.MetadataValue.md(balance_table(report)),
         "splits": dg.MetadataValue.json(report["splits"]),
+        "split_fractions": dg.MetadataValue.json(report["split_fractions"]),
     })
 
 
@@ -93,18 +108,19 @@ def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
     spec = geosolver.spec()
     published = stages.publish(spec, geosolver.layout(spec))
     m = published.manifest
+    size = sum(s["bytes"] for s in m["shards"])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(published.version),
         metadata={
+            **table_metadata(m["rows"], pq.read_schema(published.path / m["shards"][0]["path"])),
             "version": published.version,
             "new_version": published.new,
-            "rows": m["rows"],
             "shards": len(m["shards"]),
-            "bytes": sum(s["bytes"] for s in m["shards"]),
+            "size": human_bytes(size),
+            "size_per_image": human_bytes(size / max(1, m["rows"])),
             "splits": dg.MetadataValue.json(m["splits"]),
+            "coverage_map": inline_png(published.path / "coverage.png", "coverage map"),
             "path": dg.MetadataValue.path(str(published.path)),
-            "manifest": dg.MetadataValue.path(str(published.path / "manifest.json")),
-            "coverage_map": dg.MetadataValue.path(str(published.path / "coverage.png")),
         },
     )
 
@@ -158,9 +174,11 @@ def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverReso
             "median_km_untrained": test["untrained"]["median_km"],
             "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
             "best_objective": model_stages.winner(results, spec.model.objectives),
-            "results": dg.MetadataValue.md(evaluate.markdown_table(results)),
-            "history": dg.MetadataValue.json(results["history"]),
-            "error_plot": dg.MetadataValue.path(str(evaluation.path / "errors.png")),
+            # two narrower tables, so every column fits the UI's metadata panel
+            "distance_accuracy": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.ACCURACY_KEYS)),
+            "error_and_score": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.SUMMARY_KEYS)),
+            "history": dg.MetadataValue.md(history_table(results["history"])),
+            "error_plot": inline_png(evaluation.path / "errors.png", "error distribution"),
         },
     )
 

@@ -1,8 +1,48 @@
-"""Markdown tables for the Dagster UI."""
+"""What the Dagster UI shows: markdown tables, images inline, sizes in human units, column schemas."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+from PIL import Image
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def inline_png(path: Path, alt: str, width: int = 720) -> dg.MetadataValue:
+    """The picture itself in the metadata (a small PNG as a data URI), not a path that only means
+    something on the machine that wrote it."""
+    with Image.open(path) as image:
+        image.thumbnail((width, width))
+        out = io.BytesIO()
+        image.convert("RGB").save(out, "PNG", optimize=True)
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(out.getvalue()).decode()})")
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
+
+
+def table_metadata(rows: int, schema: pa.Schema) -> dict:
+    """Dagster's own keys for a table: the UI shows the row count and the columns."""
+    return {"dagster/row_count": rows, "dagster/column_schema": column_schema(schema)}
+
+
+def history_table(history: list[dict]) -> str:
+    rows = "".join(f"| {h['model']} | {h['created_at']} | {h['median_km']} |\n" for h in history)
+    return (f"| earlier model | evaluated | median km (dataset test) |\n|---|---|---|\n{rows}" if rows
+            else "no earlier model has been evaluated")
 
 
 def counts_table(counts: Mapping, key: str) -> str:

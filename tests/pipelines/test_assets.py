@@ -47,7 +47,11 @@ def test_whole_graph_materialises_with_metadata(built) -> None:
     shards = result.asset_materializations_for_node("dataset_shards")[0]
     version = shards.metadata["version"].value
     manifest = json.loads((home / "datasets" / "tiny" / version / "manifest.json").read_text())
-    assert shards.metadata["rows"].value == manifest["rows"] > 0
+    assert shards.metadata["dagster/row_count"].value == manifest["rows"] > 0
+    schema = shards.metadata["dagster/column_schema"].schema
+    assert [c.name for c in schema.columns] == manifest["columns"]  # the UI lists the shard columns
+    assert shards.metadata["coverage_map"].value.startswith("![coverage map](data:image/png;base64,")
+    assert shards.metadata["size"].value.endswith(("KB", "MB"))
     dedup = result.asset_materializations_for_node("deduplicated_images")[0].metadata
     assert dedup["candidates"].value == dedup["kept"].value + dedup["dropped"].value
     raw = instance.get_latest_materialization_event(dg.AssetKey("raw_images"))
@@ -77,7 +81,7 @@ def test_index_assets_publish_versioned_artifacts(built) -> None:
     home, instance, _, result = built
     model_version = result.asset_materializations_for_node("finetuned_model")[0].metadata["version"].value
     embedded = result.asset_materializations_for_node("image_embeddings")[0].metadata
-    rows = result.asset_materializations_for_node("dataset_shards")[0].metadata["rows"].value
+    rows = result.asset_materializations_for_node("dataset_shards")[0].metadata["dagster/row_count"].value
     assert embedded["rows"].value == rows  # every shard row embedded once
     for name in ("embedding_index", "gps_gallery_index"):
         meta = result.asset_materializations_for_node(name)[0].metadata
