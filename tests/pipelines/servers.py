@@ -94,10 +94,11 @@ def graphql(port: int, query: str, **variables: object) -> dict:
 REPOSITORY = {"repositoryLocationName": "pipelines.definitions", "repositoryName": "__repository__"}
 
 
-def sensor_states(port: int) -> dict[str, str]:
+def sensor_states(port: int, location: str = REPOSITORY["repositoryLocationName"]) -> dict[str, str]:
     """{sensor name: RUNNING | STOPPED} as the UI's Automation page shows them."""
     reply = graphql(port, """query($r: RepositorySelector!) { sensorsOrError(repositorySelector: $r) {
-        ... on Sensors { results { name sensorState { status } } } } }""", r=REPOSITORY)
+        ... on Sensors { results { name sensorState { status } } } } }""",
+                    r={**REPOSITORY, "repositoryLocationName": location})
     return {s["name"]: s["sensorState"]["status"] for s in reply["sensorsOrError"]["results"]}
 
 
