@@ -65,7 +65,8 @@ def publish_dataset(layout: DatasetLayout, spec: DatasetSpec, balanced: pa.Table
             "spec": spec.to_dict(),
             "spec_fingerprint": spec.fingerprint(),
         }
-        write_text(staging / "card.md", dataset_card(manifest, balanced))
+        schema = pq.read_schema(staging / shard_set.shards[0].path)
+        write_text(staging / "README.md", dataset_card(manifest, balanced, schema))
         return manifest
 
     published = layout.shelf.publish(build)

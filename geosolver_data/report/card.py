@@ -1,9 +1,50 @@
 """The dataset card: a markdown page beside each dataset version saying what is in it, where it came
-from, under which licences, and whom to credit."""
+from, under which licences, and whom to credit. It is the version folder's `README.md` with Hugging
+Face front matter (splits, data files, features with `image` as an Image), so
+`datasets.load_dataset(<version folder>)` gives decoded images without any cast."""
 
 from __future__ import annotations
 
 import pyarrow as pa
+import yaml
+
+HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # ours: Hugging Face's names
+
+
+def _hf_dtype(name: str, arrow_type: pa.DataType) -> str:
+    if name == "image":
+        return "image"  # JPEG bytes; the Image feature decodes them
+    if pa.types.is_floating(arrow_type) and arrow_type.bit_width == 64:
+        return "float64"
+    return str(arrow_type)  # string, uint64, int32, timestamp[us, tz=…] are spelled alike
+
+
+def hf_front_matter(manifest: dict, schema: pa.Schema) -> str:
+    """YAML front matter that makes the version folder a Hugging Face dataset."""
+    present = [s for s in HF_SPLITS if any(shard["split"] == s for shard in manifest["shards"])]
+    meta = {
+        "pretty_name": f"{manifest['dataset']} {manifest['version']}",
+        "license": "other",
+        "license_name": "per-image licences",
+        "license_details": "Each row's `license` and `creator` columns; see Licences and Attribution below.",
+        "tags": ["geolocation", "street-level imagery", "h3", "geosolver"],
+        "size_categories": [_size_category(manifest["rows"])],
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": HF_SPLITS[s], "path": f"shards/{s}-*.parquet"} for s in present]}],
+        "dataset_info": {
+            "features": [{"name": f.name, "dtype": _hf_dtype(f.name, f.type)} for f in schema],
+            "splits": [{"name": HF_SPLITS[s], "num_examples": manifest["splits"][s]} for s in present],
+        },
+    }
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+
+
+def _size_category(rows: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if rows < limit:
+            return label
+    return "10M<n<100M"
 
 
 def _counts(table: pa.Table, keys: list[str]) -> list[tuple]:
@@ -18,8 +59,9 @@ def _table(header: list[str], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def dataset_card(manifest: dict, balanced: pa.Table) -> str:
-    """Markdown for one version; `balanced` carries source, license and creator per image."""
+def dataset_card(manifest: dict, balanced: pa.Table, schema: pa.Schema) -> str:
+    """README.md for one version; `balanced` carries source, license and creator per image, `schema`
+    is the shards'."""
     splits = ", ".join(f"{k} {v}" for k, v in manifest["splits"].items())
     parts = [
         f"# Dataset card: {manifest['dataset']} {manifest['version']}",
@@ -49,4 +91,4 @@ def dataset_card(manifest: dict, balanced: pa.Table) -> str:
         _table(["source", "creator", "images"], _counts(balanced, ["source", "creator"])),
         "",
     ]
-    return "\n".join(parts)
+    return hf_front_matter(manifest, schema) + "\n".join(parts)

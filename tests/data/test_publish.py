@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from geosolver_data import stages
 from geosolver_data.report import validate
@@ -81,8 +82,11 @@ def test_manifest_matches_files(built) -> None:
 
 def test_dataset_card_accounts_for_every_image(built) -> None:
     _, _, published = built
-    card = (published.path / "card.md").read_text()
+    front, card = (published.path / "README.md").read_text().removeprefix("---\n").split("\n---\n\n", 1)
     assert card.startswith(f"# Dataset card: tiny {published.version}")
+    meta = yaml.safe_load(front)
+    assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
+        {"val": "validation"}.get(k, k): v for k, v in published.manifest["splits"].items() if v}
     counts = {}  # section title -> the count column of its table
     for block in card.split("\n## ")[1:]:
         title, _, body = block.partition("\n")
@@ -175,3 +179,20 @@ def test_validate_reports_overlapping_splits_and_quota_breaches(tmp_path: Path) 
     overlap = validate.split_overlap(tmp_path, spec)
     assert overlap == ["block 812a3ffffffffff is in splits ['test', 'train']"]
     assert validate.quota_problems(tmp_path, spec) == [f"cell {same_cell:x} has 4 images > cap 3"]
+
+
+def test_a_version_folder_loads_with_hugging_face_datasets(built, tmp_path: Path, monkeypatch) -> None:
+    """The version folder is a Hugging Face dataset: its README front matter names the splits and the
+    features, so `load_dataset(folder)` decodes `image` as an Image without a cast."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets  # the dev lock's; imported here, it is slow to import
+    _, _, published = built
+    loaded = datasets.load_dataset(str(published.path), cache_dir=str(tmp_path / "hf"))
+    wanted = {{"val": "validation"}.get(k, k): v for k, v in published.manifest["splits"].items() if v}
+    assert {name: len(split) for name, split in loaded.items()} == wanted
+    train = loaded["train"]
+    assert isinstance(train.features["image"], datasets.Image)
+    assert set(train.column_names) == set(published.manifest["columns"])
+    first = pq.read_table(published.path / published.manifest["shards"][0]["path"]).slice(0, 1).to_pylist()[0]
+    row = train[0]
+    assert row["image_id"] == first["image_id"] and row["image"].size == (first["width"], first["height"])

@@ -67,7 +67,7 @@ def test_each_step_on_its_own_machine_publishes_a_whole_version_to_s3(
     for shard in manifest["shards"]:
         data = fs.cat(f"{root}/{version}/{shard['path']}")
         assert hashlib.sha256(data).hexdigest() == shard["sha256"]
-    assert fs.exists(f"{root}/{version}/card.md")
+    assert fs.exists(f"{root}/{version}/README.md")
 
     # A later step on yet another machine sees the published version without rebuilding anything.
     again = _step(bucket, tmp_path / "later", monkeypatch, selection="dataset_shards")
