@@ -7,6 +7,12 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GEOSOLVER_HOME ?= $(CURDIR)/.geosolver
 DAGSTER := $(BIN)/dagster
 DEFS := -m pipelines.definitions
+# dg finds the project's environment by VIRTUAL_ENV (as after `source .venv/bin/activate`).
+DG := VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg
+# `make dev` runs from DAGSTER_HOME (see below), so a relative spec path is made absolute first.
+ifdef GEOSOLVER_SPEC
+export GEOSOLVER_SPEC := $(abspath $(GEOSOLVER_SPEC))
+endif
 
 .PHONY: init run test lint dev bench clean
 
@@ -31,12 +37,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 init: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(DAGSTER) instance migrate > /dev/null
 
+# The named jobs, so the runs show in the UI as `ingest` (one per region) and `build`.
 run: init
 	@for region in $$($(BIN)/geosolver regions); do \
-		echo "== raw_images[$$region]"; \
-		$(DAGSTER) asset materialize $(DEFS) --select raw_images --partition $$region || exit 1; \
+		echo "== ingest[$$region]"; \
+		$(DG) launch --job ingest --partition $$region || exit 1; \
 	done
-	$(DAGSTER) asset materialize $(DEFS) --select 'deduplicated_images*'
+	$(DG) launch --job build
 	$(BIN)/geosolver show
 
 test: init
@@ -46,8 +53,10 @@ test: init
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
+# From DAGSTER_HOME: `dagster dev` warns when the working directory holds a dagster.yaml (the
+# template at the repo root) that is not the instance's.
 dev: init
-	$(DAGSTER) dev $(DEFS)
+	cd $(DAGSTER_HOME) && $(abspath $(DAGSTER)) dev $(DEFS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.bench_data
