@@ -1,6 +1,12 @@
-"""Assets. Dataset: raw_images -> deduplicated_images -> geocells -> balanced_dataset -> dataset_shards.
+"""Assets, built per dataset by `dataset_assets` (the default dataset, GEOSOLVER_SPEC's, unprefixed;
+each GeosolverDataset component instance under its own key prefix).
+
+Dataset: raw_images -> deduplicated_images -> geocells -> balanced_dataset -> dataset_shards.
 Model: dataset_shards -> finetuned_model -> geolocation_eval.
 Index: finetuned_model -> image_embeddings -> embedding_index, gps_gallery_index."""
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -18,15 +24,14 @@ from pipelines.metadata import (
 )
 from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
+from pipelines.scope import DATASET, DEFAULT, INDEX, MODEL, Scope
 
-GROUP = "dataset"
 # Downstream of ingest, assets rebuild on their own once their inputs have new materialisations and
 # none is in progress: the automation sensor (sensors.py, running by default) evaluates this under the daemon.
 automation = dg.AutomationCondition.eager()
 
 
-@dg.asset(partitions_def=region_partitions, group_name=GROUP, kinds={"parquet"})
-def raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Photos of one region from every source, fetched, decoded, resized, re-encoded and hashed once;
     failures go to rejects with their reason. Resumes from the ledger; a refresh fetches only what is new."""
     spec = geosolver.spec()
@@ -54,8 +59,7 @@ def raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) 
     })
 
 
-@dg.asset(deps=[raw_images], group_name=GROUP, automation_condition=automation, kinds={"duckdb", "parquet"})
-def deduplicated_images(geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _deduplicated_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Exact, perceptual and same-place duplicates removed; every drop reported with its reason."""
     spec = geosolver.spec()
     layout = geosolver.layout(spec)
@@ -70,8 +74,7 @@ def deduplicated_images(geosolver: GeosolverResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(deps=[deduplicated_images], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
-def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _geocells(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """H3 cells at every configured resolution and an ISO country code per image."""
     spec = geosolver.spec()
     layout = geosolver.layout(spec)
@@ -84,8 +87,7 @@ def geocells(geosolver: GeosolverResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(deps=[geocells], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
-def balanced_dataset(geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _balanced_dataset(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Per-cell tempered quotas, deterministic selection, spatially disjoint train/val/test splits."""
     spec = geosolver.spec()
     layout = geosolver.layout(spec)
@@ -102,8 +104,7 @@ def balanced_dataset(geosolver: GeosolverResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(deps=[balanced_dataset], group_name=GROUP, automation_condition=automation, kinds={"parquet"})
-def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _dataset_shards(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Parquet shards and manifest.json: one immutable dataset version, named by its content hash."""
     spec = geosolver.spec()
     published = stages.publish(spec, geosolver.layout(spec))
@@ -130,9 +131,7 @@ def dataset_shards(geosolver: GeosolverResource) -> dg.MaterializeResult:
 # install (without the `model` extra) runs raw_images.
 
 
-@dg.asset(deps=[dataset_shards], group_name="model", automation_condition=automation,
-          kinds={"pytorch", "safetensors"})
-def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """StreetCLIP vision tower + location encoder fine-tuned for retrieval, one folder per version."""
     from geosolver_model import stages as model_stages
 
@@ -153,8 +152,7 @@ def finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverResou
     )
 
 
-@dg.asset(deps=[finetuned_model], group_name="model", automation_condition=automation, kinds={"pytorch"})
-def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Distance accuracies, median km, GeoGuessr score and country accuracy against the comparators."""
     from geosolver_model import evaluate
     from geosolver_model import stages as model_stages
@@ -183,8 +181,7 @@ def geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverReso
     )
 
 
-@dg.asset(deps=[finetuned_model], group_name="index", automation_condition=automation, kinds={"parquet"})
-def image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Every shard row embedded once by the published model; shards already embedded are reused."""
     from geosolver_model import stages as model_stages
 
@@ -216,13 +213,67 @@ def _index(geosolver: GeosolverResource, series: str) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
-def embedding_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _embedding_index(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Image -> image nearest neighbours over the train and val rows: a versioned FAISS artifact."""
     return _index(geosolver, "image")
 
 
-@dg.asset(deps=[image_embeddings], group_name="index", automation_condition=automation, kinds={"faiss"})
-def gps_gallery_index(geosolver: GeosolverResource) -> dg.MaterializeResult:
+def _gps_gallery_index(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Location-encoder embeddings of the GPS gallery: a versioned FAISS artifact."""
     return _index(geosolver, "gps")
+
+
+Body = Callable[[dg.AssetExecutionContext, GeosolverResource], dg.MaterializeResult]
+# name, body, upstream, group, kinds: the graph, in stage order
+GRAPH: list[tuple[str, Body, str | None, str, set[str]]] = [
+    ("raw_images", _raw_images, None, DATASET, {"parquet"}),
+    ("deduplicated_images", _deduplicated_images, "raw_images", DATASET, {"duckdb", "parquet"}),
+    ("geocells", _geocells, "deduplicated_images", DATASET, {"parquet"}),
+    ("balanced_dataset", _balanced_dataset, "geocells", DATASET, {"parquet"}),
+    ("dataset_shards", _dataset_shards, "balanced_dataset", DATASET, {"parquet"}),
+    ("finetuned_model", _finetuned_model, "dataset_shards", MODEL, {"pytorch", "safetensors"}),
+    ("geolocation_eval", _geolocation_eval, "finetuned_model", MODEL, {"pytorch"}),
+    ("image_embeddings", _image_embeddings, "finetuned_model", INDEX, {"parquet"}),
+    ("embedding_index", _embedding_index, "image_embeddings", INDEX, {"faiss"}),
+    ("gps_gallery_index", _gps_gallery_index, "image_embeddings", INDEX, {"faiss"}),
+]
+
+
+class DatasetAssets(NamedTuple):
+    raw_images: dg.AssetsDefinition
+    deduplicated_images: dg.AssetsDefinition
+    geocells: dg.AssetsDefinition
+    balanced_dataset: dg.AssetsDefinition
+    dataset_shards: dg.AssetsDefinition
+    finetuned_model: dg.AssetsDefinition
+    geolocation_eval: dg.AssetsDefinition
+    image_embeddings: dg.AssetsDefinition
+    embedding_index: dg.AssetsDefinition
+    gps_gallery_index: dg.AssetsDefinition
+
+
+def dataset_assets(scope: Scope, partitions: dg.PartitionsDefinition) -> DatasetAssets:
+    """One dataset's graph: keys and groups from `scope`, its resource under `scope.resource_key`,
+    ingest partitioned by its regions."""
+
+    def bound(body: Body) -> Callable[[dg.AssetExecutionContext], dg.MaterializeResult]:
+        def run(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+            return body(context, getattr(context.resources, scope.resource_key))
+
+        return run
+
+    built = {}
+    for name, body, upstream, group, kinds in GRAPH:
+        built[name] = dg.asset(
+            key=scope.key(name), deps=[built[upstream]] if upstream else None, group_name=scope.group(group),
+            partitions_def=None if upstream else partitions, automation_condition=automation if upstream else None,
+            kinds=kinds, required_resource_keys={scope.resource_key}, description=body.__doc__,
+        )(bound(body))
+    return DatasetAssets(**built)
+
+
+# The default dataset (GEOSOLVER_SPEC, else the demo): what `dagster asset materialize --select
+# raw_images` and the tests name.
+default = dataset_assets(DEFAULT, region_partitions)
+(raw_images, deduplicated_images, geocells, balanced_dataset, dataset_shards, finetuned_model, geolocation_eval,
+ image_embeddings, embedding_index, gps_gallery_index) = default

@@ -1,4 +1,5 @@
-"""Asset checks. Blocking ones stop everything downstream of a failing asset."""
+"""Asset checks, built per dataset beside its assets. Blocking ones stop everything downstream of a
+failing asset."""
 
 import warnings
 from collections.abc import Callable
@@ -9,17 +10,12 @@ import dagster as dg
 from geosolver_data import stages
 from geosolver_data.report import validate
 from geosolver_data.spec import DatasetSpec
-from pipelines.assets import (
-    dataset_shards,
-    embedding_index,
-    geolocation_eval,
-    gps_gallery_index,
-    image_embeddings,
-    raw_images,
-)
+from pipelines import assets
+from pipelines.assets import DatasetAssets
 from pipelines.metadata import accounting_totals
 from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
+from pipelines.scope import DEFAULT, Scope
 
 REGRESSION_TOLERANCE = 0.10
 
@@ -32,24 +28,12 @@ def _result(problems: list[str]) -> dg.AssetCheckResult:
     )
 
 
-def every_listed_image_accounted_for(context: dg.AssetCheckExecutionContext,
-                                     geosolver: GeosolverResource) -> dg.AssetCheckResult:
+def _accounting(context: dg.AssetCheckExecutionContext, geosolver: GeosolverResource) -> dg.AssetCheckResult:
     spec = geosolver.spec()
     accounts = stages.region_accounting(spec, geosolver.layout(spec), context.partition_key)
     problems = [f"{src}: {p}" for src, a in accounts.items() for p in a.problems()]
     result = _result(problems)
     return dg.AssetCheckResult(passed=result.passed, metadata={**result.metadata, **accounting_totals(accounts)})
-
-
-# Partitioned asset checks are a preview feature in Dagster 1.13 (one check per region, rerunnable from
-# the UI); the warning would otherwise print on every load of the code location.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Specifying a partitions_def on an AssetCheckSpec", dg.PreviewWarning)
-    every_listed_image_accounted_for = dg.asset_check(
-        asset=raw_images, partitions_def=region_partitions, blocking=True,
-        description="Every candidate the region's last run listed is exactly once in raw_images or in the rejects "
-                    "(with its reason, final or to retry): listed = stored + rejected + to retry.",
-    )(every_listed_image_accounted_for)
 
 
 def _latest(geosolver: GeosolverResource, spec: DatasetSpec) -> Path:
@@ -60,50 +44,75 @@ def _latest(geosolver: GeosolverResource, spec: DatasetSpec) -> Path:
     return layout.version_dir(version)
 
 
-def _shard_check(name: str, description: str,
-                 find: Callable[[Path, DatasetSpec], list[str]]) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dataset_shards, name=name, description=description, blocking=True)
-    def _check(geosolver: GeosolverResource) -> dg.AssetCheckResult:
+def _shard_problems(find: Callable[[Path, DatasetSpec], list[str]]) -> Callable:
+    def check(_context: dg.AssetCheckExecutionContext, geosolver: GeosolverResource) -> dg.AssetCheckResult:
         spec = geosolver.spec()
         return _result(find(_latest(geosolver, spec), spec))
 
-    return _check
+    return check
 
 
-shard_checks = [_shard_check(name, description, find) for name, (description, find) in validate.CHECKS.items()]
-
-
-@dg.asset_check(asset=image_embeddings, blocking=True,
-                description="Every row of the dataset version has exactly one embedding.")
-def embeddings_cover_every_row(geosolver: GeosolverResource) -> dg.AssetCheckResult:
-
+def _embeddings_cover_every_row(_context: dg.AssetCheckExecutionContext,
+                                geosolver: GeosolverResource) -> dg.AssetCheckResult:
     from geosolver_model import stages as model_stages
 
     home = geosolver.store()
     return _result(model_stages.coverage_problems(home, home.models.latest()))
 
 
-def _recall_check(asset: dg.AssetsDefinition, kind: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name="recall_at_target", blocking=True,
-                    description="Measured recall@10 against exact search reaches index.recall_target.")
-    def _check(geosolver: GeosolverResource) -> dg.AssetCheckResult:
+def _recall(kind: str) -> Callable:
+    def check(_context: dg.AssetCheckExecutionContext, geosolver: GeosolverResource) -> dg.AssetCheckResult:
         manifest = geosolver.store().indexes(kind).latest().manifest
         target = geosolver.spec().index.recall_target
         ok = manifest["recall_at_10"] >= target
         return _result([] if ok else [f"recall@10 {manifest['recall_at_10']} < target {target}"])
 
-    return _check
+    return check
 
 
-image_index_recall = _recall_check(embedding_index, "image")
-gps_index_recall = _recall_check(gps_gallery_index, "gps")
-
-
-@dg.asset_check(asset=geolocation_eval, blocking=False,
-                description=f"The published model's median error is within {REGRESSION_TOLERANCE:.0%} of the "
-                            "previous model version's on the dataset test split.")
-def no_eval_regression(geosolver: GeosolverResource) -> dg.AssetCheckResult:
+def _no_eval_regression(_context: dg.AssetCheckExecutionContext,
+                        geosolver: GeosolverResource) -> dg.AssetCheckResult:
     from geosolver_model import stages as model_stages
 
     current = model_stages.eval_results(geosolver.store().evals.latest())
     return _result(model_stages.regressions(current, REGRESSION_TOLERANCE))
+
+
+def dataset_checks(scope: Scope, built: DatasetAssets,
+                   partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """Every check of one dataset's graph, reading its resource under `scope.resource_key`."""
+
+    def check(asset: dg.AssetsDefinition, name: str, body: Callable, description: str, blocking: bool = True,
+              **extra) -> dg.AssetChecksDefinition:
+        def run(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+            return body(context, getattr(context.resources, scope.resource_key))
+
+        return dg.asset_check(asset=asset, name=name, description=description, blocking=blocking,
+                              required_resource_keys={scope.resource_key}, **extra)(run)
+
+    # Partitioned asset checks are a preview feature in Dagster 1.13 (one check per region, rerunnable
+    # from the UI); the warning would otherwise print on every load of the code location.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Specifying a partitions_def on an AssetCheckSpec", dg.PreviewWarning)
+        accounting = check(
+            built.raw_images, "every_listed_image_accounted_for", _accounting, partitions_def=partitions,
+            description="Every candidate the region's last run listed is exactly once in raw_images or in the "
+                        "rejects (with its reason, final or to retry): listed = stored + rejected + to retry.")
+    return [
+        accounting,
+        *(check(built.dataset_shards, name, _shard_problems(find), description)
+          for name, (description, find) in validate.CHECKS.items()),
+        check(built.image_embeddings, "embeddings_cover_every_row", _embeddings_cover_every_row,
+              "Every row of the dataset version has exactly one embedding."),
+        check(built.embedding_index, "recall_at_target", _recall("image"),
+              "Measured recall@10 against exact search reaches index.recall_target."),
+        check(built.gps_gallery_index, "recall_at_target", _recall("gps"),
+              "Measured recall@10 against exact search reaches index.recall_target."),
+        check(built.geolocation_eval, "no_eval_regression", _no_eval_regression,
+              f"The published model's median error is within {REGRESSION_TOLERANCE:.0%} of the previous model "
+              "version's on the dataset test split.", blocking=False),
+    ]
+
+
+# The default dataset's checks (see assets.default).
+default = dataset_checks(DEFAULT, assets.default, region_partitions)

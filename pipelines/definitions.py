@@ -1,4 +1,8 @@
-"""The code location: `dagster dev` and `dagster asset materialize -m pipelines.definitions` load this."""
+"""The code location: `dagster dev`, `dg` and `dagster asset materialize -m pipelines.definitions`
+load this. The default dataset (GEOSOLVER_SPEC, else the demo) has the plain names; every
+GeosolverDataset component under pipelines/defs/ adds a dataset under its own prefix."""
+
+from pathlib import Path
 
 import dagster as dg
 
@@ -9,12 +13,34 @@ from pipelines.resources import geosolver
 from pipelines.schedules import dataset_refresh
 from pipelines.sensors import automation
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([assets]),
-    asset_checks=dg.load_asset_checks_from_modules([checks]),
-    jobs=[ingest_job, build_job],
-    schedules=[dataset_refresh],
-    sensors=[automation],
-    executor=executor_from_env(),
-    resources={"geosolver": geosolver},
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def component_datasets(project: Path = PROJECT) -> dg.Definitions:
+    """The GeosolverDataset instances under pipelines/defs/ (Dagster's defs folder, found through
+    [tool.dg] in pyproject.toml)."""
+    instances = sorted((project / "pipelines" / "defs").glob("**/defs.yaml"))
+    if not instances:
+        return dg.Definitions()
+    if not (project / "pyproject.toml").is_file():
+        raise FileNotFoundError(f"{len(instances)} dataset component(s) under {project / 'pipelines' / 'defs'} but no "
+                                f"pyproject.toml in {project}: install the project editable (pip install -e .)")
+    return dg.load_from_defs_folder(path_within_project=project)
+
+
+def default_dataset() -> dg.Definitions:
+    """GEOSOLVER_SPEC's dataset (the demo by default), under the plain names."""
+    return dg.Definitions(
+        assets=list(assets.default),
+        asset_checks=checks.default,
+        jobs=[ingest_job, build_job],
+        schedules=[dataset_refresh],
+        resources={"geosolver": geosolver},
+    )
+
+
+defs = dg.Definitions.merge(
+    default_dataset(),
+    component_datasets(),
+    dg.Definitions(sensors=[automation], executor=executor_from_env()),
 )

@@ -1,13 +1,28 @@
-"""Jobs, in their own module so schedules and definitions can both import them."""
+"""Jobs, per dataset: `ingest` (one region partition) and `build` (everything after ingest)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from pipelines import assets
+from pipelines.assets import DatasetAssets
+from pipelines.scope import DEFAULT, Scope
 
-ingest_job = dg.define_asset_job("ingest", selection=[assets.raw_images],
-                                 description="Ingest one region (a partition) of every source.")
-build_job = dg.define_asset_job(
-    "build",
-    selection=dg.AssetSelection.assets(assets.raw_images).downstream() - dg.AssetSelection.assets(assets.raw_images),
-    description="Everything after ingest: dedup, cells, balance, shards, fine-tuning, evaluation, indexes.",
-)
+if TYPE_CHECKING:  # what define_asset_job returns; not exported at the top level
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+
+def dataset_jobs(scope: Scope, built: DatasetAssets) -> tuple[UnresolvedAssetJobDefinition, ...]:
+    ingest = dg.AssetSelection.assets(built.raw_images)
+    return (
+        dg.define_asset_job(scope.name("ingest"), selection=ingest,
+                            description="Ingest one region (a partition) of every source."),
+        dg.define_asset_job(scope.name("build"), selection=ingest.downstream() - ingest,
+                            description="Everything after ingest: dedup, cells, balance, shards, fine-tuning, "
+                                        "evaluation, indexes."),
+    )
+
+
+ingest_job, build_job = dataset_jobs(DEFAULT, assets.default)

@@ -20,11 +20,19 @@ class GeosolverResource(dg.ConfigurableResource):
 
     home: str = ""
     spec_path: str = ""
+    # A folder under the home: each dataset component instance keeps its artifacts (its models'
+    # LATEST included) apart from the others'.
+    subdir: str = ""
     _mirror: Mirror | None = PrivateAttr(default=None)
     _spec: Spec | None = PrivateAttr(default=None)
 
+    def setting(self) -> str:
+        """The home as configured (a folder or a URI), with `subdir` under it."""
+        base = home_setting(self.home or None)
+        return f"{base.rstrip('/')}/{self.subdir}" if self.subdir else base
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        setting = home_setting(self.home or None)
+        setting = self.setting()
         if is_remote(setting):
             self._mirror = Mirror(setting)
             pulled = self._mirror.pull()
@@ -43,7 +51,7 @@ class GeosolverResource(dg.ConfigurableResource):
 
     def store(self) -> Home:
         """Every artifact under the home (its local working copy for a remote home)."""
-        return Home(geosolver_home(self.home or None))
+        return Home(geosolver_home(self.setting()))
 
     def layout(self, spec: Spec | None = None) -> DatasetLayout:
         return self.store().dataset((spec or self.spec()).name)

@@ -1,21 +1,36 @@
 """The scheduled refresh: re-ingest every region on the spec's cron (weekly by default).
 
-Everything downstream follows by declarative automation (see `automation` in assets.py): it runs
-once its upstream has new materialisations and none is still in progress, and a rebuild on
-unchanged content publishes no new version.
+Everything downstream follows by declarative automation (see `automation` in assets.py and the
+sensor in sensors.py): it runs once its upstream has new materialisations and none is still in
+progress, and a rebuild on unchanged content publishes no new version.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from pipelines.jobs import ingest_job
 from pipelines.partitions import region_partitions
 from pipelines.resources import geosolver
+from pipelines.scope import DEFAULT, Scope
+
+if TYPE_CHECKING:  # what define_asset_job returns; not exported at the top level
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 
-@dg.schedule(cron_schedule=geosolver.spec().refresh_cron, job=ingest_job, execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.STOPPED)
-def dataset_refresh(context: dg.ScheduleEvaluationContext):
-    """One ingest run per region; the run key makes a retried tick idempotent."""
-    stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
-    for region in region_partitions.get_partition_keys():
-        yield dg.RunRequest(run_key=f"refresh-{stamp}-{region}", partition_key=region)
+def refresh_schedule(scope: Scope, job: UnresolvedAssetJobDefinition, partitions: dg.PartitionsDefinition,
+                     cron: str) -> dg.ScheduleDefinition:
+    @dg.schedule(name=scope.name("dataset_refresh"), cron_schedule=cron,
+                 job=job, execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.STOPPED)
+    def refresh(context: dg.ScheduleEvaluationContext):
+        """One ingest run per region; the run key makes a retried tick idempotent."""
+        stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
+        for region in partitions.get_partition_keys():
+            yield dg.RunRequest(run_key=f"refresh-{stamp}-{region}", partition_key=region)
+
+    return refresh
+
+
+dataset_refresh = refresh_schedule(DEFAULT, ingest_job, region_partitions, geosolver.spec().refresh_cron)
