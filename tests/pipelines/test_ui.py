@@ -5,6 +5,8 @@ asset graph page rendered by headless Chromium."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from geosolver_data.spec import load_spec
 from tests.conftest import TINY_SPEC
+from tests.pipelines.browser import Browser
 from tests.pipelines.servers import dagster_servers, graphql, stop_sensor, wait_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,3 +118,29 @@ def test_the_asset_graph_page_shows_the_assets(ui) -> None:
     shot = root / "asset-graph.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=180, check=True)
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_the_dataset_page_shows_row_count_columns_and_the_coverage_map(ui) -> None:
+    """After the build run of the first test: the metadata a person reads on dataset_shards's page."""
+    port, _, root = ui
+    home = root / "geosolver" / "datasets" / "tiny"
+    manifest = json.loads((home / (home / "LATEST").read_text().strip() / "manifest.json").read_text())
+    requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30)
+    browser = Browser(CHROMIUM, root / "chromium-cdp")
+    try:
+        browser.open(f"http://127.0.0.1:{port}/assets/dataset_shards")
+        text = browser.wait_for("document.body.innerText.includes('size_per_image') && document.body.innerText")
+        assert re.search(rf"Row count\s+{manifest['rows']}\b", text), "no row count on the page"
+        columns = browser.js("[...document.querySelectorAll('tr')].map(r => r.innerText.split('\\t')[0].trim())")
+        assert set(manifest["columns"]) <= set(columns), "the column schema is not shown"
+        assert re.search(r"size_per_image\s+Dec.*?\s+\d+\.\d KB", text, re.S), "sizes are not in human units"
+        row = "[...document.querySelectorAll('tr')].find(r => r.innerText.trim().startsWith('coverage_map'))"
+        browser.click_text("[Show Markdown]", within=row)
+        width = browser.wait_for("(() => { const i = document.querySelector('img[src^=\"data:image/png\"]');"
+                                 " return i && i.complete && i.naturalWidth; })()")
+        assert width >= 400, "the coverage map is not drawn"
+        shot = browser.screenshot(root / "dataset-shards-coverage.png")
+        assert shot.stat().st_size > 50_000
+    finally:
+        browser.close()
