@@ -21,3 +21,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "home"
     monkeypatch.setenv("GEOSOLVER_HOME", str(root))
     return root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked `long` (the daemon and webserver tests, minutes each) go first: under xdist's
+    loadfile distribution they then run beside the short files instead of alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: file order kept

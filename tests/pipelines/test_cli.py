@@ -18,6 +18,8 @@ from tests.fakes.server import LoopbackServer
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
 
+pytestmark = pytest.mark.long
+
 
 def _env(tmp_path: Path) -> dict[str, str]:
     dagster_home = tmp_path / "dagster_home"

@@ -20,6 +20,8 @@ from tests.pipelines.servers import dagster_servers, schedule_tick, sensor_state
 DOWNSTREAM = ("dataset_shards", "finetuned_model", "geolocation_eval", "embedding_index", "gps_gallery_index")
 PLACES = [(48.85 + i * 0.9, 2.35 + i * 1.3) for i in range(12)] + [(40.7 - i * 1.1, -74.0 + i * 0.8) for i in range(12)]
 
+pytestmark = pytest.mark.long
+
 
 def _photos(folder: Path, places: list[tuple[float, float]], first: int = 0) -> None:
     for i, (lat, lon) in enumerate(places, start=first):
@@ -44,7 +46,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
                   "objectives": ["soft_haversine"], "steps": 3, "batch_size": 4, "warmup_steps": 1,
                   "queue_size": 8, "checkpoint_every": 3, "gallery_resolution": 3},
     }))
-    with dagster_servers(root, spec) as running:
+    # the sensor evaluates every 5 s instead of 30, so the test waits less between a tick and the chain
+    with dagster_servers(root, spec, GEOSOLVER_AUTOMATION_INTERVAL_S="5") as running:
         yield running
 
 
