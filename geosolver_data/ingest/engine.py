@@ -174,12 +174,14 @@ class _Run:
         finally:
             self.calls[worker] -= 1
         self.stats.retries += retries
-        for image_id, outcome in results:
-            c, _ = holding.pop(image_id)
+        # Off the worker's books at once, before anything below waits: a draining call that runs while
+        # a refresh waits on the API must not count these as held and never answered.
+        answered = [(holding.pop(image_id)[0], outcome) for image_id, outcome in results]
+        for c, outcome in answered:
             if outcome == REFRESH:
                 await self.refresh(c)
             else:
-                self.record(image_id, outcome)
+                self.record(c.image_id, outcome)
         # A drained worker holds nothing: what it was sent before and never answered for is lost. The
         # accounting names it and fails the run. (A sending since, such as a refreshed URL, is kept.)
         for image_id, (_, sending) in before.items():

@@ -17,6 +17,7 @@ import pytest
 from geosolver_data.ingest import engine
 from geosolver_data.ingest.accounting import AccountingError
 from geosolver_data.ingest.engine import WorkerCrashed
+from geosolver_data.ingest.worker import REFRESH
 from geosolver_data.spec import DatasetSpec
 from geosolver_data.stages import ingest_region
 from geosolver_data.store.home import DatasetLayout
@@ -130,6 +131,32 @@ def test_a_run_that_loses_an_image_fails_naming_it(mapillary, home: Path, monkey
     with pytest.raises(AccountingError, match="in neither raw_images nor the rejects") as info:
         ingest_region(spec, DatasetLayout(home, spec.name), "north", log=lambda _: None)
     assert lost[0] in str(info.value)
+
+
+def test_outcomes_returned_beside_an_expired_url_survive_a_drain_during_its_refresh(
+        mapillary, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call's results are taken off the worker's books before any of them waits: while one expired
+    URL is being refreshed, a draining call to the same worker must not drop the other outcomes that
+    came back in the same reply (a KeyError once, late in a run, when the timing lined up)."""
+    imagery, _ = mapillary
+    imagery.add(*[FakeImage(str(5000 + i), 50.05 + i * 0.002, 10.05, fault="expired" if i % 3 == 0 else None)
+                  for i in range(40)])
+    spec = remote_spec({"type": "mapillary"})  # one worker: the batches run in this process
+    real_batch, real_refresh = engine.work_batch, engine._Run.refresh
+
+    def refresh_first(batch, drain=False):  # outcomes come back in any order; put the expired ones first
+        results, retries = real_batch(batch, drain)
+        return sorted(results, key=lambda r: r[1] != REFRESH), retries
+
+    async def drained_meanwhile(self, candidate):
+        # What the drain loop may do while a refresh waits on the API: a draining call to the worker.
+        await self.call(0, [], drain=True)
+        await real_refresh(self, candidate)
+
+    monkeypatch.setattr(engine, "work_batch", refresh_first)
+    monkeypatch.setattr(engine._Run, "refresh", drained_meanwhile)
+    stats = ingest_region(spec, DatasetLayout(home, spec.name), "north", log=lambda _: None)["mapillary"]
+    assert stats.accounting.holds and stats.accounting.stored == 40
 
 
 def test_a_batch_that_fails_fails_the_run_and_the_rerun_resumes(mapillary, home: Path,
