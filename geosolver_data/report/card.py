@@ -27,6 +27,7 @@ def hf_front_matter(manifest: dict, schema: pa.Schema) -> str:
         "license": "other",
         "license_name": "per-image licences",
         "license_details": "Each row's `license` and `creator` columns; see Licences and Attribution below.",
+        "task_categories": ["image-feature-extraction"],  # retrieval: images and places in one space
         "tags": ["geolocation", "street-level imagery", "h3", "geosolver"],
         "size_categories": [_size_category(manifest["rows"])],
         "configs": [{"config_name": "default", "data_files": [

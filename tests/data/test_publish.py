@@ -85,6 +85,7 @@ def test_dataset_card_accounts_for_every_image(built) -> None:
     front, card = (published.path / "README.md").read_text().removeprefix("---\n").split("\n---\n\n", 1)
     assert card.startswith(f"# Dataset card: tiny {published.version}")
     meta = yaml.safe_load(front)
+    assert meta["license"] == "other" and meta["size_categories"] == ["n<1K"] and meta["task_categories"]
     assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
         {"val": "validation"}.get(k, k): v for k, v in published.manifest["splits"].items() if v}
     counts = {}  # section title -> the count column of its table

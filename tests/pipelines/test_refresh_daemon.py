@@ -46,8 +46,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
                   "objectives": ["soft_haversine"], "steps": 3, "batch_size": 4, "warmup_steps": 1,
                   "queue_size": 8, "checkpoint_every": 3, "gallery_resolution": 3},
     }))
-    # the sensor evaluates every 5 s instead of 30, so the test waits less between a tick and the chain
-    with dagster_servers(root, spec, GEOSOLVER_AUTOMATION_INTERVAL_S="5") as running:
+    # What is under test is the schedule, the daemon and the sensor, not the executor (test_ui runs the
+    # default one): the sensor evaluates every 5 s instead of 30, and each run's steps share one
+    # process, so the model steps import torch once per run rather than once per step.
+    with dagster_servers(root, spec, GEOSOLVER_AUTOMATION_INTERVAL_S="5", GEOSOLVER_EXECUTOR="in_process") as running:
         yield running
 
 
