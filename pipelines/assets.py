@@ -22,9 +22,8 @@ from pipelines.metadata import (
     inline_png,
     table_metadata,
 )
-from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
-from pipelines.scope import DATASET, DEFAULT, INDEX, MODEL, Scope
+from pipelines.scope import DATASET, INDEX, MODEL, Scope
 
 # Downstream of ingest, assets rebuild on their own once their inputs have new materialisations and
 # none is in progress: the automation sensor (sensors.py, running by default) evaluates this under the daemon.
@@ -256,24 +255,12 @@ def dataset_assets(scope: Scope, partitions: dg.PartitionsDefinition) -> Dataset
     """One dataset's graph: keys and groups from `scope`, its resource under `scope.resource_key`,
     ingest partitioned by its regions."""
 
-    def bound(body: Body) -> Callable[[dg.AssetExecutionContext], dg.MaterializeResult]:
-        def run(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-            return body(context, getattr(context.resources, scope.resource_key))
-
-        return run
-
     built = {}
     for name, body, upstream, group, kinds in GRAPH:
         built[name] = dg.asset(
             key=scope.key(name), deps=[built[upstream]] if upstream else None, group_name=scope.group(group),
             partitions_def=None if upstream else partitions, automation_condition=automation if upstream else None,
             kinds=kinds, required_resource_keys={scope.resource_key}, description=body.__doc__,
-        )(bound(body))
+        )(scope.bind(body))
     return DatasetAssets(**built)
 
-
-# The default dataset (GEOSOLVER_SPEC, else the demo): what `dagster asset materialize --select
-# raw_images` and the tests name.
-default = dataset_assets(DEFAULT, region_partitions)
-(raw_images, deduplicated_images, geocells, balanced_dataset, dataset_shards, finetuned_model, geolocation_eval,
- image_embeddings, embedding_index, gps_gallery_index) = default

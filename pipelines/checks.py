@@ -10,12 +10,10 @@ import dagster as dg
 from geosolver_data import stages
 from geosolver_data.report import validate
 from geosolver_data.spec import DatasetSpec
-from pipelines import assets
 from pipelines.assets import DatasetAssets
 from pipelines.metadata import accounting_totals
-from pipelines.partitions import region_partitions
 from pipelines.resources import GeosolverResource
-from pipelines.scope import DEFAULT, Scope
+from pipelines.scope import Scope
 
 REGRESSION_TOLERANCE = 0.10
 
@@ -84,11 +82,8 @@ def dataset_checks(scope: Scope, built: DatasetAssets,
 
     def check(asset: dg.AssetsDefinition, name: str, body: Callable, description: str, blocking: bool = True,
               **extra) -> dg.AssetChecksDefinition:
-        def run(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            return body(context, getattr(context.resources, scope.resource_key))
-
         return dg.asset_check(asset=asset, name=name, description=description, blocking=blocking,
-                              required_resource_keys={scope.resource_key}, **extra)(run)
+                              required_resource_keys={scope.resource_key}, **extra)(scope.bind(body))
 
     # Partitioned asset checks are a preview feature in Dagster 1.13 (one check per region, rerunnable
     # from the UI); the warning would otherwise print on every load of the code location.
@@ -113,6 +108,3 @@ def dataset_checks(scope: Scope, built: DatasetAssets,
               "version's on the dataset test split.", blocking=False),
     ]
 
-
-# The default dataset's checks (see assets.default).
-default = dataset_checks(DEFAULT, assets.default, region_partitions)

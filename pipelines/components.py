@@ -10,7 +10,7 @@
 Each instance brings its own asset keys and groups (under the prefix), region partitions, checks,
 `<prefix>_ingest` / `<prefix>_build` jobs, `<prefix>_dataset_refresh` schedule on its spec's
 `refresh_cron`, and model, evaluation and indexes. The dataset named by GEOSOLVER_SPEC (the demo by
-default) is the same graph without a prefix (pipelines/definitions.py).
+default) is the same graph without a prefix (`default` in pipelines/dataset.py).
 """
 
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from pipelines.dataset import dataset_definitions
+from pipelines.dataset import build_dataset
 from pipelines.resources import GeosolverResource
 from pipelines.scope import Scope
 
@@ -43,4 +43,4 @@ class GeosolverDataset(dg.Component, dg.Model, dg.Resolvable):
             raise ValueError(f"{context.path}: key_prefix must not be empty (the unprefixed dataset is "
                              "GEOSOLVER_SPEC's)")
         resource = GeosolverResource(spec_path=str(spec_path), home=self.home, subdir="" if self.home else prefix)
-        return dataset_definitions(Scope(prefix), resource)
+        return build_dataset(Scope(prefix), resource).definitions()

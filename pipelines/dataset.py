@@ -1,24 +1,41 @@
-"""Everything of one dataset, as Definitions: its assets, checks, jobs, refresh schedule and resource."""
+"""Everything of one dataset: its assets, checks, jobs, refresh schedule and resource, built by the
+same code for the default dataset (GEOSOLVER_SPEC's, plain names) and for every GeosolverDataset
+component instance (under its prefix)."""
+
+from typing import NamedTuple
 
 import dagster as dg
 
-from pipelines.assets import dataset_assets
+from pipelines.assets import DatasetAssets, dataset_assets
 from pipelines.checks import dataset_checks
 from pipelines.jobs import dataset_jobs
-from pipelines.resources import GeosolverResource
+from pipelines.resources import GeosolverResource, geosolver
 from pipelines.schedules import refresh_schedule
-from pipelines.scope import Scope
+from pipelines.scope import DEFAULT, Scope
 
 
-def dataset_definitions(scope: Scope, resource: GeosolverResource) -> dg.Definitions:
+class Dataset(NamedTuple):
+    assets: DatasetAssets
+    checks: list[dg.AssetChecksDefinition]
+    jobs: tuple  # ingest (one region partition), build (everything after ingest)
+    schedule: dg.ScheduleDefinition
+    resources: dict[str, GeosolverResource]
+
+    def definitions(self) -> dg.Definitions:
+        return dg.Definitions(assets=list(self.assets), asset_checks=self.checks, jobs=list(self.jobs),
+                              schedules=[self.schedule], resources=self.resources)
+
+
+def build_dataset(scope: Scope, resource: GeosolverResource) -> Dataset:
     spec = resource.spec()  # read at load: the regions and the cron shape the definitions
-    partitions = dg.StaticPartitionsDefinition(spec.region_names)
+    partitions = dg.StaticPartitionsDefinition(spec.region_names)  # a backfill fans out one run per region
     built = dataset_assets(scope, partitions)
     ingest, build = dataset_jobs(scope, built)
-    return dg.Definitions(
-        assets=list(built),
-        asset_checks=dataset_checks(scope, built, partitions),
-        jobs=[ingest, build],
-        schedules=[refresh_schedule(scope, ingest, partitions, spec.refresh_cron)],
-        resources={scope.resource_key: resource},
-    )
+    return Dataset(assets=built, checks=dataset_checks(scope, built, partitions), jobs=(ingest, build),
+                   schedule=refresh_schedule(scope, ingest, partitions, spec.refresh_cron),
+                   resources={scope.resource_key: resource})
+
+
+# The default dataset (GEOSOLVER_SPEC, else the demo): what `dagster asset materialize --select
+# raw_images` and the tests name.
+default = build_dataset(DEFAULT, geosolver)

@@ -6,11 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines import assets, checks
+from pipelines import dataset
 from pipelines.executors import executor_from_env
-from pipelines.jobs import build_job, ingest_job
-from pipelines.resources import geosolver
-from pipelines.schedules import dataset_refresh
 from pipelines.sensors import automation
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -28,19 +25,8 @@ def component_datasets(project: Path = PROJECT) -> dg.Definitions:
     return dg.load_from_defs_folder(path_within_project=project)
 
 
-def default_dataset() -> dg.Definitions:
-    """GEOSOLVER_SPEC's dataset (the demo by default), under the plain names."""
-    return dg.Definitions(
-        assets=list(assets.default),
-        asset_checks=checks.default,
-        jobs=[ingest_job, build_job],
-        schedules=[dataset_refresh],
-        resources={"geosolver": geosolver},
-    )
-
-
 defs = dg.Definitions.merge(
-    default_dataset(),
+    dataset.default.definitions(),
     component_datasets(),
     dg.Definitions(sensors=[automation], executor=executor_from_env()),
 )

@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from pipelines import assets
 from pipelines.assets import DatasetAssets
-from pipelines.scope import DEFAULT, Scope
+from pipelines.scope import Scope
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported at the top level
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -24,5 +23,3 @@ def dataset_jobs(scope: Scope, built: DatasetAssets) -> tuple[UnresolvedAssetJob
                                         "evaluation, indexes."),
     )
 
-
-ingest_job, build_job = dataset_jobs(DEFAULT, assets.default)

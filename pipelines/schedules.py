@@ -11,10 +11,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from pipelines.jobs import ingest_job
-from pipelines.partitions import region_partitions
-from pipelines.resources import geosolver
-from pipelines.scope import DEFAULT, Scope
+from pipelines.scope import Scope
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported at the top level
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -32,5 +29,3 @@ def refresh_schedule(scope: Scope, job: UnresolvedAssetJobDefinition, partitions
 
     return refresh
 
-
-dataset_refresh = refresh_schedule(DEFAULT, ingest_job, region_partitions, geosolver.spec().refresh_cron)

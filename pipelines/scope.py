@@ -6,7 +6,9 @@ several datasets live side by side with separate lineage."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -35,6 +37,15 @@ class Scope:
     @property
     def resource_key(self) -> str:
         return self.name("geosolver") if self.prefix else "geosolver"
+
+    def bind(self, body: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
+        """An asset or check body `(context, resource)` as Dagster calls it, `(context)`, with this
+        dataset's resource."""
+
+        def run(context):  # unannotated: Dagster accepts only its own context types here
+            return body(context, getattr(context.resources, self.resource_key))
+
+        return run
 
 
 DEFAULT = Scope()

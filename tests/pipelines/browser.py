@@ -14,16 +14,18 @@ from pathlib import Path
 import requests
 from websockets.sync.client import connect
 
+# Headless, no sandbox (containers), nothing fetched in the background, no first-run pages.
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+            "--disable-background-networking", "--no-first-run"]
+
 
 class Browser:
     """One headless Chromium with one page."""
 
     def __init__(self, chromium: str, profile: Path, width: int = 1600, height: int = 2000) -> None:
         self.proc = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--hide-scrollbars", "--disable-background-networking", "--no-first-run",
-             f"--window-size={width},{height}", "--remote-debugging-port=0", "--remote-allow-origins=*",
-             f"--user-data-dir={profile}", "about:blank"],
+            [chromium, *HEADLESS, f"--window-size={width},{height}", "--remote-debugging-port=0",
+             "--remote-allow-origins=*", f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         port = None

@@ -48,17 +48,7 @@ def dagster_servers(root: Path, spec: Path, **env: str) -> Iterator[tuple[int, P
                          stdout=logs[1], stderr=subprocess.STDOUT),
     ]
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert all(p.poll() is None for p in procs), (root / "webserver.log").read_text()[-3000:]
-            time.sleep(1)
-        else:
-            pytest.fail("the webserver did not answer within 180 s")
+        wait_for_webserver(port, procs, root / "webserver.log")
         yield port, dagster_home, root
     finally:
         for p in procs:
@@ -70,6 +60,20 @@ def dagster_servers(root: Path, spec: Path, **env: str) -> Iterator[tuple[int, P
                 p.kill()
         for f in logs:
             f.close()
+
+
+def wait_for_webserver(port: int, procs: list[subprocess.Popen], log: Path, timeout_s: float = 180) -> None:
+    """Until the webserver on `port` answers; fails with the log if a process exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+        time.sleep(1)
+    pytest.fail(f"the webserver did not answer within {timeout_s} s")
 
 
 def wait_run(client: DagsterGraphQLClient, run_id: str, root: Path, timeout_s: float = 400) -> None:

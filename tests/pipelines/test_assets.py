@@ -7,12 +7,12 @@ import dagster as dg
 import pytest
 
 from geosolver_data.spec import load_spec
-from pipelines import assets, checks
+from pipelines.dataset import default
 from pipelines.definitions import defs
 from pipelines.resources import GeosolverResource
 from tests.conftest import TINY_SPEC
 
-ALL = [*dg.load_assets_from_modules([assets]), *dg.load_asset_checks_from_modules([checks])]
+ALL = [*default.assets, *default.checks]
 
 
 def test_definitions_load_with_the_spec_regions_as_partitions() -> None:
@@ -20,7 +20,7 @@ def test_definitions_load_with_the_spec_regions_as_partitions() -> None:
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"raw_images", "deduplicated_images", "geocells", "balanced_dataset", "dataset_shards",
                     "finetuned_model", "geolocation_eval", "image_embeddings", "embedding_index", "gps_gallery_index"}
-    assert assets.raw_images.partitions_def.get_partition_keys() == load_spec(TINY_SPEC).region_names
+    assert default.assets.raw_images.partitions_def.get_partition_keys() == load_spec(TINY_SPEC).region_names
     assert len(graph.asset_check_keys) == 11
     assert defs.resolve_job_def("build") is not None
 
@@ -108,7 +108,7 @@ def test_a_failing_blocking_check_fails_the_run(built) -> None:
     try:
         shard.write_bytes(original[:-4] + b"XXXX")  # a damaged file the manifest no longer matches
         result = _materialize(instance, resource, selection=dg.AssetSelection.checks_for_assets(
-            assets.dataset_shards))
+            default.assets.dataset_shards))
         failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
         assert "manifest_matches_files" in failed
     finally:

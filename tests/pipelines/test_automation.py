@@ -6,18 +6,17 @@ from pathlib import Path
 import dagster as dg
 
 from geosolver_data.spec import load_spec
-from pipelines import assets
+from pipelines.dataset import default
 from pipelines.definitions import defs
 from pipelines.resources import GeosolverResource
-from pipelines.schedules import dataset_refresh
 from tests.conftest import TINY_SPEC
 
 
 def test_refresh_schedule_requests_one_ingest_run_per_region() -> None:
-    assert dataset_refresh.cron_schedule == load_spec(TINY_SPEC).refresh_cron == "0 3 * * 1"
+    assert default.schedule.cron_schedule == load_spec(TINY_SPEC).refresh_cron == "0 3 * * 1"
     when = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
     context = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
-    requests = list(dataset_refresh.evaluate_tick(context).run_requests)
+    requests = list(default.schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == load_spec(TINY_SPEC).region_names
     assert requests[0].run_key == "refresh-20261130T0300-europe"
     assert defs.resolve_schedule_def("dataset_refresh").job_name == "ingest"
@@ -40,8 +39,10 @@ def test_downstream_waits_for_every_region_then_rebuilds(tmp_path: Path) -> None
 
     europe, americas = load_spec(TINY_SPEC).region_names
     assert dedup not in requested()
-    dg.materialize([assets.raw_images], partition_key=europe, instance=instance, resources={"geosolver": resource})
+    dg.materialize([default.assets.raw_images], partition_key=europe, instance=instance,
+                   resources={"geosolver": resource})
     assert dedup not in requested()  # one region is still missing
-    dg.materialize([assets.raw_images], partition_key=americas, instance=instance, resources={"geosolver": resource})
+    dg.materialize([default.assets.raw_images], partition_key=americas, instance=instance,
+                   resources={"geosolver": resource})
     assert requested() == set(downstream)  # the whole chain, in one tick (Dagster runs it in order)
     assert requested() == set()  # handled: nothing more until an input changes again

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from pipelines.definitions import default_dataset
+from pipelines.dataset import default
 from tests.conftest import TINY_SPEC
 
 DATASETS = {"osv_eu": ["europe", "americas"], "commons_b": ["europe"]}
@@ -44,7 +44,7 @@ def code_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dg.Definit
     monkeypatch.syspath_prepend(str(_project(tmp_path / "project")))
     try:
         components = dg.load_from_defs_folder(path_within_project=tmp_path / "project")
-        yield dg.Definitions.merge(default_dataset(), components)
+        yield dg.Definitions.merge(default.definitions(), components)
     finally:
         for module in [m for m in sys.modules if m.startswith("two_datasets")]:
             del sys.modules[module]

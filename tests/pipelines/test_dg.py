@@ -15,10 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 
 from tests.conftest import TINY_SPEC
-from tests.pipelines.servers import free_port, sensor_states
+from tests.pipelines.servers import free_port, sensor_states, wait_for_webserver
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -70,17 +69,7 @@ def test_dg_dev_serves_the_ui_with_the_automation_sensor_running(env: dict[str, 
     dev = subprocess.Popen([DG, "dev", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT,
                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert dev.poll() is None, (tmp_path / "dg-dev.log").read_text()[-3000:]
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("dg dev did not answer within 180 s")
+        wait_for_webserver(port, [dev], tmp_path / "dg-dev.log")
         assert sensor_states(port, location="geosolver") == {"geosolver_automation": "RUNNING"}
         deadline = time.monotonic() + 60  # `dg dev` also runs the daemon: the sensor ticks
         while "geosolver_automation" not in (tmp_path / "dg-dev.log").read_text() and time.monotonic() < deadline:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from geosolver_data.spec import load_spec
-from pipelines import assets
+from pipelines.dataset import default
 from pipelines.resources import GeosolverResource
 from tests.conftest import TINY_SPEC
 
@@ -85,7 +85,7 @@ def test_runs_and_events_are_stored_in_postgres(postgres: dict[str, str], tmp_pa
     resource = GeosolverResource(home=str(tmp_path / "home"), spec_path=str(TINY_SPEC))
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        result = dg.materialize([assets.raw_images], instance=instance, partition_key=region,
+        result = dg.materialize([default.assets.raw_images], instance=instance, partition_key=region,
                                 resources={"geosolver": resource})
         assert result.success
         assert instance.get_materialized_partitions(dg.AssetKey("raw_images")) == {region}

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from pipelines import assets
+from pipelines.dataset import default
 from pipelines.resources import GeosolverResource
 from tests.data.test_remote_sources import SOURCE_KNOBS, TOKEN, every_byte_under, world
 from tests.fakes.imagery import Imagery
@@ -33,7 +33,7 @@ def test_raw_images_from_mapillary_keeps_the_token_out_of_dagster(tmp_path: Path
     with LoopbackServer(fake.app) as server, dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
         monkeypatch.setenv("MAPILLARY_API_URL", server.url)
         monkeypatch.setenv("MAPILLARY_ACCESS_TOKEN", TOKEN)
-        result = dg.materialize([assets.raw_images], instance=instance, partition_key="europe",
+        result = dg.materialize([default.assets.raw_images], instance=instance, partition_key="europe",
                                 resources={"geosolver": GeosolverResource(home=str(home), spec_path=str(spec_path))})
         assert result.success
         meta = result.asset_materializations_for_node("raw_images")[0].metadata

@@ -17,12 +17,12 @@ from moto.server import ThreadedMotoServer
 
 from geosolver_data.cli import main
 from geosolver_data.spec import load_spec
-from pipelines import assets, checks
+from pipelines.dataset import default
 from pipelines.resources import GeosolverResource
 from tests.conftest import TINY_SPEC
 
-DATA = [assets.raw_images, assets.deduplicated_images, assets.geocells, assets.balanced_dataset,
-        assets.dataset_shards, *dg.load_asset_checks_from_modules([checks])]
+DATA = [default.assets.raw_images, default.assets.deduplicated_images, default.assets.geocells,
+        default.assets.balanced_dataset, default.assets.dataset_shards, *default.checks]
 
 
 @pytest.fixture

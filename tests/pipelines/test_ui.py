@@ -21,7 +21,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from geosolver_data.spec import load_spec
 from tests.conftest import TINY_SPEC
-from tests.pipelines.browser import Browser
+from tests.pipelines.browser import HEADLESS, Browser
 from tests.pipelines.servers import dagster_servers, graphql, stop_sensor, wait_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,9 +109,8 @@ def test_the_asset_graph_page_shows_the_assets(ui) -> None:
     # The UI greets a loopback visitor with a newsletter dialog until the instance records it as seen.
     requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=30)
     url = f"http://127.0.0.1:{port}/locations/pipelines.definitions/asset-groups/dataset"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-             "--disable-background-networking", "--no-first-run", "--window-size=1600,1000",
-             "--virtual-time-budget=25000", f"--user-data-dir={root / 'chromium'}"]
+    flags = [*HEADLESS, "--window-size=1600,1000", "--virtual-time-budget=25000",
+             f"--user-data-dir={root / 'chromium'}"]
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
     for name in ("raw_images", "deduplicated_images", "dataset_shards"):
         assert name in dom, f"{name} is not on the asset graph page"
