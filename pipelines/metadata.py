@@ -11,6 +11,8 @@ import dagster as dg
 import pyarrow as pa
 from PIL import Image
 
+from geosolver_data.report.markdown import table
+
 
 def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -40,14 +42,14 @@ def table_metadata(rows: int, schema: pa.Schema) -> dict:
 
 
 def history_table(history: list[dict]) -> str:
-    rows = "".join(f"| {h['model']} | {h['created_at']} | {h['median_km']} |\n" for h in history)
-    return (f"| earlier model | evaluated | median km (dataset test) |\n|---|---|---|\n{rows}" if rows
+    rows = [(h["model"], h["created_at"], h["median_km"]) for h in history]
+    return (table(["earlier model", "evaluated", "median km (dataset test)"], rows) if rows
             else "no earlier model has been evaluated")
 
 
 def counts_table(counts: Mapping, key: str) -> str:
-    rows = "".join(f"| {k} | {v} |\n" for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])))
-    return f"| {key} | count |\n|---|---|\n{rows}" if rows else "nothing"
+    rows = sorted(counts.items(), key=lambda kv: str(kv[0]))
+    return table([key, "count"], rows) if rows else "nothing"
 
 
 def accounting_totals(accounts: Mapping) -> dict[str, int]:
@@ -58,12 +60,10 @@ def accounting_totals(accounts: Mapping) -> dict[str, int]:
 
 def accounting_table(accounts: Mapping) -> str:
     """Per source: where every candidate listed by the run ended."""
-    rows = "".join(f"| {src} | {a.listed} | {a.stored} | {a.rejected} | {a.to_retry} |\n"
-                   for src, a in sorted(accounts.items()))
-    return f"| source | listed | stored | rejected (final) | to retry next run |\n|---|---|---|---|---|\n{rows}"
+    rows = [(src, a.listed, a.stored, a.rejected, a.to_retry) for src, a in sorted(accounts.items())]
+    return table(["source", "listed", "stored", "rejected (final)", "to retry next run"], rows)
 
 
 def balance_table(report: Mapping) -> str:
     stats = ("cells", "images", "gini", "entropy", "top1pct_share")
-    rows = "".join(f"| {s} | {report['before'][s]} | {report['after'][s]} |\n" for s in stats)
-    return f"| statistic | before | after |\n|---|---|---|\n{rows}"
+    return table(["statistic", "before", "after"], [(s, report["before"][s], report["after"][s]) for s in stats])

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pyarrow as pa
 import yaml
 
+from geosolver_data.report.markdown import table
+
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # ours: Hugging Face's names
 
 
@@ -54,12 +56,6 @@ def _counts(table: pa.Table, keys: list[str]) -> list[tuple]:
     return sorted(rows, key=lambda r: (-r[-1], *(str(v) for v in r[:-1])))
 
 
-def _table(header: list[str], rows: list[tuple]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("—" if v is None else str(v).replace("|", "\\|") for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def dataset_card(manifest: dict, balanced: pa.Table, schema: pa.Schema) -> str:
     """README.md for one version; `balanced` carries source, license and creator per image, `schema`
     is the shards'."""
@@ -73,15 +69,15 @@ def dataset_card(manifest: dict, balanced: pa.Table, schema: pa.Schema) -> str:
         "",
         "## Sources",
         "",
-        _table(["source", "images"], _counts(balanced, ["source"])),
+        table(["source", "images"], _counts(balanced, ["source"])),
         "",
         "## Licences",
         "",
-        _table(["source", "licence", "images"], _counts(balanced, ["source", "license"])),
+        table(["source", "licence", "images"], _counts(balanced, ["source", "license"])),
         "",
         "## What was left out",
         "",
-        _table(["reason", "images"], sorted(manifest["rejects"].items(), key=lambda kv: (-kv[1], kv[0])))
+        table(["reason", "images"], sorted(manifest["rejects"].items(), key=lambda kv: (-kv[1], kv[0])))
         + "\n\nDuplicates dropped: "
         + (", ".join(f"{k} {v}" for k, v in manifest["dedup_dropped"].items()) or "none") + ".",
         "",
@@ -89,7 +85,7 @@ def dataset_card(manifest: dict, balanced: pa.Table, schema: pa.Schema) -> str:
         "",
         "Creators as the source names them (Mapillary and OSV-5M usernames, the Commons `Artist` field):",
         "",
-        _table(["source", "creator", "images"], _counts(balanced, ["source", "creator"])),
+        table(["source", "creator", "images"], _counts(balanced, ["source", "creator"])),
         "",
     ]
     return hf_front_matter(manifest, schema) + "\n".join(parts)
