@@ -12,14 +12,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pyarrow as pa
 import torch
 from PIL import Image
 
+from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
 from geosolver_data.spec import ImageSpec
 from geosolver_model.gallery import predict
 from geosolver_model.images import to_pixels
-from geosolver_model.metrics import THRESHOLDS_KM, geo_metrics
+from geosolver_model.metrics import THRESHOLDS_KM, geo_metrics, geoguessr_score
 from geosolver_model.model import GeoRetriever
 from geosolver_model.test_sets import TestSet
 from geosolver_model.zeroshot import ZeroShot
@@ -65,9 +67,9 @@ def run_predictor(predictor: Predictor, test: TestSet) -> np.ndarray:
 
 def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
              log: Callable[[str], None] = print) -> tuple[dict, dict[str, np.ndarray]]:
-    """{test: {comparator: metrics}}, and the error distances (km) on the first test set."""
+    """{test: {comparator: metrics}}, and each comparator's guesses (N, 2) on the first test set."""
     results: dict[str, dict] = {}
-    errors: dict[str, np.ndarray] = {}
+    guesses: dict[str, np.ndarray] = {}
     for test in tests:
         results[test.name] = {}
         for name, predictor in comparators.items():
@@ -75,8 +77,38 @@ def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
             results[test.name][name] = geo_metrics(pred, test.latlon, test.country)
             log(f"eval {test.name} {name}: {results[test.name][name]}")
             if test is tests[0]:
-                errors[name] = haversine_km(pred[:, 0], pred[:, 1], test.latlon[:, 0], test.latlon[:, 1])
-    return results, errors
+                guesses[name] = pred
+    return results, guesses
+
+
+def errors_km(guesses: dict[str, np.ndarray], test: TestSet) -> dict[str, np.ndarray]:
+    return {name: haversine_km(p[:, 0], p[:, 1], test.latlon[:, 0], test.latlon[:, 1]) for name, p in guesses.items()}
+
+
+PREDICTIONS_SCHEMA = pa.schema([
+    ("image_id", pa.string()), ("comparator", pa.string()), ("lat", pa.float64()), ("lon", pa.float64()),
+    ("country", pa.string()), ("guess_lat", pa.float64()), ("guess_lon", pa.float64()),
+    ("guess_country", pa.string()), ("error_km", pa.float64()), ("points", pa.float64()),
+])
+
+
+def predictions_table(guesses: dict[str, np.ndarray], test: TestSet) -> pa.Table:
+    """One row per (test image, comparator), long format: what `geosolver play`'s errors view shows
+    and what DuckDB filters by country or comparator."""
+    gaz = load_gazetteer()
+    n = test.size
+    ids = test.ids if test.ids is not None else np.array([str(i) for i in range(n)])
+    country = test.country if test.country is not None else gaz.countries(test.latlon[:, 0], test.latlon[:, 1])
+    parts = []
+    for name, pred in guesses.items():
+        km = haversine_km(pred[:, 0], pred[:, 1], test.latlon[:, 0], test.latlon[:, 1])
+        parts.append(pa.table({
+            "image_id": pa.array(ids.tolist(), pa.string()), "comparator": pa.array([name] * n, pa.string()),
+            "lat": test.latlon[:, 0], "lon": test.latlon[:, 1], "country": pa.array(list(country), pa.string()),
+            "guess_lat": pred[:, 0], "guess_lon": pred[:, 1],
+            "guess_country": pa.array(gaz.countries(pred[:, 0], pred[:, 1]).tolist(), pa.string()),
+            "error_km": np.round(km, 3), "points": np.round(geoguessr_score(km), 1)}, schema=PREDICTIONS_SCHEMA))
+    return pa.concat_tables(parts) if parts else PREDICTIONS_SCHEMA.empty_table()
 
 
 ACCURACY_KEYS = tuple(f"acc_{t}km" for t in THRESHOLDS_KM)

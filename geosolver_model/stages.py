@@ -27,7 +27,15 @@ from geosolver_model.card import model_card
 from geosolver_model.clip import load_clip
 from geosolver_model.config import Spec
 from geosolver_model.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
-from geosolver_model.evaluate import error_plot, evaluate, markdown_table, retrieval_predictor, zeroshot_predictor
+from geosolver_model.evaluate import (
+    error_plot,
+    errors_km,
+    evaluate,
+    markdown_table,
+    predictions_table,
+    retrieval_predictor,
+    zeroshot_predictor,
+)
 from geosolver_model.gallery import spec_gallery
 from geosolver_model.index import write_index
 from geosolver_model.model import GeoRetriever
@@ -38,6 +46,8 @@ from geosolver_model.zeroshot import ZeroShot
 
 Log = Callable[[str], None]
 PUBLISHED = "finetuned"
+PREDICTIONS = "predictions.parquet"  # in an evaluation's folder
+EVAL_FORMAT = 2  # 2: evaluations carry predictions.parquet (an older evaluation is run again, once)
 
 # What decides a model's weights, declared once: the code the training runs and the model settings,
 # less those that only matter when the model is used. A change anywhere else (the CLI, locate, the
@@ -143,8 +153,8 @@ def dataset_of(home: Home, model: Artifact) -> Path:
 def eval_version(model: Artifact, tests: list[TestSet], spec: Spec) -> str:
     """Same model, same test sets, same settings: same evaluation (it is not run again)."""
     settings = {k: spec.model.model_dump()[k] for k in sorted(USE_ONLY_SETTINGS)}
-    return _hash({"model": model.version, "tests": [t.fingerprint for t in tests], "settings": settings,
-                  "objectives": list(spec.model.objectives), "zeroshot_base": spec.model.base})
+    return _hash({"format": EVAL_FORMAT, "model": model.version, "tests": [t.fingerprint for t in tests],
+                  "settings": settings, "objectives": list(spec.model.objectives), "zeroshot_base": spec.model.base})
 
 
 def _history(home: Home, model_version: str) -> list[dict]:
@@ -159,7 +169,8 @@ def _history(home: Home, model_version: str) -> list[dict]:
 
 def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) -> Artifact:
     """Every comparator on every test set, published as evals/<version>/ (eval.json, eval.md,
-    errors.png); the model's own folder is never touched."""
+    errors.png, and predictions.parquet: every comparator's guess for each dataset test image); the
+    model's own folder is never touched."""
     dataset_dir = dataset_of(home, model)
     tests = [dataset_test_split(dataset_dir, spec.model.eval_max_images),
              *public_benchmarks(home.benchmarks, spec.model.eval_max_images)]
@@ -176,12 +187,13 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
         for name in model.manifest["objectives"]:
             folder = model.path / "objectives" / name
             comparators[name] = retrieval_predictor(GeoRetriever.from_pretrained(folder), gallery, top_k)
-        results, errors = evaluate(comparators, tests, log)
+        results, guesses = evaluate(comparators, tests, log)
         results = {**results, "model_version": model.version, "gallery_size": len(gallery),
                    "history": _history(home, model.version), **location_init_comparison(spec, model, results)}
         write_json(staging / "eval.json", results)
         write_text(staging / "eval.md", markdown_table(results))
-        error_plot(errors, staging / "errors.png", f"model {model.version} on {tests[0].name}")
+        error_plot(errors_km(guesses, tests[0]), staging / "errors.png", f"model {model.version} on {tests[0].name}")
+        pq.write_table(predictions_table(guesses, tests[0]), staging / PREDICTIONS)
         return {"created_at": _now(), "model_version": model.version, "dataset": model.manifest["dataset"],
                 "test_sets": {t.name: {"size": t.size, "fingerprint": t.fingerprint} for t in tests},
                 "dataset_test_median_km": results["dataset_test"][PUBLISHED]["median_km"]}

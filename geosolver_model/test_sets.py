@@ -33,6 +33,7 @@ class TestSet:
     latlon: np.ndarray  # (N, 2)
     country: np.ndarray | None  # (N,) ISO codes when known
     fingerprint: str = ""  # changes when the set's contents do (an evaluation's version depends on it)
+    ids: np.ndarray | None = None  # (N,) image ids, when the set has them (a dataset split)
 
 
 def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
@@ -46,7 +47,7 @@ def dataset_split(version_dir: Path, split: str, limit: int = 0) -> TestSet:
     if not paths:
         return TestSet(f"dataset_{split}", 0, lambda ingest: iter(()), np.zeros((0, 2)), np.array([]),
                        f"{manifest['dataset']}:{manifest['version']}:{split}:empty")
-    table = pq.ParquetDataset(paths).read(columns=["image", "lat", "lon", "country"])
+    table = pq.ParquetDataset(paths).read(columns=["image_id", "image", "lat", "lon", "country"])
     if limit:
         table = table.slice(0, limit)
     latlon = np.stack([table.column("lat").to_numpy(), table.column("lon").to_numpy()], axis=1)
@@ -55,7 +56,8 @@ def dataset_split(version_dir: Path, split: str, limit: int = 0) -> TestSet:
 
     return TestSet(f"dataset_{split}", table.num_rows, images, latlon, np.array(table.column("country").to_pylist()),
                    f"{manifest['dataset']}:{manifest['version']}:{limit}" if split == "test" else
-                   f"{manifest['dataset']}:{manifest['version']}:{split}:{limit}")
+                   f"{manifest['dataset']}:{manifest['version']}:{split}:{limit}",
+                   np.array(table.column("image_id").to_pylist()))
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -130,6 +132,13 @@ def test_evaluate_writes_eval_json_with_every_comparator(finetuned) -> None:
     assert all(set(m) == EVAL_KEYS for m in on_disk["dataset_test"].values())
     assert (evaluation.path / "errors.png").read_bytes()[:4] == b"\x89PNG" and "| finetuned |" in (
         evaluation.path / "eval.md").read_text()
+    # Every comparator's guess for every test image, agreeing with the summary it was computed from.
+    guesses = pq.read_table(evaluation.path / stages.PREDICTIONS)
+    for name, metrics in on_disk["dataset_test"].items():
+        mine = guesses.filter(pc.equal(guesses.column("comparator"), name))
+        assert mine.num_rows == metrics["n"]
+        assert np.median(mine.column("error_km").to_numpy()) == pytest.approx(metrics["median_km"], abs=0.01)
+        assert np.mean(mine.column("points").to_numpy()) == pytest.approx(metrics["geoguessr_score"], abs=0.1)
     again = stages.evaluate_model(spec, home, model, log=lambda _: None)
     assert again.version == evaluation.version and not again.new  # same model and test sets: not run again
     assert stages.winner(results, spec.model.objectives) in spec.model.objectives
