@@ -14,7 +14,7 @@ ifdef GEOSOLVER_SPEC
 export GEOSOLVER_SPEC := $(abspath $(GEOSOLVER_SPEC))
 endif
 
-.PHONY: init run test lint dev bench clean
+.PHONY: init run test lint dev play bench clean
 
 LOCKS := requirements.txt requirements-model.txt requirements-dev.txt
 GEOCLIP := geoclip==1.3.0
@@ -57,6 +57,10 @@ lint: $(BIN)/.installed
 # template at the repo root) that is not the instance's.
 dev: init
 	cd $(DAGSTER_HOME) && $(abspath $(DAGSTER)) dev $(DEFS)
+
+# GeoGuessr against the latest model, on http://127.0.0.1:8765/ (after `make run`).
+play: $(BIN)/.installed
+	$(BIN)/geosolver play $(PLAY_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.bench_data

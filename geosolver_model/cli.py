@@ -92,6 +92,22 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_play(args: argparse.Namespace) -> None:
+    import asyncio
+    import contextlib
+
+    from geosolver_model.play.library import Library, NotPlayable
+    from geosolver_model.play.server import PlaySettings, serve
+
+    try:
+        library = Library.open(Home(working_home(args.home)), args.index)
+    except NotPlayable as exc:
+        sys.exit(f"geosolver: {exc}")
+    settings = PlaySettings(args.host, args.port, args.max_upload_mb, args.top_k, args.seed)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
+        asyncio.run(serve(library, settings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, sub = data_cli.build_parser(__doc__, load_spec)
     predict = sub.add_parser("predict", help="top-k locations for images, from the latest (or a given) index")
@@ -114,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--limit", type=int, default=0, help="at most this many images per set (0 = all)")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.set_defaults(func=cmd_benchmark)
+    play = sub.add_parser("play", help="a local web page: play GeoGuessr against the model, explore your own photos, "
+                                       "look through its errors (read-only over the published artifacts)")
+    play.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    play.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    play.add_argument("--index", help="image index version (default: the latest; the model is the one it was built "
+                                      "with)")
+    play.add_argument("--top-k", type=int, default=5, help="candidates shown for an uploaded photo (default 5)")
+    play.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted (default 10 MB)")
+    play.add_argument("--seed", type=int, help="draw the rounds' photos reproducibly")
+    play.set_defaults(func=cmd_play)
     return parser
 
 

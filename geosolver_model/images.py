@@ -118,7 +118,9 @@ def open_photo(source: Path | bytes, ingest: ImageSpec) -> Image.Image:
             return ingest_decode(im, ingest)
     except ImageRejected as exc:
         raise ValueError(f"cannot read image {_name(source)}: {exc.reason}: {exc.detail}") from exc
-    except (UnidentifiedImageError, *DECODE_ERRORS) as exc:
+    except UnidentifiedImageError as exc:
+        raise ValueError(f"cannot read image {_name(source)}: not an image format Pillow can identify") from exc
+    except DECODE_ERRORS as exc:
         raise ValueError(f"cannot read image {_name(source)}: {exc}") from exc
 
 

@@ -64,6 +64,7 @@ class Locator:
         A ValueError says why it cannot be read."""
         return self.locate(self.model.photo(source), top_k, neighbours)
 
+    @torch.no_grad()
     def locate(self, image: Image.Image, top_k: int = 5, neighbours: int = 10) -> dict:
         """An image at its stored size (a shard row, or a photo through the model's `photo`)."""
         img = self.model.encode_images(self.model.pixels(image)[None])

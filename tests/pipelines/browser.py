@@ -38,6 +38,7 @@ class Browser:
         page = next(p for p in pages if p["type"] == "page")
         self.ws = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024)
         self.ids = itertools.count(1)
+        self.events: list[dict] = []  # what the page reported between replies (Network.* once enabled)
 
     def send(self, method: str, **params: object) -> dict:
         call = next(self.ids)
@@ -47,6 +48,13 @@ class Browser:
             if reply.get("id") == call:
                 assert "error" not in reply, reply
                 return reply.get("result", {})
+            if "method" in reply:
+                self.events.append(reply)
+
+    def requested_urls(self) -> list[str]:
+        """Every URL the page asked for since `Network.enable`."""
+        self.js("0")  # read what is pending
+        return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
 
     def js(self, expression: str) -> object:
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -75,8 +83,18 @@ class Browser:
                 .filter(e => e.innerText && e.innerText.trim() === {json.dumps(text)});
             const el = hits[hits.length - 1]; el.scrollIntoView({{block: 'center'}});
             const r = el.getBoundingClientRect(); return {{x: r.x + r.width / 2, y: r.y + r.height / 2}}; }})()""")
+        self.click_at(box["x"], box["y"])
+
+    def click_at(self, x: float, y: float) -> None:
+        """A real mouse click at page pixel (x, y) of the viewport."""
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1)
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def set_files(self, selector: str, paths: list[Path]) -> None:
+        """Choose files in an <input type=file>, as a person does in the file dialog (fires `change`)."""
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        self.send("DOM.setFileInputFiles", files=[str(p) for p in paths], nodeId=node)
 
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
