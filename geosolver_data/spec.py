@@ -27,8 +27,8 @@ SourceType = Literal["synthetic", "local", "mapillary", "commons", "urls", "osv5
 REMOTE_TYPES = ("mapillary", "commons", "urls")  # fetched over HTTP by the async fetcher
 # Settings that change how fast or politely a source is read, not what it yields: changing them
 # keeps the ledger of finished images (see SourceSpec.content_key).
-OPERATIONAL_KEYS = frozenset({"concurrency", "requests_per_second", "max_retries", "timeout_s", "user_agent",
-                              "content_retries"})
+OPERATIONAL_KEYS = frozenset({"concurrency", "requests_per_second", "source_requests_per_second", "max_retries",
+                              "timeout_s", "user_agent", "content_retries"})
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=100)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Resolution = Annotated[int, Field(ge=0, le=15)]
@@ -84,7 +84,8 @@ class SourceSpec(SpecSection):
     page_limit: Annotated[int, Field(ge=0)] = 0  # results per search call; 0 = the API's maximum
     watermark: bool = True  # mapillary: a refresh lists only images captured since the last complete run
     concurrency: Annotated[int, Field(ge=1)] = 16  # open connections per host
-    requests_per_second: Annotated[float, Field(ge=0)] = 20.0  # per source, all hosts together; 0 = no limit
+    requests_per_second: Annotated[float, Field(ge=0)] = 20.0  # per host; 0 = no limit
+    source_requests_per_second: Annotated[float, Field(ge=0)] = 0.0  # all hosts together; 0 = no cap
     max_retries: Annotated[int, Field(ge=0)] = 5  # per request, on 429, 5xx, timeouts and dropped connections
     timeout_s: Annotated[float, Field(gt=0)] = 30.0  # per request, connect to last byte
     user_agent: str = ""  # sent with every request; default names Geosolver and its version

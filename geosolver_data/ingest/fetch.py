@@ -40,7 +40,8 @@ class FetchError(Exception):
 @dataclass(frozen=True)
 class FetchPolicy:
     concurrency: int = 16  # connections per host
-    requests_per_second: float = 20.0  # 0 = unlimited
+    requests_per_second: float = 20.0  # per host; 0 = unlimited
+    source_requests_per_second: float = 0.0  # every host together; 0 = no cap beyond the per-host one
     max_retries: int = 5
     timeout_s: float = 30.0
     max_bytes: int = 50_000_000
@@ -77,17 +78,22 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class HostGate:
-    """Requests-per-second for a whole source, a pause per host after a 429 with Retry-After, and at
-    most `concurrency` requests per host at once.
+    """Requests per second per host, optionally a cap for the whole source across its hosts, a pause
+    per host after a 429 with Retry-After, and at most `concurrency` requests per host at once.
 
-    The last is a semaphore taken before a request starts, not only aiohttp's connector limit: a
-    request queued in the connector is already on its timeout's clock, so behind a few slow answers
-    it would time out without ever reaching the host.
+    Politeness is owed to each host: a URL list spread over a thousand hosts is not throttled like
+    one API. The per-source cap is for an API that counts requests per token, whatever host answers.
+
+    The concurrency bound is a semaphore taken before a request starts, not only aiohttp's connector
+    limit: a request queued in the connector is already on its timeout's clock, so behind a few slow
+    answers it would time out without ever reaching the host.
     """
 
-    def __init__(self, per_second: float, concurrency: int) -> None:
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self.next_slot = 0.0
+    def __init__(self, per_host: float, concurrency: int, per_source: float = 0.0) -> None:
+        self.host_interval = 1.0 / per_host if per_host > 0 else 0.0
+        self.source_interval = 1.0 / per_source if per_source > 0 else 0.0
+        self.next_host_slot: dict[str, float] = {}
+        self.next_source_slot = 0.0
         self.paused_until: dict[str, float] = {}
         self.concurrency = concurrency
         self.slots: dict[str, asyncio.Semaphore] = {}
@@ -98,12 +104,17 @@ class HostGate:
     async def wait(self, host: str) -> None:
         while (delay := self.paused_until.get(host, 0.0) - time.monotonic()) > 0:
             await asyncio.sleep(delay)
-        if self.interval:
-            now = time.monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-            if slot > now:
-                await asyncio.sleep(slot - now)
+        now = time.monotonic()
+        # The earliest slot both budgets allow, reserved before sleeping (no await in between), so
+        # concurrent requests queue behind each other instead of all waking at once.
+        slot = max(now, self.next_host_slot.get(host, 0.0) if self.host_interval else now,
+                   self.next_source_slot if self.source_interval else now)
+        if self.host_interval:
+            self.next_host_slot[host] = slot + self.host_interval
+        if self.source_interval:
+            self.next_source_slot = slot + self.source_interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     def pause(self, host: str, seconds: float) -> None:
         self.paused_until[host] = max(self.paused_until.get(host, 0.0), time.monotonic() + seconds)
@@ -114,7 +125,7 @@ class Fetcher:
 
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
-        self.gate = HostGate(policy.requests_per_second, policy.concurrency)
+        self.gate = HostGate(policy.requests_per_second, policy.concurrency, policy.source_requests_per_second)
         self.retries = 0  # requests repeated after a retryable failure, for the run's figures
         self._session: aiohttp.ClientSession | None = None
 

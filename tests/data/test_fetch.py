@@ -11,7 +11,7 @@ from aiohttp import web
 
 from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, retry_after_seconds, where
 from geosolver_data.schemas import retry_class
-from tests.fakes.imagery import FakeImage, Imagery
+from tests.fakes.imagery import FakeImage, Imagery, jpeg_bytes
 from tests.fakes.server import LoopbackServer
 
 POLICY = FetchPolicy(concurrency=4, requests_per_second=0, max_retries=2, timeout_s=1.0, max_bytes=2_000_000,
@@ -85,6 +85,50 @@ def test_rate_limit_spaces_requests(host: tuple[Imagery, str]) -> None:
     start = time.monotonic()
     asyncio.run(ten())
     assert time.monotonic() - start >= 9 / 20 * 0.9
+
+
+def _arrivals(server: LoopbackServer, urls: list[str], policy: FetchPolicy, seen: list) -> dict[str, list[float]]:
+    seen.clear()
+
+    async def fetch_all() -> None:
+        async with Fetcher(policy) as fetcher:
+            await asyncio.gather(*(fetcher.image(u) for u in urls))
+    asyncio.run(fetch_all())
+    by_host: dict[str, list[float]] = {}
+    for host, at in server.call(lambda: list(seen)):
+        by_host.setdefault(host, []).append(at)
+    return by_host
+
+
+def _rate(times: list[float]) -> float:
+    """Requests per second between the first and the last arrival."""
+    return (len(times) - 1) / (max(times) - min(times))
+
+
+def test_the_rate_budget_is_per_host_with_an_optional_cap_for_the_source() -> None:
+    """Six loopback addresses are six hosts to the client. Arrival times are the server's."""
+    seen: list[tuple[str, float]] = []
+    body = jpeg_bytes(1)
+
+    async def image(request: web.Request) -> web.Response:
+        seen.append((request.host.rsplit(":", 1)[0], time.monotonic()))
+        return web.Response(body=body, content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/{n}.jpg", image)
+    with LoopbackServer(app, hosts=tuple(f"127.0.0.{i}" for i in range(2, 7))) as server:
+        per_host = dataclasses.replace(POLICY, requests_per_second=4.0)
+        urls = [f"{base}/{i}.jpg" for i in range(8) for base in server.urls]
+        by_host = _arrivals(server, urls, per_host, seen)
+        assert sorted(len(t) for t in by_host.values()) == [8] * 6
+        assert all(_rate(t) <= 4.0 * 1.25 for t in by_host.values())  # each host within its own budget
+        assert _rate([t for ts in by_host.values() for t in ts]) > 2 * 4.0  # not throttled as one host
+
+        capped = dataclasses.replace(per_host, source_requests_per_second=8.0)
+        by_host = _arrivals(server, urls[:24], capped, seen)
+        assert sum(len(t) for t in by_host.values()) == 24
+        assert _rate([t for ts in by_host.values() for t in ts]) <= 8.0 * 1.25  # the source's cap holds
+        assert all(_rate(t) <= 4.0 * 1.25 for t in by_host.values() if len(t) > 1)
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "/etc/passwd", "ftp://example.org/a.jpg"])

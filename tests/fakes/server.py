@@ -10,11 +10,15 @@ from aiohttp import web
 
 
 class LoopbackServer:
-    """`with LoopbackServer(app) as server: server.url` — binds an ephemeral port on 127.0.0.1."""
+    """`with LoopbackServer(app) as server: server.url` — binds an ephemeral port on 127.0.0.1; with
+    `hosts`, also on other loopback addresses (127.0.0.2, ...: distinct hosts to a client), same port,
+    one URL each in `server.urls`."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, hosts: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.hosts = hosts
         self.url = ""
+        self.urls: list[str] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -31,6 +35,10 @@ class LoopbackServer:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
+        self.urls = [self.url]
+        for host in self.hosts:
+            await web.TCPSite(self._runner, host, port).start()
+            self.urls.append(f"http://{host}:{port}")
 
     def call(self, fn: Callable[[], object]) -> object:
         """Run `fn` on the server's loop (to read or change its state safely)."""
