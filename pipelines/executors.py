@@ -2,13 +2,17 @@
 
 `multiprocess` runs each step in a process forked from a forkserver that has already imported the
 code location, so a step starts in well under a second instead of paying the ~5 s of imports a fresh
-`spawn` costs (the data stages of the tiny spec: 19 s instead of 38 s end to end). Nothing heavy
-(torch, CUDA) is imported before the fork. `max_concurrent` can still be set in the run config.
+`spawn` costs (the data stages of the tiny spec: 19 s instead of 38 s end to end). The `build` job's
+forkserver also imports the model library (torch, transformers) once, when it is installed, so its
+model steps and checks do not each pay those imports again; importing torch does not initialise CUDA,
+which each step does for itself after the fork. Ingest runs never import torch. `max_concurrent` can
+still be set in the run config.
 
 k8s and celery need their Dagster integration installed (`pip install dagster-k8s` or
 `dagster-celery`) and a cluster configured as their docs describe; nothing here replaces them.
 """
 
+import importlib.util
 import os
 
 import dagster as dg
@@ -27,11 +31,27 @@ def _integration(module: str, attribute: str, package: str) -> dg.ExecutorDefini
 
 
 PRELOAD = ["pipelines.definitions"]
+MODEL_PRELOAD = "geosolver_model.stages"
 
 
-@dg.configured(dg.multiprocess_executor, config_schema={"max_concurrent": dg.Field(int, is_required=False)})
-def forkserver_executor(config: dict) -> dict:
-    return {"start_method": {"forkserver": {"preload_modules": PRELOAD}}, **config}
+def _forkserver(name: str, preload: list[str]) -> dg.ExecutorDefinition:
+    @dg.configured(dg.multiprocess_executor, name=name,
+                   config_schema={"max_concurrent": dg.Field(int, is_required=False)})
+    def executor(config: dict) -> dict:
+        return {"start_method": {"forkserver": {"preload_modules": preload}}, **config}
+
+    return executor
+
+
+forkserver_executor = _forkserver("forkserver_executor", PRELOAD)
+
+
+def build_executor() -> dg.ExecutorDefinition | None:
+    """The `build` job's executor: the default one with the model library preloaded too; None (the
+    definitions' executor) when another executor is chosen or torch is not installed."""
+    if (os.environ.get(EXECUTOR_ENV) or "multiprocess") != "multiprocess" or importlib.util.find_spec("torch") is None:
+        return None
+    return _forkserver("forkserver_model_executor", [*PRELOAD, MODEL_PRELOAD])
 
 
 def executor_from_env() -> dg.ExecutorDefinition:

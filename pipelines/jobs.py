@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from pipelines.assets import DatasetAssets
+from pipelines.executors import build_executor
 from pipelines.scope import Scope
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported at the top level
@@ -20,6 +21,6 @@ def dataset_jobs(scope: Scope, built: DatasetAssets) -> tuple[UnresolvedAssetJob
                             description="Ingest one region (a partition) of every source."),
         dg.define_asset_job(scope.name("build"), selection=ingest.downstream() - ingest,
                             description="Everything after ingest: dedup, cells, balance, shards, fine-tuning, "
-                                        "evaluation, indexes."),
+                                        "evaluation, indexes.", executor_def=build_executor()),
     )
 

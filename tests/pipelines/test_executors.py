@@ -1,7 +1,7 @@
 import dagster as dg
 import pytest
 
-from pipelines.executors import executor_from_env, forkserver_executor
+from pipelines.executors import build_executor, executor_from_env, forkserver_executor
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -25,3 +25,14 @@ def test_cluster_executors_without_their_package_say_what_to_install(monkeypatch
     monkeypatch.setenv("GEOSOLVER_EXECUTOR", "slurm")
     with pytest.raises(ValueError, match="expected one of"):
         executor_from_env()
+
+
+def test_the_build_job_preloads_the_model_library_and_ingest_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.definitions import defs
+
+    monkeypatch.delenv("GEOSOLVER_EXECUTOR", raising=False)
+    assert build_executor().name == "forkserver_model_executor"
+    assert defs.resolve_job_def("build").executor_def.name == "forkserver_model_executor"
+    assert defs.resolve_job_def("ingest").executor_def is forkserver_executor  # ingest never imports torch
+    monkeypatch.setenv("GEOSOLVER_EXECUTOR", "in_process")
+    assert build_executor() is None  # another executor chosen: the build job follows it
