@@ -7,9 +7,11 @@ Each figure stands beside the peer it is measured against, in the same run:
     against brute force (measured on a sample and scaled, since 5e11 comparisons do not finish);
   * H3 cells for 1M points at the demo's resolutions, against a plain per-point `h3` loop;
   * balance + split of 1M metadata rows;
-  * the whole dedup stage (exact, perceptual, same-place) on 1M metadata rows.
+  * the whole dedup stage (exact, perceptual, same-place) on 1M metadata rows;
+  * scaling: the metadata stages as the assets run them (dedup, geocells, balance, shards + publish,
+    with empty image bytes) at 100k and 1M rows, time per row for each, so a superlinear stage shows.
 
-Run from the repo root: .venv/bin/python -m bench.bench_data [--points 1000000]
+Run from the repo root: .venv/bin/python -m bench.bench_data [--points 1000000] [--scaling 100000,1000000]
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geosolver_data import stages
 from geosolver_data.balance import balance
 from geosolver_data.dedup import deduplicate
 from geosolver_data.geo import h3_cells
 from geosolver_data.hamming import near_pairs
 from geosolver_data.ingest.images import process_image
 from geosolver_data.ingest.phash import phash
-from geosolver_data.schemas import RAW_SCHEMA
-from geosolver_data.spec import BalanceSpec, DedupSpec, ImageSpec
+from geosolver_data.schemas import RAW_SCHEMA, REJECT_SCHEMA
+from geosolver_data.spec import BalanceSpec, DedupSpec, ImageSpec, parse_spec
+from geosolver_data.store.home import DatasetLayout
 from tests.data.images_util import encode, noise_image
 
 
@@ -97,8 +101,8 @@ def bench_near_duplicates(n: int, k: int = 4, pairs: int = 10_000) -> None:
          brute_force_seconds_estimated=round(brute_full), speedup_vs_brute_force=round(brute_full / t))
 
 
-def bench_dedup_stage(n: int, tmp: Path) -> None:
-    """The whole deduplicated_images stage (exact + perceptual + same-place) on n metadata rows."""
+def metadata_rows(n: int) -> pa.Table:
+    """n raw_images rows: 1% exact and ~1% near duplicates, sequences of ~20 images, no image bytes."""
     rng = np.random.default_rng(3)
     h, _ = _planted_hashes(n, n // 100, 4, seed=3)
     sha = [f"{i:064x}" for i in range(n)]
@@ -113,7 +117,12 @@ def bench_dedup_stage(n: int, tmp: Path) -> None:
         "width": np.full(n, 336, dtype=np.int32), "height": np.full(n, 252, dtype=np.int32), "sha256": sha,
         "phash": h, "image": [b""] * n,
     }, schema=RAW_SCHEMA)
-    pq.write_table(table, tmp / "raw.parquet")
+    return table
+
+
+def bench_dedup_stage(n: int, tmp: Path) -> None:
+    """The whole deduplicated_images stage (exact + perceptual + same-place) on n metadata rows."""
+    pq.write_table(metadata_rows(n), tmp / "raw.parquet")
     t, stats = timed(deduplicate, [tmp / "raw.parquet"], DedupSpec(), tmp / "kept.parquet", tmp / "dropped.parquet")
     emit(bench="dedup_stage", rows=n, seconds=round(t, 2), rows_per_s=round(n / t), dropped=stats.dropped)
 
@@ -159,10 +168,55 @@ def bench_balance(n: int) -> None:
          goal_seconds=10)
 
 
+def _stage_seconds(n: int) -> dict[str, float]:
+    """Seconds of each metadata stage, as its asset calls it, on n rows clustered around 5,000 towns."""
+    spec = parse_spec({"name": "scale", "regions": [{"name": "world", "bbox": [-180, -90, 180, 90]}],
+                       "sources": [{"type": "urls", "path": "unused.csv"}],
+                       "balance": {"target_size": n // 2, "cap": 1000}})
+    rng = np.random.default_rng(4)
+    centres = rng.uniform([-50, -180], [70, 180], size=(5000, 2))
+    pick = rng.zipf(1.3, n).clip(1, 5000) - 1
+    table = metadata_rows(n)
+    table = table.set_column(2, "lat", pa.array(np.clip(centres[pick, 0] + rng.normal(0, 0.2, n), -89, 89)))
+    table = table.set_column(3, "lon", pa.array(np.clip(centres[pick, 1] + rng.normal(0, 0.2, n), -180, 180)))
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = DatasetLayout(Path(tmp), spec.name)
+        raw = layout.raw_images("world", "urls")
+        raw.parent.mkdir(parents=True)
+        pq.write_table(table, raw)
+        rejects = layout.raw_rejects("world", "urls")
+        rejects.parent.mkdir(parents=True)
+        pq.write_table(REJECT_SCHEMA.empty_table(), rejects)
+        for name, step in (("dedup", stages.deduplicate_dataset), ("geocells", stages.assign_cells),
+                           ("balance", stages.balance_dataset), ("shards_and_publish", stages.publish)):
+            seconds[name], _ = timed(step, spec, layout)
+    return seconds
+
+
+def bench_scaling(sizes: list[int]) -> None:
+    """Microseconds per row of each stage at each size: a linear stage keeps its figure as the size
+    grows tenfold; `per_row_growth` is the last size's figure over the first's."""
+    per_row: dict[str, list[float]] = {}
+    for n in sizes:
+        for name, t in _stage_seconds(n).items():
+            per_row.setdefault(name, []).append(t / n * 1e6)
+            emit(bench="stage_scaling", stage=name, rows=n, seconds=round(t, 2), us_per_row=round(t / n * 1e6, 2))
+    if len(sizes) > 1:
+        for name, us in per_row.items():
+            emit(bench="stage_scaling_ratio", stage=name, rows=sizes, us_per_row=[round(u, 2) for u in us],
+                 per_row_growth=round(us[-1] / us[0], 2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000, help="hashes, points and rows per benchmark")
+    parser.add_argument("--scaling", default="100000,1000000", help="row counts for the stage-scaling figures")
+    parser.add_argument("--only-scaling", action="store_true", help="print only the stage-scaling figures")
     args = parser.parse_args()
+    if args.only_scaling:
+        bench_scaling([int(v) for v in args.scaling.split(",")])
+        return
     emit(bench="machine", cpus=__import__("os").cpu_count(), python=platform.python_version(),
          processor=platform.machine())
     bench_image_work()
@@ -171,6 +225,7 @@ def main() -> None:
     bench_near_duplicates(args.points)
     with tempfile.TemporaryDirectory() as tmp:
         bench_dedup_stage(args.points, Path(tmp))
+    bench_scaling([int(v) for v in args.scaling.split(",")])
 
 
 if __name__ == "__main__":
