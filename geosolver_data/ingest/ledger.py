@@ -7,6 +7,14 @@ are consolidated into the region's raw_images and rejects files, again by rename
 finished when it is in a rows part or its reject is final; a reject that is not final (a busy host,
 or unusable bytes within the source's `content_retries`) is tried again by the next run.
 
+Image bytes are kept once. After a consolidation the region's raw_images file *is* the ledger's
+base: the rows parts (with bytes) are replaced by one `slim` part of ids and capture times, and
+state.json records the base's fingerprint (size, rows). The next consolidation appends the new
+rows parts to the base; with none, and no new rejects, it rewrites nothing. Every step is ordered
+so that a crash between any two leaves a ledger that consolidates to the same files. A base that
+no longer matches its fingerprint (raw_images rewritten from another ledger, after a settings
+change and back) is not trusted: its slim parts are dropped and those images fetched again.
+
 Only one process at a time works on a ledger: `locked()` makes a second run of the same region and
 source wait for the first, then find its work done.
 """
@@ -24,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -58,6 +67,42 @@ def _rejects_part(path: Path) -> pa.Table:
     return table.select(REJECT_SCHEMA.names).cast(REJECT_SCHEMA)
 
 
+def _part_name() -> str:
+    return f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}"
+
+
+def _fingerprint(path: Path) -> list[int]:
+    """What identifies a consolidated file cheaply: its size and row count."""
+    return [path.stat().st_size, pq.ParquetFile(path).metadata.num_rows]
+
+
+def _concat_ids(paths: list[Path]) -> pa.ChunkedArray:
+    chunks = [c for p in paths for c in pq.read_table(p, columns=["image_id"]).column("image_id").chunks]
+    return pa.chunked_array(chunks, pa.string())
+
+
+def _first_occurrences(ids: pa.ChunkedArray) -> np.ndarray:
+    """A mask keeping the first row of each id, by Arrow's hash aggregation (no Python set of ids)."""
+    keep = np.zeros(len(ids), dtype=bool)
+    if len(ids):
+        order = pa.table({"id": ids, "i": pa.array(np.arange(len(ids)))})
+        keep[order.group_by("id", use_threads=False).aggregate([("i", "min")]).column("i_min").to_numpy()] = True
+    return keep
+
+
+def _latest_rejects(parts: list[Path], stored: pa.Array) -> pa.Table:
+    """The latest reject of each id (parts in the order written) that is not among the stored rows,
+    sorted by id."""
+    if not parts:
+        return REJECT_SCHEMA.empty_table()
+    table = pa.concat_tables(_rejects_part(p) for p in parts)
+    order = pa.table({"id": table.column("image_id"), "i": pa.array(np.arange(table.num_rows))})
+    last = order.group_by("id", use_threads=False).aggregate([("i", "max")]).column("i_max")
+    table = table.take(last)
+    table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=stored)))
+    return table.sort_by("image_id")
+
+
 class Ledger:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -87,10 +132,30 @@ class Ledger:
         finally:
             lock.release()
 
+    def check_base(self, raw_out: Path, log: Callable[[str], None] = print) -> None:
+        """Before a run: slim parts stand for rows whose bytes are in `raw_out`; when `raw_out` is not
+        the file they were written with, drop them, so those images are fetched again."""
+        slim = self._parts("slim")
+        if slim and not self._base_matches(raw_out):
+            log(f"{raw_out} is not the file this ledger consolidated last (rewritten under other settings?): "
+                f"its {sum(pq.ParquetFile(p).metadata.num_rows for p in slim)} images will be fetched again")
+            for part in slim:
+                part.unlink()
+            state = self.state()
+            state.pop("base", None)
+            state.pop("pending_base", None)
+            self.save_state(state)
+
+    def _base_matches(self, raw_out: Path) -> bool:
+        if not raw_out.exists():
+            return False
+        state = self.state()
+        return _fingerprint(raw_out) in (state.get("base"), state.get("pending_base"))
+
     def resume(self) -> Resume:
         """Finished ids, and the attempts so far of those a later run tries again."""
         state = Resume()
-        for part in self._parts("rows"):
+        for part in self._parts("slim") + self._parts("rows"):
             state.finished.update(pq.read_table(part, columns=["image_id"]).column("image_id").to_pylist())
         for part in self._parts("rejects"):
             table = _rejects_part(part)
@@ -106,7 +171,7 @@ class Ledger:
 
     def write(self, rows: list[dict], rejects: list[dict]) -> None:
         """Record finished rows and rejects; each file appears whole or not at all."""
-        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}"
+        name = _part_name()
         if rows:
             with atomic_path(self.root / f"rows-{name}.parquet") as tmp:
                 pq.write_table(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), tmp, compression=_COMPRESSION)
@@ -115,32 +180,66 @@ class Ledger:
                 pq.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), tmp)
 
     def consolidate(self, raw_out: Path, rejects_out: Path) -> tuple[int, Counter[str], int]:
-        """Every part into one rows file (first copy of each id) and one rejects file (the latest
-        outcome of each id that never made it into rows). Returns the row count, the reject reasons
-        and how many rejects a later run tries again."""
-        seen: set[str] = set()
-        with atomic_path(raw_out) as tmp, pq.ParquetWriter(tmp, RAW_SCHEMA, compression=_COMPRESSION) as writer:
-            for part in self._parts("rows"):
-                for batch in pq.ParquetFile(part).iter_batches(batch_size=256):
-                    ids = batch.column("image_id").to_pylist()
-                    keep = [i not in seen and not seen.add(i) for i in ids]  # type: ignore[func-returns-value]
-                    if any(keep):
-                        writer.write_table(pa.Table.from_batches([batch]).filter(pa.array(keep)).cast(RAW_SCHEMA))
-        latest: dict[str, dict] = {}
-        for part in self._parts("rejects"):
-            for row in _rejects_part(part).to_pylist():
-                latest[row["image_id"]] = row
-        rejects = [row for image_id, row in sorted(latest.items()) if image_id not in seen]
-        table = pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
-        with atomic_path(rejects_out) as tmp:
-            pq.write_table(table, tmp)
+        """The base and every new rows part into one rows file (first copy of each id), every rejects
+        part into one rejects file (the latest outcome of each id that never made it into rows);
+        nothing is rewritten when nothing is new. Returns the row count, the reject reasons and how
+        many rejects a later run tries again."""
+        full, slim = self._parts("rows"), self._parts("slim")
+        if slim and not self._base_matches(raw_out):
+            raise RuntimeError(f"{raw_out} changed under the ledger {self.root} during the run")
+        sources = ([raw_out] if slim else []) + full
+        row_ids = _concat_ids(sources)
+        rows_changed = bool(full) or not raw_out.exists()
+        if rows_changed:
+            self._rewrite_rows(sources, row_ids, raw_out, slim, full)
+        row_set = pc.unique(row_ids)
+        rejects_parts = self._parts("rejects")
+        state = self.state()
+        if rows_changed or state.get("rejects_parts") != [p.name for p in rejects_parts] or not rejects_out.exists():
+            table = _latest_rejects(rejects_parts, row_set)
+            with atomic_path(rejects_out) as tmp:
+                pq.write_table(table, tmp)
+            # One compacted part for the next run instead of thousands of small ones; it sorts after
+            # every part it replaces, so a crash that leaves both consolidates the same.
+            if len(rejects_parts) > 1:
+                with atomic_path(self.root / f"rejects-{_part_name()}.parquet") as tmp:
+                    pq.write_table(table, tmp)
+                for part in rejects_parts:
+                    part.unlink()
+            self.save_state({**self.state(), "rejects_parts": [p.name for p in self._parts("rejects")]})
+        else:
+            table = pq.read_table(rejects_out)
         to_retry = table.num_rows - (pc.sum(table.column("final")).as_py() or 0)
-        return len(seen), Counter(table.column("reason").to_pylist()), to_retry
+        return len(row_set), Counter(table.column("reason").to_pylist()), to_retry
+
+    def _rewrite_rows(self, sources: list[Path], ids: pa.ChunkedArray, raw_out: Path, slim: list[Path],
+                      full: list[Path]) -> None:
+        """raw_out := the first copy of each id across `sources`, then the rows parts become one slim part."""
+        keep = _first_occurrences(ids)
+        offset = 0
+        with atomic_path(raw_out) as tmp:
+            with pq.ParquetWriter(tmp, RAW_SCHEMA, compression=_COMPRESSION) as writer:
+                for source in sources:
+                    for batch in pq.ParquetFile(source).iter_batches(batch_size=256):
+                        mask = keep[offset:offset + batch.num_rows]
+                        offset += batch.num_rows
+                        if mask.any():
+                            writer.write_table(pa.Table.from_batches([batch]).filter(pa.array(mask)).cast(RAW_SCHEMA))
+            # Announced before the rename: a crash right after it finds raw_out already trusted.
+            self.save_state({**self.state(), "pending_base": _fingerprint(tmp)})
+        slim_table = pq.read_table(raw_out, columns=["image_id", "captured_at"])
+        with atomic_path(self.root / f"slim-{_part_name()}.parquet") as tmp:
+            pq.write_table(slim_table, tmp, compression="zstd")
+        for part in slim + full:
+            part.unlink()
+        state = self.state()
+        state["base"] = state.pop("pending_base")
+        self.save_state(state)
 
     def max_captured_at_ms(self) -> int | None:
         """The latest capture time among finished rows: the watermark of an incremental refresh."""
         best = None
-        for part in self._parts("rows"):
+        for part in self._parts("slim") + self._parts("rows"):
             value = pc.max(pq.read_table(part, columns=["captured_at"]).column("captured_at")).as_py()
             if value is not None:
                 ms = int(value.timestamp() * 1000)
