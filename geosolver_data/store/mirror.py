@@ -6,6 +6,12 @@ runs and pushes what it wrote after; published artifacts are immutable and writt
 version is complete wherever it is seen. Two steps push disjoint files (their own partition's work,
 their own version folder) except for the small LATEST pointers, where the last writer wins, as it
 does on a local disk.
+
+Files are never deleted remotely, with one exception: a ingest ledger's parts, which the ledger
+itself replaces (its byte-carrying parts by one part of ids once raw_images holds the bytes, many
+small rejects parts by one). A part this copy had synced and the ledger removed is removed remotely
+too, so the next pod does not pull it back; only while its ledger folder still exists here, so a
+working copy trimmed by hand never deletes anything.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 CACHE_ENV = "GEOSOLVER_CACHE"
 _STATE = ".mirror-state.json"
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_LEDGER_PART = re.compile(r"^work/[^/]+/ledger/[^/]+/[^/]+/(rows|slim|rejects)-[^/]+\.parquet$")
 
 
 def is_remote(home: str | os.PathLike[str] | None) -> bool:
@@ -91,6 +98,11 @@ class Mirror:
             self.fs.put_file(str(path), remote)
             self.state[rel] = {"remote": _remote_tag(self.fs.info(remote)), "local": stamp}
             count += 1
+        for rel in sorted(self.state):
+            if _LEDGER_PART.match(rel) and not (self.local / rel).exists() and (self.local / rel).parent.is_dir():
+                self.fs.rm_file(f"{self.root}/{rel}")
+                del self.state[rel]
+                count += 1
         self._save()
         return count
 

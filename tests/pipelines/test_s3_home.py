@@ -69,6 +69,18 @@ def test_each_step_on_its_own_machine_publishes_a_whole_version_to_s3(
         assert hashlib.sha256(data).hexdigest() == shard["sha256"]
     assert fs.exists(f"{root}/{version}/README.md")
 
+    # A refresh of one region on a fresh pod with nothing new upstream: the region's image file is not
+    # uploaded again, and no part holding image bytes is left in the bucket's ledger.
+    region = load_spec(TINY_SPEC).region_names[0]
+    raw = f"{bucket.removeprefix('s3://')}/work/tiny/raw_images/{region}"
+    before = {p: i["ETag"] for p, i in fs.find(raw, detail=True).items()}
+    fs.invalidate_cache()
+    _step(bucket, tmp_path / "refresh", monkeypatch, selection="raw_images", partition_key=region)
+    fs.invalidate_cache()
+    assert {p: i["ETag"] for p, i in fs.find(raw, detail=True).items()} == before
+    ledger = fs.find(f"{bucket.removeprefix('s3://')}/work/tiny/ledger/{region}")
+    assert not [p for p in ledger if "/rows-" in p] and len([p for p in ledger if "/slim-" in p]) == 1
+
     # A later step on yet another machine sees the published version without rebuilding anything.
     again = _step(bucket, tmp_path / "later", monkeypatch, selection="dataset_shards")
     assert again.asset_materializations_for_node("dataset_shards")[0].metadata["version"].value == version
@@ -78,3 +90,38 @@ def test_each_step_on_its_own_machine_publishes_a_whole_version_to_s3(
     monkeypatch.setenv("GEOSOLVER_HOME", bucket)
     main(["--spec", str(TINY_SPEC), "show"])
     assert f"dataset tiny version {version}" in capsys.readouterr().out
+
+
+def test_ledger_parts_the_ledger_replaced_are_removed_from_the_bucket_and_nothing_else(
+        bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from geosolver_data.store.mirror import Mirror
+
+    monkeypatch.setenv("GEOSOLVER_CACHE", str(tmp_path / "pod"))
+    mirror = Mirror(bucket)
+    ledger = mirror.local / "work" / "tiny" / "ledger" / "europe" / "synthetic-abc"
+    ledger.mkdir(parents=True)
+    for name in ("rows-1.parquet", "slim-1.parquet", "rejects-1.parquet", "state.json"):
+        (ledger / name).write_bytes(b"x")
+    other = mirror.local / "work" / "tiny" / "ledger" / "asia" / "synthetic-abc"
+    other.mkdir(parents=True)
+    (other / "slim-1.parquet").write_bytes(b"x")
+    (mirror.local / "work" / "tiny" / "raw_images").mkdir(parents=True)
+    (mirror.local / "work" / "tiny" / "raw_images" / "europe.parquet").write_bytes(b"x")
+    mirror.push()
+    (ledger / "rows-1.parquet").unlink()  # the ledger replaced these two by a new slim part
+    (ledger / "slim-1.parquet").unlink()
+    (ledger / "slim-2.parquet").write_bytes(b"y")
+    (mirror.local / "work" / "tiny" / "raw_images" / "europe.parquet").unlink()  # not a ledger part
+    for path in other.iterdir():  # a whole ledger folder trimmed by hand
+        path.unlink()
+    other.rmdir()
+    mirror.push()
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    root = bucket.removeprefix("s3://")
+    left = sorted(p.removeprefix(root + "/") for p in fs.find(root))
+    assert left == ["work/tiny/ledger/asia/synthetic-abc/slim-1.parquet",
+                    "work/tiny/ledger/europe/synthetic-abc/rejects-1.parquet",
+                    "work/tiny/ledger/europe/synthetic-abc/slim-2.parquet",
+                    "work/tiny/ledger/europe/synthetic-abc/state.json",
+                    "work/tiny/raw_images/europe.parquet"]
