@@ -34,6 +34,7 @@ def _raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource)
     """Photos of one region from every source, fetched, decoded, resized, re-encoded and hashed once;
     failures go to rejects with their reason. Resumes from the ledger; a refresh fetches only what is new."""
     spec = geosolver.spec()
+    geosolver.pull_region(spec, context.partition_key)  # a remote home: this region's files only
     layout = geosolver.layout(spec)
     stats = stages.ingest_region(spec, layout, context.partition_key, log=context.log.info)
     rejected = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.rejected.items()}

@@ -15,8 +15,9 @@ class GeosolverResource(dg.ConfigurableResource):
     $GEOSOLVER_SPEC, then to the defaults.
 
     With a remote home (`s3://…`), each step pulls the home's changes into its local working copy
-    before it runs and pushes what it wrote afterwards, also when it failed (so a rerun resumes from
-    the ingest ledger)."""
+    before it reads and pushes what it wrote afterwards, also when it failed (so a rerun resumes from
+    the ingest ledger). An ingest step pulls only its region's files (`pull_region`); the other steps
+    pull the whole home the first time they ask for a path."""
 
     home: str = ""
     spec_path: str = ""
@@ -24,6 +25,8 @@ class GeosolverResource(dg.ConfigurableResource):
     # LATEST included) apart from the others'.
     subdir: str = ""
     _mirror: Mirror | None = PrivateAttr(default=None)
+    _pulled: bool = PrivateAttr(default=False)
+    _log: object = PrivateAttr(default=None)
     _spec: Spec | None = PrivateAttr(default=None)
 
     def setting(self) -> str:
@@ -35,8 +38,23 @@ class GeosolverResource(dg.ConfigurableResource):
         setting = self.setting()
         if is_remote(setting):
             self._mirror = Mirror(setting)
-            pulled = self._mirror.pull()
-            context.log.info(f"pulled {pulled} changed file(s) from {self._mirror.uri}")
+            self._log = context.log
+
+    def _pull(self, prefixes: tuple[str, ...] = ()) -> None:
+        if self._mirror is None or self._pulled:
+            return
+        self._pulled = True
+        pulled = self._mirror.pull(prefixes)
+        what = f" under {', '.join(prefixes)}" if prefixes else ""
+        self._log.info(f"pulled {pulled} changed file(s), {self._mirror.bytes_pulled:,} bytes, "
+                       f"from {self._mirror.uri}{what}")
+
+    def pull_region(self, spec: Spec, region: str) -> None:
+        """What an ingest of one region reads, and nothing of the other regions: its ledger, its
+        raw_images, rejects and listing, its demo photos."""
+        work = f"work/{spec.name}"
+        self._pull((f"{work}/ledger/{region}", f"{work}/raw_images/{region}", f"{work}/raw_rejects/{region}",
+                    f"{work}/listed/{region}", f"synthetic/{spec.name}/{region}"))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._mirror is not None:
@@ -50,7 +68,9 @@ class GeosolverResource(dg.ConfigurableResource):
         return self._spec
 
     def store(self) -> Home:
-        """Every artifact under the home (its local working copy for a remote home)."""
+        """Every artifact under the home (its local working copy for a remote home, brought up to
+        date on first use unless the step pulled what it reads already)."""
+        self._pull()
         return Home(geosolver_home(self.setting()))
 
     def layout(self, spec: Spec | None = None) -> DatasetLayout:

@@ -56,6 +56,7 @@ class Mirror:
         self.local.mkdir(parents=True, exist_ok=True)
         state_path = self.local / _STATE
         self.state: dict[str, dict] = json.loads(state_path.read_text()) if state_path.exists() else {}
+        self.bytes_pulled = 0
 
     def _save(self) -> None:
         (self.local / _STATE).write_text(json.dumps(self.state, sort_keys=True))
@@ -64,12 +65,15 @@ class Mirror:
         stat = path.stat()
         return [stat.st_size, stat.st_mtime_ns]
 
-    def pull(self) -> int:
-        """Download remote files that are new or changed since this copy last saw them."""
+    def pull(self, prefixes: tuple[str, ...] = ()) -> int:
+        """Download remote files that are new or changed since this copy last saw them; with `prefixes`
+        (paths relative to the home), only those under one of them."""
         count = 0
         remote = self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
         for path, info in remote.items():
             rel = path[len(self.root):].lstrip("/")
+            if prefixes and not any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in prefixes):
+                continue
             tag = _remote_tag(info)
             target = self.local / rel
             if self.state.get(rel, {}).get("remote") == tag and target.exists():
@@ -77,6 +81,7 @@ class Mirror:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.pull")
             self.fs.get_file(path, str(tmp))
+            self.bytes_pulled += tmp.stat().st_size
             os.replace(tmp, target)
             self.state[rel] = {"remote": tag, "local": self._local_stamp(target)}
             count += 1

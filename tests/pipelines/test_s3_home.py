@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,9 +37,10 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
         monkeypatch.setenv(key, value)
     s3fs.S3FileSystem.clear_instance_cache()
-    s3fs.S3FileSystem().mkdir("geosolver-test")
+    name = f"geosolver-test-{uuid.uuid4().hex[:8]}"  # moto's backend outlives one server in a process
+    s3fs.S3FileSystem().mkdir(name)
     try:
-        yield "s3://geosolver-test/home"
+        yield f"s3://{name}/home"
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
         server.stop()
@@ -80,6 +82,13 @@ def test_each_step_on_its_own_machine_publishes_a_whole_version_to_s3(
     assert {p: i["ETag"] for p, i in fs.find(raw, detail=True).items()} == before
     ledger = fs.find(f"{bucket.removeprefix('s3://')}/work/tiny/ledger/{region}")
     assert not [p for p in ledger if "/rows-" in p] and len([p for p in ledger if "/slim-" in p]) == 1
+    # That pod fetched its own region's files and nothing else: no other region, no published version.
+    pulled = [p.relative_to(tmp_path / "refresh").as_posix() for p in (tmp_path / "refresh").rglob("*")
+              if p.is_file() and not p.name.startswith(".")]
+    others = set(load_spec(TINY_SPEC).region_names) - {region}
+    assert pulled and all(f"/{region}" in p for p in pulled if "/work/" in p or "/synthetic/" in p), pulled
+    assert not [p for p in pulled if any(f"/{o}/" in p or p.endswith(f"/{o}") for o in others)], pulled
+    assert not [p for p in pulled if "/datasets/" in p], pulled
 
     # A later step on yet another machine sees the published version without rebuilding anything.
     again = _step(bucket, tmp_path / "later", monkeypatch, selection="dataset_shards")
