@@ -1,8 +1,12 @@
 """The executor, chosen by configuration: GEOSOLVER_EXECUTOR = multiprocess (default) | in_process | k8s | celery.
 
 `multiprocess` runs each step in a process forked from a forkserver that has already imported the
-code location, so a step starts in well under a second instead of paying the ~5 s of imports a fresh
-`spawn` costs (the data stages of the tiny spec: 19 s instead of 38 s end to end). The `build` job's
+code location, when the run's steps can run side by side. A run whose steps can only run one after
+another (one region's ingest and its check, as `dagster asset materialize --select raw_images
+--partition X` or the `ingest` job starts) runs them in the run's own process instead: processes
+would buy no concurrency there, only their start-up (~6 s of a 3,000-image ingest, bench_fetch).
+A forked step starts in well under a second instead of paying the ~5 s of imports a fresh `spawn`
+costs (the data stages of the tiny spec: 19 s instead of 38 s end to end). The `build` job's
 forkserver also imports the model library (torch, transformers) once, when it is installed, so its
 model steps and checks do not each pay those imports again; importing torch does not initialise CUDA,
 which each step does for itself after the fork. Ingest runs never import torch. `max_concurrent` can
@@ -14,8 +18,18 @@ k8s and celery need their Dagster integration installed (`pip install dagster-k8
 
 import importlib.util
 import os
+from collections.abc import Iterator
 
 import dagster as dg
+
+# Dagster's own executor classes (not re-exported at the top level; dagster is pinned <1.14).
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.base import Executor
+from dagster._core.executor.in_process import InProcessExecutor
+from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 EXECUTOR_ENV = "GEOSOLVER_EXECUTOR"
 CHOICES = ("multiprocess", "in_process", "k8s", "celery")
@@ -34,11 +48,36 @@ PRELOAD = ["pipelines.definitions"]
 MODEL_PRELOAD = "geosolver_model.stages"
 
 
+class ChainInProcess(Executor):
+    """Steps in processes (the multiprocess executor it wraps) when two of them could run at once;
+    otherwise every step in this process, one after another, as they would have run anyway."""
+
+    def __init__(self, multiprocess: MultiprocessExecutor) -> None:
+        self.multiprocess = multiprocess
+        self.in_process = InProcessExecutor(retries=multiprocess.retries,
+                                            step_dependency_config=multiprocess.step_dependency_config)
+
+    @property
+    def retries(self) -> RetryMode:
+        return self.multiprocess.retries
+
+    @property
+    def step_dependency_config(self) -> StepDependencyConfig:
+        return self.multiprocess.step_dependency_config
+
+    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator:
+        levels = execution_plan.get_steps_to_execute_by_level()
+        chosen = self.in_process if all(len(level) <= 1 for level in levels) else self.multiprocess
+        return chosen.execute(plan_context, execution_plan)
+
+
 def _forkserver(name: str, preload: list[str]) -> dg.ExecutorDefinition:
-    @dg.configured(dg.multiprocess_executor, name=name,
-                   config_schema={"max_concurrent": dg.Field(int, is_required=False)})
-    def executor(config: dict) -> dict:
-        return {"start_method": {"forkserver": {"preload_modules": preload}}, **config}
+    @dg.executor(name=name, config_schema={"max_concurrent": dg.Field(int, is_required=False)},
+                 requirements=dg.multiple_process_executor_requirements())
+    def executor(init_context: dg.InitExecutorContext) -> Executor:
+        return ChainInProcess(MultiprocessExecutor(
+            retries=RetryMode.ENABLED, max_concurrent=init_context.executor_config.get("max_concurrent"),
+            start_method="forkserver", explicit_forkserver_preload=preload))
 
     return executor
 

@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -36,3 +39,38 @@ def test_the_build_job_preloads_the_model_library_and_ingest_does_not(monkeypatc
     assert defs.resolve_job_def("ingest").executor_def is forkserver_executor  # ingest never imports torch
     monkeypatch.setenv("GEOSOLVER_EXECUTOR", "in_process")
     assert build_executor() is None  # another executor chosen: the build job follows it
+
+
+@dg.op
+def where(_context: dg.OpExecutionContext) -> int:
+    return os.getpid()
+
+
+@dg.op
+def where_after(_context: dg.OpExecutionContext, _before: int) -> int:
+    return os.getpid()
+
+
+@dg.job(executor_def=forkserver_executor)
+def chain() -> None:
+    where_after(where())
+
+
+@dg.job(executor_def=forkserver_executor)
+def side_by_side() -> None:
+    where.alias("left")()
+    where.alias("right")()
+
+
+def _step_pids(job: dg.JobDefinition, tmp_path: Path) -> set[int]:
+    tmp_path.mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        with dg.execute_job(dg.reconstructable(job), instance) as result:
+            assert result.success
+            return {result.output_for_node(node.name) for node in job.nodes}
+
+
+def test_steps_that_can_only_run_in_turn_run_in_the_run_process_and_others_in_processes(tmp_path: Path) -> None:
+    assert _step_pids(chain, tmp_path / "chain") == {os.getpid()}  # no process start-up for a chain
+    pids = _step_pids(side_by_side, tmp_path / "side")
+    assert len(pids) == 2 and os.getpid() not in pids  # two steps at once: forked processes
