@@ -86,6 +86,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+ORIENTATION = 0x0112  # the EXIF tag
+
+
 def decode(image: Image.Image, spec: ImageSpec) -> Image.Image:
     """Decode to an upright RGB image of the size `spec` stores (ImageSpec.target_size).
 
@@ -98,7 +101,9 @@ def decode(image: Image.Image, spec: ImageSpec) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
-            upright = ImageOps.exif_transpose(image)
+            # exif_transpose copies the pixels even when there is nothing to turn: most photos.
+            needs_turn = image.getexif().get(ORIENTATION, 1) not in (1, None)
+            upright = ImageOps.exif_transpose(image) if needs_turn else image
     except DECODE_ERRORS as exc:
         raise ImageRejected("undecodable", f"{type(exc).__name__}: {exc}"[:200]) from exc
     rgb = _to_rgb(upright)
