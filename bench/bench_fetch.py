@@ -1,14 +1,27 @@
-"""Ingest over HTTP (issue: real sources and a fast fetcher). Prints one JSON line per figure.
+"""Ingest end to end, each tool run the way its user runs it, side by side in one run (issue #14).
 
-Side by side in one run, on the same loopback server, URL list and output settings (1024x768 JPEGs
-in, largest side resized to 336 px, JPEG quality 90, Parquet out):
-  * Geosolver's URL-list ingest (aiohttp fetcher + process pool: decode, resize, JPEG, sha256, pHash);
-  * img2dataset, the usual tool for this job, from its own virtual environment (its pins clash with
-    ours): python3 -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset;
-  * Pillow's raw decode rate of the same JPEGs on all cores, the ceiling a decoding pipeline is
-    usually measured against (Geosolver decodes with libjpeg's DCT scaling, so it can pass 100%).
+The same loopback image server, the same URL list of N distinct photo-like 1024x768 JPEGs
+(bench/photos.py: no repeated pool), the same output semantics (short side resized to 336 px, aspect
+kept; JPEG quality 90; Parquet out):
 
-Run from the repo root: .venv/bin/python -m bench.bench_fetch [--images 2000] [--img2dataset PATH]
+  * Geosolver: `dagster asset materialize -m pipelines.definitions --select raw_images --partition world`
+    against a fresh Dagster instance, a `urls` source and this machine's cores, as a user's CI runs it.
+    Its wall time includes Dagster's start-up, the code location, the executor's processes and the
+    consolidation of the region's table; its step time (STEP_START to STEP_SUCCESS from the run's
+    event log) is reported too. What neither figure includes: `dagster instance migrate`, done once
+    beforehand as `make init` does.
+  * img2dataset, as its README recommends for a URL list: one process per core, `thread_count` 64 (its
+    recommended range is 32-256 per process), `resize_mode keep_ratio` (smallest side to image_size,
+    what Geosolver's default `fit: short_side` does), `encode_quality` 90, Parquet output, and shards
+    of N / (2 x processes) samples so that every process has work (its default of 10,000 samples per
+    shard would leave one process idle below 10,000 images). From its own virtual environment: its
+    pins clash with ours (python3 -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset).
+  * The box's decode limits, measured in the same run on the same photos: Pillow's full decode and
+    its draft decode (libjpeg DCT scaling to the smallest size >= 336 px on the short side, what
+    Geosolver uses) per core, times the cores.
+
+Run from the repo root: .venv/bin/python -m bench.bench_fetch [--images 3000] [--repeats 1]
+Prints one JSON line per figure, then a summary table.
 """
 
 from __future__ import annotations
@@ -23,37 +36,37 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import yaml
 from aiohttp import web
 from PIL import Image
 
-from geosolver_data.spec import parse_spec
-from geosolver_data.stages import ingest_region
-from geosolver_data.store.home import DatasetLayout
-from tests.data.images_util import encode, noise_image
+from bench.photos import photo_folder
 
-DISTINCT = 64
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SHORT_SIDE = 336
+QUALITY = 90
 
 
 def emit(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def photos() -> list[bytes]:
-    return [encode(noise_image(i, (1024, 768)), quality=90) for i in range(DISTINCT)]
-
-
-def serve(port: int) -> None:
-    bodies = photos()
+def serve(port: int, folder: str, n: int) -> None:
+    """Every photo from memory (the server's own disk reads stay out of the figures)."""
+    bodies = {f"{i:07d}.jpg": (Path(folder) / f"{i:07d}.jpg").read_bytes() for i in range(n)}
 
     async def image(request: web.Request) -> web.Response:
-        return web.Response(body=bodies[int(request.match_info["n"]) % DISTINCT], content_type="image/jpeg")
+        return web.Response(body=bodies[request.match_info["name"]], content_type="image/jpeg")
 
     app = web.Application()
-    app.router.add_get("/img/{n}.jpg", image)
+    app.router.add_get("/img/{name}", image)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, reuse_port=True)
 
 
@@ -69,77 +82,142 @@ def write_list(path: Path, base: str, n: int) -> None:
         writer = csv.writer(f)
         writer.writerow(["url", "lat", "lon"])
         for i in range(n):
-            writer.writerow([f"{base}/img/{i}.jpg", round(rng.uniform(-60, 70), 6), round(rng.uniform(-179, 179), 6)])
+            writer.writerow([f"{base}/img/{i:07d}.jpg", round(rng.uniform(-60, 70), 6),
+                             round(rng.uniform(-179, 179), 6)])
 
 
-def run_geosolver(listing: Path, work: Path, workers: int) -> tuple[float, int]:
-    spec = parse_spec({
+def step_seconds(dagster_home: Path, step: str = "raw_images") -> float:
+    """STEP_START to STEP_SUCCESS of the ingest step of the one run in this instance, from its event
+    log (the run's other step is the asset check)."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    with DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        stamps = {}
+        for entry in instance.all_logs(run.run_id):
+            if entry.dagster_event and entry.step_key == step and entry.dagster_event.event_type in (
+                    DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+                stamps[entry.dagster_event.event_type] = entry.timestamp
+    return stamps[DagsterEventType.STEP_SUCCESS] - stamps[DagsterEventType.STEP_START]
+
+
+def run_geosolver(listing: Path, root: Path, cores: int) -> dict:
+    root.mkdir(parents=True)
+    spec = root / "bench.yaml"
+    spec.write_text(yaml.safe_dump({
         "name": "bench", "regions": [{"name": "world", "bbox": [-180, -90, 180, 90]}],
         "sources": [{"type": "urls", "path": str(listing), "requests_per_second": 0, "concurrency": 64}],
-        "image": {"max_side": 336, "jpeg_quality": 90}, "workers": workers,
-    })
+        "image": {"min_side": SHORT_SIDE, "jpeg_quality": QUALITY}, "workers": cores,
+    }))
+    dagster_home = root / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "GEOSOLVER_HOME": str(root / "home"),
+           "GEOSOLVER_SPEC": str(spec)}
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
     start = time.perf_counter()
-    stats = ingest_region(spec, DatasetLayout(work, spec.name), "world", log=lambda _: None)["urls"]
-    return time.perf_counter() - start, stats.ingested
+    run = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines.definitions",
+                          "--select", "raw_images", "--partition", "world"], env=env, cwd=ROOT,
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if run.returncode:
+        raise SystemExit(f"geosolver failed:\n{run.stderr[-3000:]}")
+    work = root / "home" / "work" / "bench"
+    stored = pq.ParquetFile(work / "raw_images" / "world" / "urls.parquet").metadata.num_rows
+    on_disk = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
+    return {"wall_s": wall, "step_s": step_seconds(dagster_home), "stored": stored,
+            "work_bytes_per_image": on_disk / max(1, stored)}
 
 
-def run_img2dataset(exe: str, listing: Path, out: Path, workers: int) -> tuple[float, int]:
+def run_img2dataset(exe: str, listing: Path, out: Path, cores: int, n: int) -> dict:
+    per_shard = max(1, -(-n // (2 * cores)))
     cmd = [exe, "--url_list", str(listing), "--input_format", "csv", "--url_col", "url",
            "--save_additional_columns", '["lat","lon"]', "--output_format", "parquet", "--output_folder", str(out),
-           "--image_size", "336", "--resize_mode", "keep_ratio_largest", "--encode_quality", "90",
-           "--processes_count", str(workers), "--thread_count", "64", "--number_sample_per_shard", "10000",
-           "--enable_wandb", "False", "--retries", "0"]
+           "--image_size", str(SHORT_SIDE), "--resize_mode", "keep_ratio", "--encode_quality", str(QUALITY),
+           "--processes_count", str(cores), "--thread_count", "64", "--number_sample_per_shard", str(per_shard),
+           "--enable_wandb", "False"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    ok = sum(json.loads(p.read_text()).get("successes", 0) for p in out.glob("*_stats.json"))
-    return elapsed, ok
+    wall = time.perf_counter() - start
+    stored = sum(json.loads(p.read_text()).get("successes", 0) for p in out.glob("*_stats.json"))
+    return {"wall_s": wall, "stored": stored, "shards": len(list(out.glob("*.parquet")))}
 
 
-def pillow_decode_rate(n: int = 200) -> float:
-    """Full decodes per second on one core."""
-    bodies = photos()
+def decode_rates(folder: Path, n: int = 200) -> dict[str, float]:
+    """Pillow's full decodes and draft decodes (DCT-scaled) per second, one core."""
+    bodies = [(folder / f"{i:07d}.jpg").read_bytes() for i in range(n)]
     start = time.perf_counter()
-    for i in range(n):
-        Image.open(io.BytesIO(bodies[i % DISTINCT])).load()
-    return n / (time.perf_counter() - start)
+    for body in bodies:
+        Image.open(io.BytesIO(body)).load()
+    full = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for body in bodies:
+        im = Image.open(io.BytesIO(body))
+        im.draft("RGB", (im.width * SHORT_SIDE // im.height, SHORT_SIDE))
+        im.load()
+    return {"full": full, "draft": n / (time.perf_counter() - start)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=1, help="run both tools this many times, alternating")
     parser.add_argument("--img2dataset", default=shutil.which("img2dataset") or "/tmp/i2d/bin/img2dataset")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "geosolver-bench",
+                        help="where the generated photos are kept between runs")
     parser.add_argument("--server-processes", type=int, default=0,
                         help="image server processes sharing the port (default: one per 4 cores)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    folder = photo_folder(args.images, args.cache)
     port = free_port()
     ctx = multiprocessing.get_context("spawn")
-    servers = [ctx.Process(target=serve, args=(port,), daemon=True)
+    servers = [ctx.Process(target=serve, args=(port, str(folder), args.images), daemon=True)
                for _ in range(args.server_processes or max(1, cores // 4))]
     for server in servers:
         server.start()
     time.sleep(3)
+    rates = decode_rates(folder)
+    limits = {k: v * cores for k, v in rates.items()}
+    emit(bench="decode_limits", cores=cores, full_per_s=round(limits["full"], 1), draft_per_s=round(limits["draft"], 1),
+         mean_jpeg_kb=round(sum(p.stat().st_size for p in list(folder.glob("*.jpg"))[:200]) / 200 / 1000, 1))
+    have_peer = Path(args.img2dataset).exists()
+    rows = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            listing = Path(tmp) / "urls.csv"
-            write_list(listing, f"http://127.0.0.1:{port}", args.images)
-            decode = pillow_decode_rate()
-            ours_s, ours_n = run_geosolver(listing, Path(tmp) / "ours", cores)
-            ours = ours_n / ours_s
-            emit(bench="ingest_http_geosolver", images=ours_n, seconds=round(ours_s, 2), images_per_s=round(ours, 1),
-                 cores=cores, share_of_pillow_full_decode=round(ours / (decode * cores), 2),
-                 pillow_full_decode_per_s_all_cores=round(decode * cores, 1))
-            if not Path(args.img2dataset).exists():
-                emit(bench="ingest_http_img2dataset", skipped=f"{args.img2dataset} not found (see the docstring)")
-                return
-            theirs_s, theirs_n = run_img2dataset(args.img2dataset, listing, Path(tmp) / "i2d", cores)
-            theirs = theirs_n / theirs_s
-            emit(bench="ingest_http_img2dataset", images=theirs_n, seconds=round(theirs_s, 2),
-                 images_per_s=round(theirs, 1), geosolver_speedup=round(ours / theirs, 2))
+        for repeat in range(args.repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                listing = Path(tmp) / "urls.csv"
+                write_list(listing, f"http://127.0.0.1:{port}", args.images)
+                ours = run_geosolver(listing, Path(tmp) / "geosolver", cores)
+                ours |= {"images_per_s": ours["stored"] / ours["wall_s"], "step_images_per_s":
+                         ours["stored"] / ours["step_s"]}
+                emit(bench="ingest_e2e_geosolver", repeat=repeat, images=ours["stored"],
+                     wall_s=round(ours["wall_s"], 1), step_s=round(ours["step_s"], 1),
+                     images_per_s=round(ours["images_per_s"], 1),
+                     step_images_per_s=round(ours["step_images_per_s"], 1),
+                     step_per_core=round(ours["step_images_per_s"] / cores, 1),
+                     step_share_of_draft_limit=round(ours["step_images_per_s"] / limits["draft"], 2),
+                     step_share_of_full_limit=round(ours["step_images_per_s"] / limits["full"], 2),
+                     work_kb_per_stored_image=round(ours["work_bytes_per_image"] / 1000, 1))
+                if not have_peer:
+                    emit(bench="ingest_e2e_img2dataset", skipped=f"{args.img2dataset} not found (see the docstring)")
+                    continue
+                theirs = run_img2dataset(args.img2dataset, listing, Path(tmp) / "i2d", cores, args.images)
+                theirs["images_per_s"] = theirs["stored"] / theirs["wall_s"]
+                emit(bench="ingest_e2e_img2dataset", repeat=repeat, images=theirs["stored"], shards=theirs["shards"],
+                     wall_s=round(theirs["wall_s"], 1), images_per_s=round(theirs["images_per_s"], 1),
+                     share_of_draft_limit=round(theirs["images_per_s"] / limits["draft"], 2))
+                rows.append((ours, theirs))
+                emit(bench="ratio", repeat=repeat, end_to_end=round(ours["images_per_s"] / theirs["images_per_s"], 2),
+                     geosolver_step_vs_img2dataset_wall=round(ours["step_images_per_s"] / theirs["images_per_s"], 2))
     finally:
         for server in servers:
             server.terminate()
+    for ours, theirs in rows:
+        print(f"| {args.images:,} | {theirs['images_per_s']:.0f} | {ours['images_per_s']:.0f} "
+              f"(**{ours['images_per_s'] / theirs['images_per_s']:.2f}×**) | {ours['step_images_per_s']:.0f} "
+              f"({ours['step_images_per_s'] / limits['draft']:.2f} of the draft-decode limit) |")
 
 
 if __name__ == "__main__":
