@@ -159,12 +159,12 @@ class Ledger:
             state.finished.update(pq.read_table(part, columns=["image_id"]).column("image_id").to_pylist())
         for part in self._parts("rejects"):
             table = _rejects_part(part)
-            rows = zip(*(table.column(c).to_pylist() for c in ("image_id", "final", "attempts")), strict=True)
-            for image_id, final, attempts in rows:
-                if final:
-                    state.finished.add(image_id)
-                else:
-                    state.attempts[image_id] = max(state.attempts.get(image_id, 0), attempts)
+            final = table.column("final")
+            state.finished.update(table.filter(final).column("image_id").to_pylist())
+            retry = table.filter(pc.invert(final))
+            for image_id, attempts in zip(retry.column("image_id").to_pylist(), retry.column("attempts").to_pylist(),
+                                          strict=True):
+                state.attempts[image_id] = max(state.attempts.get(image_id, 0), attempts)
         for image_id in state.finished:
             state.attempts.pop(image_id, None)
         return state

@@ -19,6 +19,7 @@ from geosolver_data.ingest.sources.lists import MALFORMED, ROW, as_float, first_
 from geosolver_data.spec import Region, SourceSpec
 
 LICENSE = "CC BY-SA 4.0"
+USED_COLUMNS = ("id", "latitude", "longitude", "sequence", "captured_at", "creator_username")  # of its 25
 Location = tuple[str, str | None]  # (file or archive, member)
 
 
@@ -47,7 +48,7 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
     earlier row's id is rejected with its reason (every row accounted for)."""
     index = image_index(Path(src.images).expanduser())
     rows = region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays,
-                       unique=(("id",),))
+                       unique=(("id",),), keep=USED_COLUMNS)
     for row in rows:
         if MALFORMED in row:
             line, error = row[MALFORMED]
