@@ -273,6 +273,7 @@ class _Run:
 
     async def run(self, candidates: AsyncIterator[Candidate], batch_size: int) -> None:
         self.resume = self.ledger.resume()
+        self.source.finished = self.resume.finished  # before the listing starts (candidates is lazy)
         seen: set[str] = set()
         try:
             batch: list[Candidate] = []

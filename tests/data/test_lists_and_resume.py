@@ -129,6 +129,10 @@ def test_osv5m_import_from_zip_archives_and_folders(home: Path, tmp_path: Path) 
     row = raw[f"osv5m:{ids[0]}"]
     assert row["creator"] == "carol" and row["license"] == "CC BY-SA 4.0" and row["sequence_id"] == "osv5m:q0"
     assert row["captured_at"].year == 2017
+    # A refresh lists every finished row by its id alone, and ends with the same files.
+    again = {r: ingest_region(spec, layout, r, log=lambda _: None)["osv5m"] for r in spec.region_names}
+    assert sum(s.already_done for s in again.values()) == 7 and sum(s.ingested for s in again.values()) == 0
+    assert outcomes(layout, spec) == (raw, rejects)
 
 
 _CHILD = """

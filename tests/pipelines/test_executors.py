@@ -64,10 +64,10 @@ def side_by_side() -> None:
 
 def _step_pids(job: dg.JobDefinition, tmp_path: Path) -> set[int]:
     tmp_path.mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        with dg.execute_job(dg.reconstructable(job), instance) as result:
-            assert result.success
-            return {result.output_for_node(node.name) for node in job.nodes}
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance, \
+            dg.execute_job(dg.reconstructable(job), instance) as result:
+        assert result.success
+        return {result.output_for_node(node.name) for node in job.nodes}
 
 
 def test_steps_that_can_only_run_in_turn_run_in_the_run_process_and_others_in_processes(tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ def _urls(o: Opening) -> Source:
 
 
 def _osv5m(o: Opening) -> Source:
-    return ListedSource(osv5m_candidates(o.src, o.box, o.spec.regions, o.owns_strays), o.owns_strays)
+    return ListedSource(lambda finished: osv5m_candidates(o.src, o.box, o.spec.regions, o.owns_strays, finished),
+                        o.owns_strays)
 
 
 FACTORIES: dict[str, Callable[[Opening], Source]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from geosolver_data.ingest.candidates import Candidate
 from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
@@ -26,6 +26,9 @@ class Source:
     owns_strays = True  # this region records candidates that belong to no region
     fetch_policy: FetchPolicy | None = None
     complete = True  # every listing request was answered; False keeps the watermark where it was
+    # Ids earlier runs finished, set by the engine before listing: a source may list those as a bare
+    # Candidate(image_id) (all the engine reads of them) instead of building each in full.
+    finished: set[str] | frozenset[str] = frozenset()
 
     def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate]:
         raise NotImplementedError
@@ -38,11 +41,12 @@ class Source:
 class ListedSource(Source):
     """A source whose candidates are known up front (folders, lists, archives)."""
 
-    def __init__(self, items: Iterable[Candidate], owns_strays: bool, policy: FetchPolicy | None = None) -> None:
-        self.items = items
+    def __init__(self, items: Iterable[Candidate] | Callable[[set[str] | frozenset[str]], Iterable[Candidate]],
+                 owns_strays: bool, policy: FetchPolicy | None = None) -> None:
+        self.items = items  # or a function of the finished ids that lists them
         self.owns_strays = owns_strays
         self.fetch_policy = policy
 
     async def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate]:
-        for item in self.items:
+        for item in self.items(self.finished) if callable(self.items) else self.items:
             yield item

@@ -43,10 +43,12 @@ def image_index(root: Path) -> dict[str, Location]:
 
 
 def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...],
-                     owns_strays: bool) -> Iterator[Candidate]:
+                     owns_strays: bool, finished: set[str] | frozenset[str] = frozenset()) -> Iterator[Candidate]:
     """One candidate per metadata row; a malformed row, a row without an id or one that repeats an
-    earlier row's id is rejected with its reason (every row accounted for)."""
+    earlier row's id is rejected with its reason (every row accounted for). A row an earlier run
+    finished is listed by its id alone: a refresh of millions of rows builds nothing else."""
     index = image_index(Path(src.images).expanduser())
+    label = src.label
     rows = region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays,
                        unique=(("id",),), keep=USED_COLUMNS)
     for row in rows:
@@ -56,8 +58,11 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
                             detail=f"line {line}: {error}")
             continue
         key = str(row.get("id") or "").strip()
-        lat, lon = as_float(row.get("latitude")), as_float(row.get("longitude"))
         repeats = first_of(row, "id" if "id" in row else None)
+        if key and repeats is None and f"{label}:{key}" in finished:
+            yield Candidate(f"{label}:{key}")
+            continue
+        lat, lon = as_float(row.get("latitude")), as_float(row.get("longitude"))
         if not key or repeats is not None:
             reason, detail = ("missing_id", "the row has no id") if not key else (
                 "duplicate_id", f"the id of row {repeats} again")
