@@ -81,12 +81,18 @@ def _concat_ids(paths: list[Path]) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, pa.string())
 
 
+def _one_row_per_id(ids: pa.ChunkedArray | pa.Array, which: str) -> pa.Array:
+    """The position of the first (`min`) or last (`max`) row of each id, by Arrow's hash aggregation
+    (no Python set of ids)."""
+    order = pa.table({"id": ids, "i": pa.array(np.arange(len(ids)))})
+    return order.group_by("id", use_threads=False).aggregate([("i", which)]).column(f"i_{which}").combine_chunks()
+
+
 def _first_occurrences(ids: pa.ChunkedArray) -> np.ndarray:
-    """A mask keeping the first row of each id, by Arrow's hash aggregation (no Python set of ids)."""
+    """A mask keeping the first row of each id."""
     keep = np.zeros(len(ids), dtype=bool)
     if len(ids):
-        order = pa.table({"id": ids, "i": pa.array(np.arange(len(ids)))})
-        keep[order.group_by("id", use_threads=False).aggregate([("i", "min")]).column("i_min").to_numpy()] = True
+        keep[_one_row_per_id(ids, "min").to_numpy()] = True
     return keep
 
 
@@ -96,9 +102,7 @@ def _latest_rejects(parts: list[Path], stored: pa.Array) -> pa.Table:
     if not parts:
         return REJECT_SCHEMA.empty_table()
     table = pa.concat_tables(_rejects_part(p) for p in parts)
-    order = pa.table({"id": table.column("image_id"), "i": pa.array(np.arange(table.num_rows))})
-    last = order.group_by("id", use_threads=False).aggregate([("i", "max")]).column("i_max")
-    table = table.take(last)
+    table = table.take(_one_row_per_id(table.column("image_id"), "max"))
     table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=stored)))
     return table.sort_by("image_id")
 
@@ -113,6 +117,10 @@ class Ledger:
 
     def _parts(self, kind: str) -> list[Path]:
         return sorted(self.root.glob(f"{kind}-*.parquet"))
+
+    def _finished_row_parts(self) -> list[Path]:
+        """Parts naming stored rows: the slim part of the base, then this run's rows parts."""
+        return self._parts("slim") + self._parts("rows")
 
     @contextlib.contextmanager
     def locked(self, log: Callable[[str], None] = print, every_s: float = 30.0) -> Iterator[None]:
@@ -155,7 +163,7 @@ class Ledger:
     def resume(self) -> Resume:
         """Finished ids, and the attempts so far of those a later run tries again."""
         state = Resume()
-        for part in self._parts("slim") + self._parts("rows"):
+        for part in self._finished_row_parts():
             state.finished.update(pq.read_table(part, columns=["image_id"]).column("image_id").to_pylist())
         for part in self._parts("rejects"):
             table = _rejects_part(part)
@@ -239,7 +247,7 @@ class Ledger:
     def max_captured_at_ms(self) -> int | None:
         """The latest capture time among finished rows: the watermark of an incremental refresh."""
         best = None
-        for part in self._parts("slim") + self._parts("rows"):
+        for part in self._finished_row_parts():
             value = pc.max(pq.read_table(part, columns=["captured_at"]).column("captured_at")).as_py()
             if value is not None:
                 ms = int(value.timestamp() * 1000)
