@@ -52,11 +52,9 @@ class ShardRows:
             path = version_dir / shard["path"]
             pf = pq.ParquetFile(path)
             table = pf.read(columns=[c for c in ROW_COLUMNS if c in pf.schema_arrow.names])
-            groups = np.concatenate([np.full(pf.metadata.row_group(g).num_rows, g)
-                                     for g in range(pf.num_row_groups)] or [np.zeros(0, int)])
-            starts = np.concatenate([[0], np.cumsum([pf.metadata.row_group(g).num_rows
-                                                     for g in range(pf.num_row_groups)])[:-1]])
-            offsets = np.arange(table.num_rows) - starts[groups] if table.num_rows else groups
+            sizes = np.array([pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)], dtype=np.int64)
+            groups = np.repeat(np.arange(len(sizes)), sizes)  # each row's row group
+            offsets = np.arange(table.num_rows) - (np.cumsum(sizes) - sizes)[groups]  # its place in that group
             parts.append(table.append_column("shard", pa.array(np.full(table.num_rows, number)))
                          .append_column("group", pa.array(groups)).append_column("offset", pa.array(offsets)))
             files.append(path)
