@@ -40,15 +40,28 @@ def _content(layout: DatasetLayout) -> tuple[list, list]:
     return rows, pq.read_table(rejects).to_pylist()
 
 
+def _ingested(tmp_path: Path, n: int):
+    """n photos (and one broken file) upstream, ingested once into tmp_path/home: (spec, layout)."""
+    _photos(tmp_path / "photos", 0, n)
+    spec = _spec(tmp_path / "photos")
+    layout = DatasetLayout(tmp_path / "home", spec.name)
+    ingest_region(spec, layout, "europe", log=lambda _: None)
+    return spec, layout
+
+
+def _clean_content(tmp_path: Path, spec) -> tuple[list, list]:
+    """What one uninterrupted ingest of everything upstream gives, in a home of its own."""
+    clean = DatasetLayout(tmp_path / "clean", spec.name)
+    ingest_region(spec, clean, "europe", log=lambda _: None)
+    return _content(clean)
+
+
 def _stamp(path: Path) -> tuple[int, int]:
     return path.stat().st_ino, path.stat().st_mtime_ns
 
 
 def test_bytes_are_stored_once_and_a_refresh_with_nothing_new_rewrites_nothing(tmp_path: Path) -> None:
-    _photos(tmp_path / "photos", 0, 12)
-    spec = _spec(tmp_path / "photos")
-    layout = DatasetLayout(tmp_path / "home", spec.name)
-    ingest_region(spec, layout, "europe", log=lambda _: None)
+    spec, layout = _ingested(tmp_path, 12)
     raw, rejects, ledger = _files(layout)
     assert pq.ParquetFile(raw).metadata.num_rows == 12
     assert not list(ledger.glob("rows-*.parquet"))  # the bytes live in raw_images only
@@ -64,19 +77,14 @@ def test_bytes_are_stored_once_and_a_refresh_with_nothing_new_rewrites_nothing(t
 
     _photos(tmp_path / "photos", 12, 3)  # three new photos upstream
     ingest_region(spec, layout, "europe", log=lambda _: None)
-    clean = DatasetLayout(tmp_path / "clean", spec.name)
-    ingest_region(spec, clean, "europe", log=lambda _: None)
-    assert _content(layout) == _content(clean)  # appended to the base: same as one run over all 15
+    assert _content(layout) == _clean_content(tmp_path, spec)  # appended to the base: same as one run over all 15
     assert pq.ParquetFile(raw).metadata.num_rows == 15 and len(list(ledger.glob("slim-*.parquet"))) == 1
 
 
 @pytest.mark.parametrize("crash", ["before_rename", "before_slim", "before_cleanup", "before_state"])
 def test_a_crash_anywhere_in_consolidation_then_a_rerun_gives_the_same_files(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str) -> None:
-    _photos(tmp_path / "photos", 0, 8)
-    spec = _spec(tmp_path / "photos")
-    layout = DatasetLayout(tmp_path / "home", spec.name)
-    ingest_region(spec, layout, "europe", log=lambda _: None)
+    spec, layout = _ingested(tmp_path, 8)
     _photos(tmp_path / "photos", 8, 4)  # the second run has new rows to append to the base
 
     class Crash(Exception):
@@ -111,17 +119,12 @@ def test_a_crash_anywhere_in_consolidation_then_a_rerun_gives_the_same_files(
         with pytest.raises(Crash):
             ingest_region(spec, layout, "europe", log=lambda _: None)
     ingest_region(spec, layout, "europe", log=lambda _: None)  # the rerun
-    clean = DatasetLayout(tmp_path / "clean", spec.name)
-    ingest_region(spec, clean, "europe", log=lambda _: None)
-    assert _content(layout) == _content(clean)
+    assert _content(layout) == _clean_content(tmp_path, spec)
     assert ingest_region(spec, layout, "europe", log=lambda _: None)["mine"].ingested == 0
 
 
 def test_a_raw_images_file_rewritten_elsewhere_is_not_trusted_as_the_base(tmp_path: Path) -> None:
-    _photos(tmp_path / "photos", 0, 6)
-    spec = _spec(tmp_path / "photos")
-    layout = DatasetLayout(tmp_path / "home", spec.name)
-    ingest_region(spec, layout, "europe", log=lambda _: None)
+    spec, layout = _ingested(tmp_path, 6)
     raw, _, _ = _files(layout)
     good = _content(layout)
     table = pq.read_table(raw)
