@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from pydantic import PrivateAttr
 
@@ -51,10 +53,12 @@ class GeosolverResource(dg.ConfigurableResource):
 
     def pull_region(self, spec: Spec, region: str) -> None:
         """What an ingest of one region reads, and nothing of the other regions: its ledger, its
-        raw_images, rejects and listing, its demo photos."""
-        work = f"work/{spec.name}"
-        self._pull((f"{work}/ledger/{region}", f"{work}/raw_images/{region}", f"{work}/raw_rejects/{region}",
-                    f"{work}/listed/{region}", f"synthetic/{spec.name}/{region}"))
+        raw_images, rejects and listing, and the demo photos of its synthetic sources."""
+        layout = DatasetLayout(Path(geosolver_home(self.setting())), spec.name)
+        folders = [*layout.region_dirs(region),
+                   *(layout.synthetic_root / src.label / region for src in spec.sources
+                     if src.type == "synthetic" and not src.path)]
+        self._pull(tuple(f.relative_to(layout.home).as_posix() for f in folders))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._mirror is not None:

@@ -46,6 +46,12 @@ class DatasetLayout:
     def work(self) -> Path:
         return self.home / "work" / self.name
 
+    REGION_KINDS = ("raw_images", "raw_rejects", "listed", "ledger")  # the work folders kept per region
+
+    def region_dirs(self, region: str) -> list[Path]:
+        """Every work folder one region's ingest reads and writes, and nothing of another region."""
+        return [self.work / kind / region for kind in self.REGION_KINDS]
+
     def raw_images(self, region: str, source: str) -> Path:
         return self.work / "raw_images" / region / f"{source}.parquet"
 
