@@ -23,10 +23,10 @@ def test_synthesis_is_deterministic_and_idempotent(tmp_path: Path) -> None:
     a = synthesize_region(tmp_path / "a", EUROPE, (EUROPE, ASIA), SRC)
     b = synthesize_region(tmp_path / "b", EUROPE, (EUROPE, ASIA), SRC)
     assert _digest(a) == _digest(b)
-    mtime = (a / ".complete.json").stat().st_mtime_ns
+    mtime = (a / "complete.json").stat().st_mtime_ns
     assert synthesize_region(tmp_path / "a", EUROPE, (EUROPE, ASIA), SRC) == a
-    assert (a / ".complete.json").stat().st_mtime_ns == mtime  # done once, not rewritten
-    files = [p for p in a.rglob("*") if p.is_file() and p.name != ".complete.json"]
+    assert (a / "complete.json").stat().st_mtime_ns == mtime  # done once, not rewritten
+    files = [p for p in a.rglob("*") if p.is_file() and p.name != "complete.json"]
     assert ".jpg" in {p.suffix for p in files} and len({p.suffix for p in files}) >= 2  # a mix of formats
     assert any(p.parent.name == "reuploads" for p in files) and (a / "broken" / "truncated.jpg").exists()
     assert not list(tmp_path.glob("a/.staging-*"))

@@ -71,15 +71,22 @@ def test_each_step_on_its_own_machine_publishes_a_whole_version_to_s3(
         assert hashlib.sha256(data).hexdigest() == shard["sha256"]
     assert fs.exists(f"{root}/{version}/README.md")
 
-    # A refresh of one region on a fresh pod with nothing new upstream: the region's image file is not
-    # uploaded again, and no part holding image bytes is left in the bucket's ledger.
+    # A refresh of one region on a fresh pod with nothing new upstream: neither the region's image file
+    # nor its demo photos are uploaded again (the pod pulled them, it did not regenerate them), and no
+    # part holding image bytes is left in the bucket's ledger.
     region = load_spec(TINY_SPEC).region_names[0]
     raw = f"{bucket.removeprefix('s3://')}/work/tiny/raw_images/{region}"
-    before = {p: i["ETag"] for p, i in fs.find(raw, detail=True).items()}
-    fs.invalidate_cache()
+    photos = f"{bucket.removeprefix('s3://')}/synthetic/tiny/synthetic/{region}"
+
+    def uploads() -> dict[str, tuple]:
+        fs.invalidate_cache()
+        return {p: (i["ETag"], i["LastModified"]) for folder in (raw, photos)
+                for p, i in fs.find(folder, detail=True).items()}
+
+    before = uploads()
+    assert any(p.startswith(photos) for p in before)
     _step(bucket, tmp_path / "refresh", monkeypatch, selection="raw_images", partition_key=region)
-    fs.invalidate_cache()
-    assert {p: i["ETag"] for p, i in fs.find(raw, detail=True).items()} == before
+    assert uploads() == before
     ledger = fs.find(f"{bucket.removeprefix('s3://')}/work/tiny/ledger/{region}")
     assert not [p for p in ledger if "/rows-" in p] and len([p for p in ledger if "/slim-" in p]) == 1
     # That pod fetched its own region's files and nothing else: no other region, no published version.

@@ -25,7 +25,9 @@ from geosolver_data.spec import Region, SourceSpec
 from geosolver_data.store.atomic import publish_dir, staging_dir
 
 _EPOCH = datetime(2016, 1, 1, tzinfo=UTC)
-_COMPLETE = ".complete.json"
+# Not hidden: a remote home's mirror leaves hidden files (temporaries) behind, and a fresh pod must
+# find this marker to reuse the photos instead of writing them again.
+_COMPLETE = "complete.json"
 
 
 def _region_seed(seed: int, region: Region) -> list[int]:
