@@ -37,11 +37,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 init: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(DAGSTER) instance migrate > /dev/null
 
-# The named jobs, so the runs show in the UI as `ingest` (one per region) and `build`.
+# The named jobs, so the runs show in the UI as `ingest` (one per region, or region part) and `build`.
 run: init
-	@for region in $$($(BIN)/geosolver regions); do \
-		echo "== ingest[$$region]"; \
-		$(DG) launch --job ingest --partition $$region || exit 1; \
+	@for key in $$($(BIN)/geosolver partitions); do \
+		echo "== ingest[$$key]"; \
+		$(DG) launch --job ingest --partition "$$key" || exit 1; \
 	done
 	$(DG) launch --job build
 	$(BIN)/geosolver show

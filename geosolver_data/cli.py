@@ -1,4 +1,4 @@
-"""The data commands of `geosolver` (regions, spec, show, sql, validate): small commands around the
+"""The data commands of `geosolver` (regions, partitions, spec, show, sql, validate): small commands around the
 artifacts; the pipeline itself runs under Dagster. `add_commands` puts them on the one `geosolver`
 parser that geosolver_model.cli builds; `main` here runs them alone, with the data-only spec."""
 
@@ -34,6 +34,10 @@ def _version_dir(args: argparse.Namespace) -> tuple[DatasetLayout, str]:
 
 def cmd_regions(args: argparse.Namespace) -> None:
     print("\n".join(args.load_spec(args.spec).region_names))
+
+
+def cmd_partitions(args: argparse.Namespace) -> None:
+    print("\n".join(u.name for u in args.load_spec(args.spec).ingest_units()))
 
 
 def cmd_spec(args: argparse.Namespace) -> None:
@@ -80,6 +84,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """The data commands, on a `geosolver` parser's subcommands."""
     sub.add_parser("regions", help="print the spec's region names (the ingest partitions)").set_defaults(
         func=cmd_regions)
+    sub.add_parser("partitions", help="print the ingest partition keys: the regions, or region|part for each "
+                   "sub-partition when the spec sets sub_partitions").set_defaults(func=cmd_partitions)
     sub.add_parser("spec", help="validate the spec and print it with every default filled in").set_defaults(
         func=cmd_spec)
     show = sub.add_parser("show", help="summarise a published dataset version")

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from geosolver_data.ingest.parts import IngestUnit, units
 from geosolver_data.spec_errors import SpecError, describe_errors
 
 __all__ = ["SPEC_ENV", "BalanceSpec", "DatasetSpec", "DedupSpec", "ImageSpec", "Region", "ShardSpec", "SourceSpec",
@@ -200,6 +201,8 @@ class DatasetSpec(SpecSection):
     model: dict[str, Any] = Field(default_factory=dict)
     index: dict[str, Any] = Field(default_factory=dict)
     workers: Annotated[int, Field(ge=0)] = 0  # processes for image work; 0 = one per core
+    # Ingest runs per region (ingest/parts.py): >1 lets a backfill spread one region over machines.
+    sub_partitions: Annotated[int, Field(ge=1, le=4096)] = 1
     refresh_cron: str = "0 3 * * 1"  # the scheduled refresh: Mondays 03:00 UTC
 
     @field_validator("refresh_cron")
@@ -248,6 +251,18 @@ class DatasetSpec(SpecSection):
     @property
     def region_names(self) -> list[str]:
         return [r.name for r in self.regions]
+
+    def ingest_unit(self, region: str, part: int = 0) -> IngestUnit:
+        """One region's ingest, or one of its sub-partitions; a clear error for an unknown one."""
+        self.region(region)
+        try:
+            return IngestUnit(region, part, self.sub_partitions)
+        except ValueError as exc:
+            raise SpecError(f"{exc} (sub_partitions: {self.sub_partitions})") from None
+
+    def ingest_units(self) -> list[IngestUnit]:
+        """Every region's ingest runs: one per region, or `sub_partitions` per region."""
+        return units(self.region_names, self.sub_partitions)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -21,6 +21,7 @@ from geosolver_data.geocells import assign_geocells, h3_column
 from geosolver_data.ingest.accounting import Accounting, account, load_listing
 from geosolver_data.ingest.engine import IngestStats, IngestTask, ingest
 from geosolver_data.ingest.ledger import Ledger
+from geosolver_data.ingest.parts import IngestUnit
 from geosolver_data.ingest.progress import Progress
 from geosolver_data.ingest.sources import Opening, open_source
 from geosolver_data.publish import publish_dataset
@@ -43,56 +44,60 @@ def ledger_key(spec: DatasetSpec, src: SourceSpec) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def ingest_region(spec: DatasetSpec, layout: DatasetLayout, region: str, log: Log = print) -> dict[str, IngestStats]:
-    """Ingest every source of the spec for one region, resuming from each source's ledger. A second
-    process ingesting the same region and source waits for the first, then finds its work done."""
-    spec.region(region)  # fails clearly on an unknown region
+def ingest_region(spec: DatasetSpec, layout: DatasetLayout, region: str, log: Log = print,
+                  part: int = 0) -> dict[str, IngestStats]:
+    """Ingest every source of the spec for one region (or, with `sub_partitions`, one part of it),
+    resuming from each source's ledger. A second process ingesting the same region and source waits
+    for the first, then finds its work done."""
+    unit = spec.ingest_unit(region, part)  # fails clearly on an unknown region or part
     results = {}
     for src in spec.sources:
-        ledger = Ledger(layout.ledger(region, src.label, ledger_key(spec, src)))
+        ledger = Ledger(layout.ledger(unit.folder, src.label, ledger_key(spec, src)))
         with ledger.locked(log):
-            results[src.label] = _ingest_source(spec, layout, src, region, ledger, log)
+            results[src.label] = _ingest_source(spec, layout, src, unit, ledger, log)
     return results
 
 
-def _ingest_source(spec: DatasetSpec, layout: DatasetLayout, src: SourceSpec, region: str, ledger: Ledger,
+def _ingest_source(spec: DatasetSpec, layout: DatasetLayout, src: SourceSpec, unit: IngestUnit, ledger: Ledger,
                    log: Log) -> IngestStats:
-    source = open_source(Opening(spec, layout, src, region, ledger, log))
-    task = IngestTask(region=region, regions=spec.regions, image=spec.image, source=src.label,
+    source = open_source(Opening(spec, layout, src, unit.region, ledger, log))
+    task = IngestTask(region=unit.region, regions=spec.regions, image=spec.image, source=src.label,
                       owns_strays=source.owns_strays, license=src.license, creator=src.creator,
-                      content_retries=src.content_retries)
-    stats = ingest(task, source, ledger, layout.region_files(region, src.label), spec.workers,
-                   Progress(f"{region}/{src.label}", log))
+                      content_retries=src.content_retries, unit=unit)
+    stats = ingest(task, source, ledger, layout.region_files(unit.folder, src.label), spec.workers,
+                   Progress(f"{unit.name}/{src.label}", log))
     assert stats.accounting is not None
     if src.type == "mapillary" and src.watermark and stats.listing_complete and stats.total_to_retry == 0:
         watermark = ledger.max_captured_at_ms()
         if watermark is not None:
             ledger.save_state({**ledger.state(), "watermark_ms": watermark})
     acc = stats.accounting
-    log(f"{region}/{src.label}: {stats.ingested} new images, {sum(stats.rejected.values())} rejected, "
+    log(f"{unit.name}/{src.label}: {stats.ingested} new images, {sum(stats.rejected.values())} rejected, "
         f"{stats.already_done} already done, {stats.retries} retries; of {acc.listed} listed: {acc.stored} stored, "
         f"{acc.rejected} rejected, {acc.to_retry} to retry next run; {stats.total_rows} images in total")
     return stats
 
 
-def region_accounting(spec: DatasetSpec, layout: DatasetLayout, region: str) -> dict[str, Accounting]:
-    """Where every candidate of the region's last run of each source ended, from the files alone."""
+def region_accounting(spec: DatasetSpec, layout: DatasetLayout, region: str, part: int = 0) -> dict[str, Accounting]:
+    """Where every candidate of the region's (or part's) last run of each source ended, from the files alone."""
+    unit = spec.ingest_unit(region, part)
     found = {}
     for src in spec.sources:
-        files = layout.region_files(region, src.label)
+        files = layout.region_files(unit.folder, src.label)
         if not all(p.exists() for p in (files.listing, files.raw, files.rejects)):
-            raise MissingInputError(f"raw_images[{region}] has not been materialised for source {src.label!r}")
+            raise MissingInputError(f"raw_images[{unit.name}] has not been materialised for source {src.label!r}")
         found[src.label] = account(load_listing(files.listing), files.raw, files.rejects)
     return found
 
 
 def _expected(spec: DatasetSpec, path_of: Callable[[str, str], Path]) -> list[Path]:
-    paths = [path_of(r, s.label) for r in spec.region_names for s in spec.sources]
+    paths = [path_of(u.folder, s.label) for u in spec.ingest_units() for s in spec.sources]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
+        what = "region/source pair(s)" if spec.sub_partitions == 1 else "region part/source pair(s)"
         raise MissingInputError(
-            f"raw_images is missing for {len(missing)} region/source pair(s): {missing[:5]}. "
-            "Materialise raw_images for every region partition first."
+            f"raw_images is missing for {len(missing)} {what}: {missing[:5]}. "
+            "Materialise raw_images for every partition first."
         )
     return paths
 
@@ -165,8 +170,8 @@ def latest_dataset(layout: DatasetLayout) -> str:
 
 def build_dataset(spec: DatasetSpec, layout: DatasetLayout, log: Log = print) -> Artifact:
     """Every dataset stage in order, without Dagster: for scripts, notebooks and tests."""
-    for region in spec.region_names:
-        ingest_region(spec, layout, region, log)
+    for unit in spec.ingest_units():
+        ingest_region(spec, layout, unit.region, log, unit.part)
     deduplicate_dataset(spec, layout)
     assign_cells(spec, layout)
     balance_dataset(spec, layout)

@@ -22,6 +22,7 @@ from pipelines.metadata import (
     inline_png,
     table_metadata,
 )
+from pipelines.partitions import ingest_unit
 from pipelines.resources import GeosolverResource
 from pipelines.scope import DATASET, INDEX, MODEL, Scope
 
@@ -31,12 +32,14 @@ automation = dg.AutomationCondition.eager()
 
 
 def _raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
-    """Photos of one region from every source, fetched, decoded, resized, re-encoded and hashed once;
-    failures go to rejects with their reason. Resumes from the ledger; a refresh fetches only what is new."""
+    """Photos of one region (or one sub-partition of it) from every source, fetched, decoded, resized,
+    re-encoded and hashed once; failures go to rejects with their reason. Resumes from the ledger; a
+    refresh fetches only what is new."""
     spec = geosolver.spec()
-    geosolver.pull_region(spec, context.partition_key)  # a remote home: this region's files only
+    unit = ingest_unit(spec, context.partition_key)
+    geosolver.pull_region(spec, unit)  # a remote home: this region's (or part's) files only
     layout = geosolver.layout(spec)
-    stats = stages.ingest_region(spec, layout, context.partition_key, log=context.log.info)
+    stats = stages.ingest_region(spec, layout, unit.region, log=context.log.info, part=unit.part)
     rejected = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.rejected.items()}
     totals = {f"{src}/{reason}": n for src, s in stats.items() for reason, n in s.total_rejects.items()}
     accounts = {src: s.accounting for src, s in stats.items() if s.accounting is not None}
@@ -55,7 +58,7 @@ def _raw_images(context: dg.AssetExecutionContext, geosolver: GeosolverResource)
         "rejects_by_reason": dg.MetadataValue.md(counts_table(rejected, "source/reason")),
         "rejects_total_by_reason": dg.MetadataValue.md(counts_table(totals, "source/reason")),
         "listing_complete": all(s.listing_complete for s in stats.values()),
-        "path": dg.MetadataValue.path(str(layout.work / "raw_images" / context.partition_key)),
+        "path": dg.MetadataValue.path(str(layout.work / "raw_images" / unit.folder)),
     })
 
 

@@ -12,6 +12,7 @@ from geosolver_data.report import validate
 from geosolver_data.spec import DatasetSpec
 from pipelines.assets import DatasetAssets
 from pipelines.metadata import accounting_totals
+from pipelines.partitions import ingest_unit
 from pipelines.resources import GeosolverResource
 from pipelines.scope import Scope
 
@@ -28,7 +29,8 @@ def _result(problems: list[str]) -> dg.AssetCheckResult:
 
 def _accounting(context: dg.AssetCheckExecutionContext, geosolver: GeosolverResource) -> dg.AssetCheckResult:
     spec = geosolver.spec()
-    accounts = stages.region_accounting(spec, geosolver.layout(spec), context.partition_key)
+    unit = ingest_unit(spec, context.partition_key)
+    accounts = stages.region_accounting(spec, geosolver.layout(spec), unit.region, unit.part)
     problems = [f"{src}: {p}" for src, a in accounts.items() for p in a.problems()]
     result = _result(problems)
     return dg.AssetCheckResult(passed=result.passed, metadata={**result.metadata, **accounting_totals(accounts)})

@@ -9,6 +9,7 @@ import dagster as dg
 from pipelines.assets import DatasetAssets, dataset_assets
 from pipelines.checks import dataset_checks
 from pipelines.jobs import dataset_jobs
+from pipelines.partitions import ingest_partitions
 from pipelines.resources import GeosolverResource, geosolver
 from pipelines.schedules import refresh_schedule
 from pipelines.scope import DEFAULT, Scope
@@ -28,7 +29,7 @@ class Dataset(NamedTuple):
 
 def build_dataset(scope: Scope, resource: GeosolverResource) -> Dataset:
     spec = resource.spec()  # read at load: the regions and the cron shape the definitions
-    partitions = dg.StaticPartitionsDefinition(spec.region_names)  # a backfill fans out one run per region
+    partitions = ingest_partitions(spec)  # a backfill fans out one run per region (or region part)
     built = dataset_assets(scope, partitions)
     ingest, build = dataset_jobs(scope, built)
     return Dataset(assets=built, checks=dataset_checks(scope, built, partitions), jobs=(ingest, build),

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from geosolver_data.ingest.parts import IngestUnit
 from geosolver_data.store.home import DatasetLayout, Home, geosolver_home, home_setting
 from geosolver_data.store.mirror import Mirror, is_remote
 from geosolver_model.config import Spec, load_spec
@@ -51,12 +52,12 @@ class GeosolverResource(dg.ConfigurableResource):
         self._log.info(f"pulled {pulled} changed file(s), {self._mirror.bytes_pulled:,} bytes, "
                        f"from {self._mirror.uri}{what}")
 
-    def pull_region(self, spec: Spec, region: str) -> None:
-        """What an ingest of one region reads, and nothing of the other regions: its ledger, its
-        raw_images, rejects and listing, and the demo photos of its synthetic sources."""
+    def pull_region(self, spec: Spec, unit: IngestUnit) -> None:
+        """What an ingest of one region (or part) reads, and nothing of the other regions or parts:
+        its ledger, its raw_images, rejects and listing, and the demo photos of its synthetic sources."""
         layout = DatasetLayout(Path(geosolver_home(self.setting())), spec.name)
-        folders = [*layout.region_dirs(region),
-                   *(layout.synthetic_root / src.label / region for src in spec.sources
+        folders = [*layout.region_dirs(unit.folder),
+                   *(layout.synthetic_root / src.label / unit.region for src in spec.sources
                      if src.type == "synthetic" and not src.path)]
         self._pull(tuple(f.relative_to(layout.home).as_posix() for f in folders))
 

@@ -235,6 +235,8 @@ class _Run:
         if c.image_id in seen:
             return False  # listed twice (tiles share edges)
         seen.add(c.image_id)
+        if self.task.unit is not None and not self.task.unit.owns(c.image_id):
+            return False  # another part's: listed, counted and decided by that part's run
         self.listed.append(c.image_id)
         self.progress.listed()
         if c.image_id in self.resume.finished:

@@ -30,6 +30,7 @@ from geosolver_data.ingest.candidates import Candidate
 from geosolver_data.ingest.exif import read_captured_at, read_gps
 from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
 from geosolver_data.ingest.images import DECODE_ERRORS, ImageRejected, ProcessedImage, open_image, process_opened
+from geosolver_data.ingest.parts import IngestUnit
 from geosolver_data.schemas import CONTENT_REASONS
 from geosolver_data.spec import ImageSpec, Region
 
@@ -50,6 +51,7 @@ class IngestTask:
     creator: str = ""
     fetch: FetchPolicy | None = None  # each worker's share of the source's connections and rate
     content_retries: int = 0  # later runs that try again an image whose bytes were unusable
+    unit: IngestUnit | None = None  # the region's part this run takes (sub_partitions); None: all of it
 
 
 def route(lat: float, lon: float, regions: tuple[Region, ...]) -> str | None:

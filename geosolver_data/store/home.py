@@ -48,8 +48,11 @@ class DatasetLayout:
 
     REGION_KINDS = ("raw_images", "raw_rejects", "listed", "ledger")  # the work folders kept per region
 
+    # `region` below is a region's name, or a sub-partition's folder (`IngestUnit.folder`,
+    # `<region>/part-<k>-of-<n>`): each ingest unit keeps its own files.
+
     def region_dirs(self, region: str) -> list[Path]:
-        """Every work folder one region's ingest reads and writes, and nothing of another region."""
+        """Every work folder one region's (or part's) ingest reads and writes, and nothing of another."""
         return [self.work / kind / region for kind in self.REGION_KINDS]
 
     def raw_images(self, region: str, source: str) -> Path:
