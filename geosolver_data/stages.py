@@ -94,10 +94,10 @@ def _expected(spec: DatasetSpec, path_of: Callable[[str, str], Path]) -> list[Pa
     paths = [path_of(u.folder, s.label) for u in spec.ingest_units() for s in spec.sources]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        what = "region/source pair(s)" if spec.sub_partitions == 1 else "region part/source pair(s)"
+        what, keys = ("region", "region") if spec.sub_partitions == 1 else ("region part", "region|part")
         raise MissingInputError(
-            f"raw_images is missing for {len(missing)} {what}: {missing[:5]}. "
-            "Materialise raw_images for every partition first."
+            f"raw_images is missing for {len(missing)} {what}/source pair(s): {missing[:5]}. "
+            f"Materialise raw_images for every {keys} partition first."
         )
     return paths
 
