@@ -27,6 +27,7 @@ Prints one JSON line per figure, then a summary table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -47,6 +49,7 @@ from aiohttp import web
 from PIL import Image
 
 from bench.photos import photo_folder
+from geosolver_data.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -70,6 +73,24 @@ def serve(port: int, folder: str, n: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, reuse_port=True)
 
 
+@contextlib.contextmanager
+def image_servers(folder: Path, n: int, processes: int = 0) -> Iterator[str]:
+    """The photos served from memory on a loopback port by `processes` processes (default: one per 4
+    cores); yields the base URL."""
+    port = free_port()
+    ctx = multiprocessing.get_context("spawn")
+    servers = [ctx.Process(target=serve, args=(port, str(folder), n), daemon=True)
+               for _ in range(processes or max(1, (os.cpu_count() or 1) // 4))]
+    for server in servers:
+        server.start()
+    time.sleep(3 + n / 5000)  # each reads every photo into memory first
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for server in servers:
+            server.terminate()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,29 +107,33 @@ def write_list(path: Path, base: str, n: int) -> None:
                              round(rng.uniform(-179, 179), 6)])
 
 
-def step_seconds(dagster_home: Path, step: str = "raw_images") -> float:
-    """STEP_START to STEP_SUCCESS of the ingest step of the one run in this instance, from its event
-    log (the run's other step is the asset check)."""
+def step_seconds(dagster_home: Path, step: str = "raw_images") -> list[float]:
+    """STEP_START to STEP_SUCCESS of the ingest step of each run in this instance, oldest first, from
+    the runs' event logs (a run's other step is the asset check)."""
     from dagster import DagsterEventType, DagsterInstance
 
     os.environ["DAGSTER_HOME"] = str(dagster_home)
+    seconds = []
     with DagsterInstance.get() as instance:
-        run = instance.get_runs(limit=1)[0]
-        stamps = {}
-        for entry in instance.all_logs(run.run_id):
-            if entry.dagster_event and entry.step_key == step and entry.dagster_event.event_type in (
-                    DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
-                stamps[entry.dagster_event.event_type] = entry.timestamp
-    return stamps[DagsterEventType.STEP_SUCCESS] - stamps[DagsterEventType.STEP_START]
+        for run in reversed(instance.get_runs()):
+            stamps = {}
+            for entry in instance.all_logs(run.run_id):
+                if entry.dagster_event and entry.step_key == step and entry.dagster_event.event_type in (
+                        DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+                    stamps[entry.dagster_event.event_type] = entry.timestamp
+            seconds.append(stamps[DagsterEventType.STEP_SUCCESS] - stamps[DagsterEventType.STEP_START])
+    return seconds
 
 
-def run_geosolver(listing: Path, root: Path, cores: int) -> dict:
+def run_geosolver(listing: Path, root: Path, cores: int, sub_partitions: int = 1) -> dict:
+    """One `dagster asset materialize` per ingest partition key (one, unless `sub_partitions`), in turn."""
     root.mkdir(parents=True)
     spec = root / "bench.yaml"
     spec.write_text(yaml.safe_dump({
         "name": "bench", "regions": [{"name": "world", "bbox": [-180, -90, 180, 90]}],
         "sources": [{"type": "urls", "path": str(listing), "requests_per_second": 0, "concurrency": 64}],
         "image": {"min_side": SHORT_SIDE, "jpeg_quality": QUALITY}, "workers": cores,
+        "sub_partitions": sub_partitions,
     }))
     dagster_home = root / "dagster"
     dagster_home.mkdir()
@@ -116,18 +141,23 @@ def run_geosolver(listing: Path, root: Path, cores: int) -> dict:
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "GEOSOLVER_HOME": str(root / "home"),
            "GEOSOLVER_SPEC": str(spec)}
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
-    start = time.perf_counter()
-    run = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines.definitions",
-                          "--select", "raw_images", "--partition", "world"], env=env, cwd=ROOT,
-                         capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if run.returncode:
-        raise SystemExit(f"geosolver failed:\n{run.stderr[-3000:]}")
+    units = load_spec(spec).ingest_units()
+    walls = []
+    for unit in units:
+        start = time.perf_counter()
+        run = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "pipelines.definitions",
+                              "--select", "raw_images", "--partition", unit.name], env=env, cwd=ROOT,
+                             capture_output=True, text=True)
+        walls.append(time.perf_counter() - start)
+        if run.returncode:
+            raise SystemExit(f"geosolver failed:\n{run.stderr[-3000:]}")
     work = root / "home" / "work" / "bench"
-    stored = pq.ParquetFile(work / "raw_images" / "world" / "urls.parquet").metadata.num_rows
+    raw = [work / "raw_images" / u.folder / "urls.parquet" for u in units]
+    rows = {tuple(r.values()) for f in raw for r in pq.read_table(f, columns=["image_id", "sha256"]).to_pylist()}
     on_disk = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
-    return {"wall_s": wall, "step_s": step_seconds(dagster_home), "stored": stored,
-            "work_bytes_per_image": on_disk / max(1, stored)}
+    steps = step_seconds(dagster_home)
+    return {"wall_s": sum(walls), "run_walls_s": walls, "step_s": sum(steps), "steps_s": steps,
+            "stored": len(rows), "rows": rows, "work_bytes_per_image": on_disk / max(1, len(rows))}
 
 
 def run_img2dataset(exe: str, listing: Path, out: Path, cores: int, n: int) -> dict:
@@ -171,53 +201,49 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     folder = photo_folder(args.images, args.cache)
-    port = free_port()
-    ctx = multiprocessing.get_context("spawn")
-    servers = [ctx.Process(target=serve, args=(port, str(folder), args.images), daemon=True)
-               for _ in range(args.server_processes or max(1, cores // 4))]
-    for server in servers:
-        server.start()
-    time.sleep(3)
+    with image_servers(folder, args.images, args.server_processes) as base:
+        rows = compare(args, folder, base, cores)
+    for ours, theirs in rows:
+        print(f"| {args.images:,} | {theirs['images_per_s']:.0f} | {ours['images_per_s']:.0f} "
+              f"(**{ours['images_per_s'] / theirs['images_per_s']:.2f}×**) | {ours['step_images_per_s']:.0f} "
+              f"({ours['step_images_per_s'] / ours['draft_limit']:.2f} of the draft-decode limit) |")
+
+
+def compare(args: argparse.Namespace, folder: Path, base: str, cores: int) -> list[tuple[dict, dict]]:
+    """Both tools, `args.repeats` times, alternating; the decode limits first."""
     rates = decode_rates(folder)
     limits = {k: v * cores for k, v in rates.items()}
     emit(bench="decode_limits", cores=cores, full_per_s=round(limits["full"], 1), draft_per_s=round(limits["draft"], 1),
          mean_jpeg_kb=round(sum(p.stat().st_size for p in list(folder.glob("*.jpg"))[:200]) / 200 / 1000, 1))
     have_peer = Path(args.img2dataset).exists()
     rows = []
-    try:
-        for repeat in range(args.repeats):
-            with tempfile.TemporaryDirectory() as tmp:
-                listing = Path(tmp) / "urls.csv"
-                write_list(listing, f"http://127.0.0.1:{port}", args.images)
-                ours = run_geosolver(listing, Path(tmp) / "geosolver", cores)
-                ours |= {"images_per_s": ours["stored"] / ours["wall_s"], "step_images_per_s":
-                         ours["stored"] / ours["step_s"]}
-                emit(bench="ingest_e2e_geosolver", repeat=repeat, images=ours["stored"],
-                     wall_s=round(ours["wall_s"], 1), step_s=round(ours["step_s"], 1),
-                     images_per_s=round(ours["images_per_s"], 1),
-                     step_images_per_s=round(ours["step_images_per_s"], 1),
-                     step_per_core=round(ours["step_images_per_s"] / cores, 1),
-                     step_share_of_draft_limit=round(ours["step_images_per_s"] / limits["draft"], 2),
-                     step_share_of_full_limit=round(ours["step_images_per_s"] / limits["full"], 2),
-                     work_kb_per_stored_image=round(ours["work_bytes_per_image"] / 1000, 1))
-                if not have_peer:
-                    emit(bench="ingest_e2e_img2dataset", skipped=f"{args.img2dataset} not found (see the docstring)")
-                    continue
-                theirs = run_img2dataset(args.img2dataset, listing, Path(tmp) / "i2d", cores, args.images)
-                theirs["images_per_s"] = theirs["stored"] / theirs["wall_s"]
-                emit(bench="ingest_e2e_img2dataset", repeat=repeat, images=theirs["stored"], shards=theirs["shards"],
-                     wall_s=round(theirs["wall_s"], 1), images_per_s=round(theirs["images_per_s"], 1),
-                     share_of_draft_limit=round(theirs["images_per_s"] / limits["draft"], 2))
-                rows.append((ours, theirs))
-                emit(bench="ratio", repeat=repeat, end_to_end=round(ours["images_per_s"] / theirs["images_per_s"], 2),
-                     geosolver_step_vs_img2dataset_wall=round(ours["step_images_per_s"] / theirs["images_per_s"], 2))
-    finally:
-        for server in servers:
-            server.terminate()
-    for ours, theirs in rows:
-        print(f"| {args.images:,} | {theirs['images_per_s']:.0f} | {ours['images_per_s']:.0f} "
-              f"(**{ours['images_per_s'] / theirs['images_per_s']:.2f}×**) | {ours['step_images_per_s']:.0f} "
-              f"({ours['step_images_per_s'] / limits['draft']:.2f} of the draft-decode limit) |")
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            listing = Path(tmp) / "urls.csv"
+            write_list(listing, base, args.images)
+            ours = run_geosolver(listing, Path(tmp) / "geosolver", cores)
+            ours |= {"images_per_s": ours["stored"] / ours["wall_s"], "step_images_per_s":
+                     ours["stored"] / ours["step_s"], "draft_limit": limits["draft"]}
+            emit(bench="ingest_e2e_geosolver", repeat=repeat, images=ours["stored"],
+                 wall_s=round(ours["wall_s"], 1), step_s=round(ours["step_s"], 1),
+                 images_per_s=round(ours["images_per_s"], 1),
+                 step_images_per_s=round(ours["step_images_per_s"], 1),
+                 step_per_core=round(ours["step_images_per_s"] / cores, 1),
+                 step_share_of_draft_limit=round(ours["step_images_per_s"] / limits["draft"], 2),
+                 step_share_of_full_limit=round(ours["step_images_per_s"] / limits["full"], 2),
+                 work_kb_per_stored_image=round(ours["work_bytes_per_image"] / 1000, 1))
+            if not have_peer:
+                emit(bench="ingest_e2e_img2dataset", skipped=f"{args.img2dataset} not found (see the docstring)")
+                continue
+            theirs = run_img2dataset(args.img2dataset, listing, Path(tmp) / "i2d", cores, args.images)
+            theirs["images_per_s"] = theirs["stored"] / theirs["wall_s"]
+            emit(bench="ingest_e2e_img2dataset", repeat=repeat, images=theirs["stored"], shards=theirs["shards"],
+                 wall_s=round(theirs["wall_s"], 1), images_per_s=round(theirs["images_per_s"], 1),
+                 share_of_draft_limit=round(theirs["images_per_s"] / limits["draft"], 2))
+            rows.append((ours, theirs))
+            emit(bench="ratio", repeat=repeat, end_to_end=round(ours["images_per_s"] / theirs["images_per_s"], 2),
+                 geosolver_step_vs_img2dataset_wall=round(ours["step_images_per_s"] / theirs["images_per_s"], 2))
+    return rows
 
 
 if __name__ == "__main__":
