@@ -53,18 +53,16 @@ class GeosolverResource(dg.ConfigurableResource):
                        f"from {self._mirror.uri}{what}")
 
     def pull_region(self, spec: Spec, unit: IngestUnit) -> None:
-        """What an ingest of one region (or part) reads, and nothing of the other regions or parts:
-        its ledger, its raw_images, rejects and listing, and the demo photos of its synthetic sources."""
+        """What an ingest of one region (or part) reads, and nothing of the other regions or parts."""
         layout = DatasetLayout(Path(geosolver_home(self.setting())), spec.name)
-        folders = [*layout.region_dirs(unit.folder),
-                   *(layout.synthetic_root / src.label / unit.region for src in spec.sources
-                     if src.type == "synthetic" and not src.path)]
-        self._pull(tuple(f.relative_to(layout.home).as_posix() for f in folders))
+        self._pull(tuple(layout.ingest_reads(unit, [s.label for s in spec.sources if s.type == "synthetic"
+                                                     and not s.path])))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._mirror is not None:
             pushed = self._mirror.push()
-            context.log.info(f"pushed {pushed} new or changed file(s) to {self._mirror.uri}")
+            context.log.info(f"pushed {pushed} new or changed file(s), {self._mirror.bytes_pushed:,} bytes, "
+                             f"to {self._mirror.uri}")
 
     def spec(self) -> Spec:
         """The spec, read and validated once per process (the code location, each step)."""

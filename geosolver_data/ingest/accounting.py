@@ -78,7 +78,11 @@ def account(listed: pa.Array, raw_path: Path, rejects_path: Path) -> Accounting:
 
 
 def save_listing(listed: pa.Array, path: Path) -> None:
-    """The ids a run listed for its region, for the asset check to account for again."""
+    """The ids a run listed for its region, for the asset check to account for again. The same ids
+    as the last run's are not written again (a refresh with nothing new rewrites no file, and a
+    remote home uploads nothing)."""
+    if path.exists() and load_listing(path).equals(listed.cast(pa.string())):
+        return
     with atomic_path(path) as tmp:
         pq.write_table(pa.table({"image_id": listed}), tmp, compression="zstd")
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from geosolver_data.ingest.parts import IngestUnit
 from geosolver_data.store.artifact import Shelf
 from geosolver_data.store.mirror import cache_root, is_remote
 
@@ -54,6 +55,12 @@ class DatasetLayout:
     def region_dirs(self, region: str) -> list[Path]:
         """Every work folder one region's (or part's) ingest reads and writes, and nothing of another."""
         return [self.work / kind / region for kind in self.REGION_KINDS]
+
+    def ingest_reads(self, unit: IngestUnit, synthetic_sources: list[str]) -> list[str]:
+        """What an ingest of one region (or part) reads, relative to the home, and nothing of the other
+        regions or parts: its work folders, and the demo photos of its synthetic sources (per region)."""
+        folders = [*self.region_dirs(unit.folder), *(self.synthetic_root / s / unit.region for s in synthetic_sources)]
+        return [f.relative_to(self.home).as_posix() for f in folders]
 
     def raw_images(self, region: str, source: str) -> Path:
         return self.work / "raw_images" / region / f"{source}.parquet"

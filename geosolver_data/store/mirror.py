@@ -57,6 +57,7 @@ class Mirror:
         state_path = self.local / _STATE
         self.state: dict[str, dict] = json.loads(state_path.read_text()) if state_path.exists() else {}
         self.bytes_pulled = 0
+        self.bytes_pushed = 0
 
     def _save(self) -> None:
         (self.local / _STATE).write_text(json.dumps(self.state, sort_keys=True))
@@ -101,6 +102,7 @@ class Mirror:
                 continue
             remote = f"{self.root}/{rel}"
             self.fs.put_file(str(path), remote)
+            self.bytes_pushed += stamp[0]
             self.state[rel] = {"remote": _remote_tag(self.fs.info(remote)), "local": stamp}
             count += 1
         for rel in sorted(self.state):

@@ -63,17 +63,19 @@ def _stamp(path: Path) -> tuple[int, int]:
 def test_bytes_are_stored_once_and_a_refresh_with_nothing_new_rewrites_nothing(tmp_path: Path) -> None:
     spec, layout = _ingested(tmp_path, 12)
     raw, rejects, ledger = _files(layout)
-    assert pq.ParquetFile(raw).metadata.num_rows == 12
+    assert pq.ParquetFile(raw).metadata.num_rows == 12 and rejects.exists()
     assert not list(ledger.glob("rows-*.parquet"))  # the bytes live in raw_images only
     (slim,) = ledger.glob("slim-*.parquet")
     assert pq.ParquetFile(slim).schema_arrow.names == ["image_id", "captured_at"]
     ledger_bytes = sum(p.stat().st_size for p in ledger.rglob("*") if p.is_file())
     assert ledger_bytes < raw.stat().st_size / 10
 
-    before = (_stamp(raw), _stamp(rejects))
+    before = {p: _stamp(p) for p in layout.work.rglob("*") if p.is_file()}
+    assert layout.listing("europe", "mine") in before
     again = ingest_region(spec, layout, "europe", log=lambda _: None)["mine"]
     assert again.ingested == 0 and again.already_done == 13
-    assert (_stamp(raw), _stamp(rejects)) == before  # nothing new: no file rewritten
+    after = {p: _stamp(p) for p in layout.work.rglob("*") if p.is_file()}
+    assert after == before  # nothing new: no file under work/ written (ledger, listing, tables)
 
     _photos(tmp_path / "photos", 12, 3)  # three new photos upstream
     ingest_region(spec, layout, "europe", log=lambda _: None)
