@@ -45,9 +45,9 @@ def pod(uri: str, cache: Path) -> Mirror:
 
 
 def step(uri: str, cache: Path, name: str, prefixes: tuple[str, ...], work: Callable[[DatasetLayout], object],
-         spec: DatasetSpec) -> dict:
+         spec: DatasetSpec, skip: tuple[str, ...] = ()) -> dict:
     mirror = pod(uri, cache)
-    pulled = mirror.pull(prefixes)
+    pulled = mirror.pull(prefixes, skip)
     work(DatasetLayout(mirror.local, spec.name))
     pushed = mirror.push()
     figures = {"files_pulled": pulled, "mb_pulled": round(mirror.bytes_pulled / 1e6, 2),
@@ -101,7 +101,8 @@ def main() -> None:
                 emit(bench="remote_home_ingest_pull", step=name, mb_before_whole_home=round(before, 2),
                      mb_after_own_region=after["mb_pulled"])
                 if n == len(units) - 1:
-                    step(uri, root / "build", "dataset build", (), lambda layout: build(spec, layout), spec)
+                    skip = tuple(DatasetLayout(Path("/"), spec.name).ingest_only())
+                    step(uri, root / "build", "dataset build", (), lambda layout: build(spec, layout), spec, skip)
     finally:
         server.stop()
 

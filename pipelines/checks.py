@@ -30,6 +30,7 @@ def _result(problems: list[str]) -> dg.AssetCheckResult:
 def _accounting(context: dg.AssetCheckExecutionContext, geosolver: GeosolverResource) -> dg.AssetCheckResult:
     spec = geosolver.spec()
     unit = ingest_unit(spec, context.partition_key)
+    geosolver.pull_region(spec, unit)  # a remote home: the region's listing, tables and nothing else
     accounts = stages.region_accounting(spec, geosolver.layout(spec), unit.region, unit.part)
     problems = [f"{src}: {p}" for src, a in accounts.items() for p in a.problems()]
     result = _result(problems)

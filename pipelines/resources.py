@@ -19,8 +19,9 @@ class GeosolverResource(dg.ConfigurableResource):
 
     With a remote home (`s3://…`), each step pulls the home's changes into its local working copy
     before it reads and pushes what it wrote afterwards, also when it failed (so a rerun resumes from
-    the ingest ledger). An ingest step pulls only its region's files (`pull_region`); the other steps
-    pull the whole home the first time they ask for a path."""
+    the ingest ledger). An ingest step (and its accounting check) pulls only its region's files
+    (`pull_region`); the other steps pull the whole home but for what only ingest reads (ledgers,
+    listings, demo photos) the first time they ask for a path."""
 
     home: str = ""
     spec_path: str = ""
@@ -43,12 +44,12 @@ class GeosolverResource(dg.ConfigurableResource):
             self._mirror = Mirror(setting)
             self._log = context.log
 
-    def _pull(self, prefixes: tuple[str, ...] = ()) -> None:
+    def _pull(self, prefixes: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
         if self._mirror is None or self._pulled:
             return
         self._pulled = True
-        pulled = self._mirror.pull(prefixes)
-        what = f" under {', '.join(prefixes)}" if prefixes else ""
+        pulled = self._mirror.pull(prefixes, skip)
+        what = f" under {', '.join(prefixes)}" if prefixes else f" except {', '.join(skip)}" if skip else ""
         self._log.info(f"pulled {pulled} changed file(s), {self._mirror.bytes_pulled:,} bytes, "
                        f"from {self._mirror.uri}{what}")
 
@@ -72,9 +73,10 @@ class GeosolverResource(dg.ConfigurableResource):
 
     def store(self) -> Home:
         """Every artifact under the home (its local working copy for a remote home, brought up to
-        date on first use unless the step pulled what it reads already)."""
-        self._pull()
-        return Home(geosolver_home(self.setting()))
+        date on first use, except what only ingest reads, unless the step pulled what it reads already)."""
+        home = Home(geosolver_home(self.setting()))
+        self._pull(skip=tuple(home.dataset(self.spec().name).ingest_only()))
+        return home
 
     def layout(self, spec: Spec | None = None) -> DatasetLayout:
         return self.store().dataset((spec or self.spec()).name)

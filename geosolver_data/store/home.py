@@ -62,6 +62,12 @@ class DatasetLayout:
         folders = [*self.region_dirs(unit.folder), *(self.synthetic_root / s / unit.region for s in synthetic_sources)]
         return [f.relative_to(self.home).as_posix() for f in folders]
 
+    def ingest_only(self) -> list[str]:
+        """What only ingest reads (ledgers, listings, demo photos), relative to the home: the steps
+        after ingest never need it, so a fresh pod of theirs does not fetch it."""
+        return [f.relative_to(self.home).as_posix()
+                for f in (self.work / "ledger", self.work / "listed", self.synthetic_root)]
+
     def raw_images(self, region: str, source: str) -> Path:
         return self.work / "raw_images" / region / f"{source}.parquet"
 

@@ -44,6 +44,10 @@ def _remote_tag(info: dict) -> str:
     return str(info.get("ETag") or info.get("mtime") or info.get("size"))
 
 
+def _under(rel: str, prefixes: tuple[str, ...]) -> bool:
+    return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
 class Mirror:
     """Keeps `local` and the remote `uri` in step, file by file (size and modification time)."""
 
@@ -66,14 +70,14 @@ class Mirror:
         stat = path.stat()
         return [stat.st_size, stat.st_mtime_ns]
 
-    def pull(self, prefixes: tuple[str, ...] = ()) -> int:
+    def pull(self, prefixes: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> int:
         """Download remote files that are new or changed since this copy last saw them; with `prefixes`
-        (paths relative to the home), only those under one of them."""
+        (paths relative to the home), only those under one of them; none under one of `skip`."""
         count = 0
         remote = self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
         for path, info in remote.items():
             rel = path[len(self.root):].lstrip("/")
-            if prefixes and not any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in prefixes):
+            if (prefixes and not _under(rel, prefixes)) or _under(rel, skip):
                 continue
             tag = _remote_tag(info)
             target = self.local / rel

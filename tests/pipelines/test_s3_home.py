@@ -60,6 +60,10 @@ def test_each_step_on_its_own_machine_publishes_a_whole_version_to_s3(
         _step(bucket, tmp_path / f"ingest-{i}", monkeypatch, selection="raw_images", partition_key=region)
     _step(bucket, tmp_path / "build", monkeypatch,
           selection=["deduplicated_images", "geocells", "balanced_dataset", "dataset_shards"])
+    # The build's pod fetched the region tables, and nothing that only ingest reads.
+    fetched = [p.relative_to(tmp_path / "build").as_posix() for p in (tmp_path / "build").rglob("*") if p.is_file()]
+    assert [p for p in fetched if "/raw_images/" in p]
+    assert not [p for p in fetched if any(k in p for k in ("/ledger/", "/listed/", "/synthetic/"))], fetched
 
     fs = s3fs.S3FileSystem()
     root = bucket.removeprefix("s3://") + "/datasets/tiny"
