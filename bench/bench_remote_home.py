@@ -4,9 +4,10 @@ Against moto's S3 server on loopback, with the demo spec (or --spec): each regio
 own pod (an empty working copy), then the dataset build by another, then a refresh of the first
 region by yet another, exactly as the Dagster resource does it (GeosolverResource: pull, run the
 stage, push; here without Dagster so the mirror's counters can be read). For each step it prints the
-bytes and files pulled and pushed. For the ingest steps it also prints what the same pod would have
-pulled before ingest pulled only its own region's files: the whole home (a pull with no prefix, what
-every step did then), measured on another empty working copy at the same moment.
+bytes and files pulled and pushed, and beside it what the same pod would have pulled before ingest
+pulled only its own region's files and the build skipped what only ingest reads: the whole home (a
+pull with no prefix, what every step did then), measured on another empty working copy at the same
+moment.
 
 Run from the repo root: .venv/bin/python -m bench.bench_remote_home [--spec geosolver_data/specs/demo.yaml]
 """
@@ -102,7 +103,11 @@ def main() -> None:
                      mb_after_own_region=after["mb_pulled"])
                 if n == len(units) - 1:
                     skip = tuple(DatasetLayout(Path("/"), spec.name).ingest_only())
-                    step(uri, root / "build", "dataset build", (), lambda layout: build(spec, layout), spec, skip)
+                    before = whole_home_pull(uri, root / "before-build")
+                    after = step(uri, root / "build", "dataset build", (), lambda layout: build(spec, layout), spec,
+                                 skip)
+                    emit(bench="remote_home_build_pull", mb_before_whole_home=round(before, 2),
+                         mb_after_without_ingest_only=after["mb_pulled"])
     finally:
         server.stop()
 
