@@ -81,8 +81,10 @@ def save_listing(listed: pa.Array, path: Path) -> None:
     """The ids a run listed for its region, for the asset check to account for again. The same ids
     as the last run's are not written again (a refresh with nothing new rewrites no file, and a
     remote home uploads nothing)."""
-    if path.exists() and load_listing(path).equals(listed.cast(pa.string())):
-        return
+    if path.exists():
+        before = load_listing(path)  # the same ids, in any order (each is listed once)
+        if len(before) == len(listed) and pc.all(pc.is_in(listed, value_set=before)).as_py() is not False:
+            return
     with atomic_path(path) as tmp:
         pq.write_table(pa.table({"image_id": listed}), tmp, compression="zstd")
 

@@ -25,3 +25,11 @@ class Candidate:
     refreshable: bool = False  # the source can mint a fresh URL when this one has expired (HTTP 403)
     rejected: str | None = None  # the source already knows it cannot be used (e.g. "panorama")
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class FinishedIds:
+    """Ids an earlier run finished, listed at once: a source with millions of rows (OSV-5M) lists
+    what a refresh skips without building a Candidate, or a Python row, for each."""
+
+    ids: list[str]

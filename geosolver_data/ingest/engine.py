@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from geosolver_data.ingest.accounting import Accounting, AccountingError, account, save_listing
-from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
 from geosolver_data.ingest.ledger import Ledger, Resume
 from geosolver_data.ingest.progress import Progress
@@ -249,6 +249,19 @@ class _Run:
             return False
         return True
 
+    def take_finished(self, ids: list[str], seen: set[str]) -> None:
+        """Count ids an earlier run finished, listed in bulk by the source (its contract: each is in
+        `finished`), as `take` counts them one by one."""
+        fresh = [i for i in ids if i not in seen]
+        seen.update(fresh)
+        unit = self.task.unit
+        if unit is not None and unit.parts > 1:
+            fresh = [i for i in fresh if unit.owns(i)]
+        self.listed.extend(fresh)
+        self.stats.already_done += len(fresh)
+        self.progress.listed(len(fresh))
+        self.progress.advance(len(fresh))
+
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self.slots.release()
@@ -273,7 +286,7 @@ class _Run:
                 await asyncio.wait(list(self.tasks), return_when=asyncio.FIRST_COMPLETED)
             self._check()
 
-    async def run(self, candidates: AsyncIterator[Candidate], batch_size: int) -> None:
+    async def run(self, candidates: AsyncIterator[Candidate | FinishedIds], batch_size: int) -> None:
         self.resume = self.ledger.resume()
         self.source.finished = self.resume.finished  # before the listing starts (candidates is lazy)
         seen: set[str] = set()
@@ -281,7 +294,9 @@ class _Run:
             batch: list[Candidate] = []
             async for c in candidates:
                 self._check()
-                if self.take(c, seen):
+                if isinstance(c, FinishedIds):
+                    self.take_finished(c.ids, seen)
+                elif self.take(c, seen):
                     batch.append(c)
                 if len(batch) >= batch_size:
                     await self.dispatch(batch)

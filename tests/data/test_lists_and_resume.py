@@ -115,7 +115,8 @@ def test_osv5m_import_from_zip_archives_and_folders(home: Path, tmp_path: Path) 
         writer = csv.writer(f)
         writer.writerow(["id", "latitude", "longitude", "thumb_original_url", "country", "sequence", "captured_at",
                          "creator_username", "creator_id"])
-        for i, key in enumerate([*ids, "../../etc/passwd"]):  # ids[5] has no image; the last is hostile
+        # ids[5] has no image; ids[0] comes again; the last is hostile
+        for i, key in enumerate([*ids, ids[0], "../../etc/passwd"]):
             writer.writerow([key, 50.05 + i * 0.01, 10.1, "https://example.invalid/x.jpg", "DE", f"q{i % 2}",
                              1_500_000_000, "carol", 7])
     spec = remote_spec({"type": "osv5m", "path": str(metadata), "images": str(images)})
@@ -125,14 +126,29 @@ def test_osv5m_import_from_zip_archives_and_folders(home: Path, tmp_path: Path) 
     raw, rejects = outcomes(layout, spec)
     assert set(raw) == {f"osv5m:{k}" for k in ids[:5]}
     assert {k: v["reason"] for k, v in rejects.items()} == {f"osv5m:{ids[5]}": "image_missing",
+                                                            f"osv5m:{ids[0]}-row-7": "duplicate_id",
                                                             "osv5m:../../etc/passwd": "image_missing"}
     row = raw[f"osv5m:{ids[0]}"]
     assert row["creator"] == "carol" and row["license"] == "CC BY-SA 4.0" and row["sequence_id"] == "osv5m:q0"
     assert row["captured_at"].year == 2017
-    # A refresh lists every finished row by its id alone, and ends with the same files.
+    # A refresh lists the finished rows by id (found by DuckDB, in bulk), and writes no file.
+    stamps = {p: p.stat().st_mtime_ns for p in layout.work.rglob("*") if p.is_file()}
     again = {r: ingest_region(spec, layout, r, log=lambda _: None)["osv5m"] for r in spec.region_names}
-    assert sum(s.already_done for s in again.values()) == 7 and sum(s.ingested for s in again.values()) == 0
+    assert sum(s.already_done for s in again.values()) == 8 and sum(s.ingested for s in again.values()) == 0
+    assert sum(s.accounting.listed for s in again.values()) == 8
     assert outcomes(layout, spec) == (raw, rejects)
+    assert {p: p.stat().st_mtime_ns for p in layout.work.rglob("*") if p.is_file()} == stamps
+
+    # Split into parts, twice: the same rows and rejects, each refresh part listing only its own.
+    split = remote_spec({"type": "osv5m", "path": str(metadata), "images": str(images)}, sub_partitions=3)
+    parts = DatasetLayout(tmp_path / "split", split.name)
+    for _ in range(2):
+        runs = [ingest_region(split, parts, u.region, log=lambda _: None, part=u.part)["osv5m"]
+                for u in split.ingest_units()]
+    assert sum(s.already_done for s in runs) == 8 and all(s.accounting.holds for s in runs)
+    found = [set(pq.read_table(parts.raw_images(u.folder, "osv5m")).column("image_id").to_pylist())
+             for u in split.ingest_units()]
+    assert set().union(*found) == set(raw) and sum(map(len, found)) == len(raw)
 
 
 _CHILD = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from geosolver_data.ingest.candidates import Candidate
+from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
 from geosolver_data.spec import SourceSpec
 
@@ -27,10 +27,11 @@ class Source:
     fetch_policy: FetchPolicy | None = None
     complete = True  # every listing request was answered; False keeps the watermark where it was
     # Ids earlier runs finished, set by the engine before listing: a source may list those as a bare
-    # Candidate(image_id) (all the engine reads of them) instead of building each in full.
+    # Candidate(image_id) (all the engine reads of them), or many at once as FinishedIds, instead of
+    # building each in full.
     finished: set[str] | frozenset[str] = frozenset()
 
-    def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate]:
+    def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate | FinishedIds]:
         raise NotImplementedError
 
     async def refresh_url(self, fetcher: Fetcher, candidate: Candidate) -> str | None:
@@ -41,12 +42,13 @@ class Source:
 class ListedSource(Source):
     """A source whose candidates are known up front (folders, lists, archives)."""
 
-    def __init__(self, items: Iterable[Candidate] | Callable[[set[str] | frozenset[str]], Iterable[Candidate]],
+    def __init__(self, items: Iterable[Candidate] | Callable[[set[str] | frozenset[str]],
+                                                             Iterable[Candidate | FinishedIds]],
                  owns_strays: bool, policy: FetchPolicy | None = None) -> None:
         self.items = items  # or a function of the finished ids that lists them
         self.owns_strays = owns_strays
         self.fetch_policy = policy
 
-    async def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate]:
+    async def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate | FinishedIds]:
         for item in self.items(self.finished) if callable(self.items) else self.items:
             yield item

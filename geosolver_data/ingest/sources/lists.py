@@ -14,6 +14,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from geosolver_data.db import connect
 from geosolver_data.ingest.sources.base import SourceError
 from geosolver_data.spec import Region
@@ -48,6 +51,7 @@ def as_float(value: object) -> float:
 
 
 MALFORMED = "_malformed"  # set on a row DuckDB could not parse: its line number and the error
+DONE = "_done"  # {DONE: [key, ...]}: rows whose key an earlier run finished (see region_rows' `done`)
 ROW = "_row"  # the row's position in the list (1 = the first data row)
 
 
@@ -104,7 +108,7 @@ def pick(columns: Sequence[str], names: Sequence[str], path: Path) -> str:
 
 def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], region: Region,
                 regions: tuple[Region, ...], owns_strays: bool, unique: Sequence[Sequence[str]] = (),
-                keep: Sequence[str] = ()) -> Iterator[dict]:
+                keep: Sequence[str] = (), done: pa.Array | None = None) -> Iterator[dict]:
     """The rows of the list whose point is in `region` (plus strays for their owner), as dicts with
     the list's own column names; coordinates are compared as doubles, bad ones count as strays.
 
@@ -116,7 +120,11 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
 
     With `keep` (column names, any case), only those columns of the list (and the coordinates and
     `unique` columns) are read: a wide list (OSV-5M has 25 columns) then costs DuckDB and Python a
-    fraction of the memory."""
+    fraction of the memory.
+
+    With `done` (keys of the first `unique` column that earlier runs finished), the rows whose key is
+    in it, and that are the first row with that key, come as `{DONE: [key, ...]}` per batch instead of
+    one dict each: a refresh of a million-row list stays in DuckDB and Arrow."""
     if not path.is_file():
         raise SourceError(f"list {path} does not exist")
     con = connect()
@@ -135,11 +143,23 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
     firsts = "".join(f', CASE WHEN coalesce("{c}", \'\') = \'\' THEN NULL ELSE min({ROW}) OVER (PARTITION BY "{c}") '
                      f'END AS "{_first(c)}"' for c in keys)
     # row_number() OVER () numbers the rows in file order (DuckDB keeps the scan's order).
+    flag = ""
+    if done is not None and keys:
+        con.register("done_keys", pa.table({"k": done.cast(pa.string())}))
+        key = f'trim(CAST("{keys[0]}" AS VARCHAR))'
+        flag = (f', coalesce({key} IN (SELECT k FROM done_keys) AND "{_first(keys[0])}" = {ROW}, false) AS {DONE}, '
+                f'{key} AS {DONE}_key')
     query = (f"WITH listed AS (SELECT {selected}, row_number() OVER () AS {ROW} FROM {source}), "
-             f"marked AS (SELECT *{firsts} FROM listed) SELECT * FROM marked WHERE {mine} ORDER BY {ROW}")
+             f"marked AS (SELECT *{firsts} FROM listed) SELECT *{flag} FROM marked WHERE {mine} ORDER BY {ROW}")
     reader = con.sql(query, params=[str(path)]).to_arrow_reader(4096)
     for batch in reader:
-        yield from batch.to_pylist()
+        if not flag:
+            yield from batch.to_pylist()
+            continue
+        mask = batch.column(DONE)
+        if pc.any(mask).as_py():
+            yield {DONE: batch.column(f"{DONE}_key").filter(mask).to_pylist()}
+        yield from batch.filter(pc.invert(mask)).drop_columns([DONE, f"{DONE}_key"]).to_pylist()
     if is_csv and owns_strays:
         errors = con.execute(
             "SELECT line, first(error_type ORDER BY column_idx), first(error_message ORDER BY column_idx) "

@@ -13,9 +13,11 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from geosolver_data.ingest.candidates import Candidate
+import pyarrow as pa
+
+from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.sources.base import SourceError
-from geosolver_data.ingest.sources.lists import MALFORMED, ROW, as_float, first_of, parse_time, region_rows
+from geosolver_data.ingest.sources.lists import DONE, MALFORMED, ROW, as_float, first_of, parse_time, region_rows
 from geosolver_data.spec import Region, SourceSpec
 
 LICENSE = "CC BY-SA 4.0"
@@ -42,16 +44,22 @@ def image_index(root: Path) -> dict[str, Location]:
     return index
 
 
-def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...],
-                     owns_strays: bool, finished: set[str] | frozenset[str] = frozenset()) -> Iterator[Candidate]:
+def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...], owns_strays: bool,
+                     finished: set[str] | frozenset[str] = frozenset()) -> Iterator[Candidate | FinishedIds]:
     """One candidate per metadata row; a malformed row, a row without an id or one that repeats an
-    earlier row's id is rejected with its reason (every row accounted for). A row an earlier run
-    finished is listed by its id alone: a refresh of millions of rows builds nothing else."""
+    earlier row's id is rejected with its reason (every row accounted for). Rows an earlier run
+    finished are listed by id, a batch at a time, found by DuckDB: a refresh of millions of rows
+    builds nothing else."""
     index = image_index(Path(src.images).expanduser())
     label = src.label
+    prefix = f"{label}:"
+    done = pa.array([i[len(prefix):] for i in finished if i.startswith(prefix)], pa.string()) if finished else None
     rows = region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays,
-                       unique=(("id",),), keep=USED_COLUMNS)
+                       unique=(("id",),), keep=USED_COLUMNS, done=done)
     for row in rows:
+        if DONE in row:
+            yield FinishedIds([prefix + key for key in row[DONE]])
+            continue
         if MALFORMED in row:
             line, error = row[MALFORMED]
             yield Candidate(f"{src.label}:malformed-line-{line}", rejected="malformed_row",
