@@ -14,6 +14,12 @@ import pytest
 TINY_SPEC = Path(__file__).parent / "specs" / "tiny.yaml"
 os.environ["GEOSOLVER_SPEC"] = str(TINY_SPEC)
 os.environ.pop("GEOSOLVER_HOME", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one xdist worker per core: each worker's torch (and the Dagster runs it starts)
+    # gets its share of the cores, so two workers of two threads each do not thrash two cores. Set
+    # before anything imports torch.
+    share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
 
 
 @pytest.fixture
