@@ -18,7 +18,8 @@ def dataset_jobs(scope: Scope, built: DatasetAssets) -> tuple[UnresolvedAssetJob
     ingest = dg.AssetSelection.assets(built.raw_images)
     return (
         dg.define_asset_job(scope.name("ingest"), selection=ingest,
-                            description="Ingest one region (a partition) of every source."),
+                            description="Ingest one region (a partition; with sub_partitions, one part of a "
+                                        "region) of every source."),
         dg.define_asset_job(scope.name("build"), selection=ingest.downstream() - ingest,
                             description="Everything after ingest: dedup, cells, balance, shards, fine-tuning, "
                                         "evaluation, indexes.", executor_def=build_executor()),
