@@ -16,11 +16,19 @@ from geosolver_data.store.mirror import working_home
 from geosolver_model.config import load_spec
 
 
+def _require_image_index(home: Home, version: str | None) -> None:
+    """ArtifactMissing at once when the index to load is not there, before torch is imported (~10 s)."""
+    shelf = home.indexes("image")
+    shelf.get(version) if version else shelf.latest()
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
+    home = Home(working_home(args.home))
+    _require_image_index(home, args.index)
     from geosolver_model.locate import Locator
 
     neighbours = load_spec(args.spec).index.neighbours
-    locator = Locator.open(Home(working_home(args.home)), args.index)
+    locator = Locator.open(home, args.index)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -96,11 +104,16 @@ def cmd_play(args: argparse.Namespace) -> None:
     import asyncio
     import contextlib
 
+    home = Home(working_home(args.home))
+    try:
+        _require_image_index(home, args.index)
+    except ArtifactMissing as exc:
+        sys.exit(f"geosolver: {exc}: materialise the model and index assets first (make run)")
     from geosolver_model.play.library import Library, NotPlayable
     from geosolver_model.play.server import PlaySettings, serve
 
     try:
-        library = Library.open(Home(working_home(args.home)), args.index)
+        library = Library.open(home, args.index)
     except NotPlayable as exc:
         sys.exit(f"geosolver: {exc}")
     settings = PlaySettings(args.host, args.port, args.max_upload_mb, args.top_k, args.seed)
