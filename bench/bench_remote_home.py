@@ -15,28 +15,17 @@ Run from the repo root: .venv/bin/python -m bench.bench_remote_home [--spec geos
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.bench_fetch import emit, free_port
 from geosolver_data import stages
 from geosolver_data.spec import DatasetSpec, load_spec
 from geosolver_data.store.home import DatasetLayout
 from geosolver_data.store.mirror import Mirror
-
-
-def emit(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pod(uri: str, cache: Path) -> Mirror:
@@ -87,7 +76,6 @@ def main() -> None:
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
     s3fs.S3FileSystem().mkdir("bench")
     uri = "s3://bench/home"
-    synthetic = [s.label for s in spec.sources if s.type == "synthetic" and not s.path]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -95,7 +83,7 @@ def main() -> None:
             for n, unit in enumerate([*units, units[0]]):
                 refresh = n == len(units)
                 before = whole_home_pull(uri, root / f"before-{n}")
-                reads = tuple(DatasetLayout(Path("/"), spec.name).ingest_reads(unit, synthetic))
+                reads = tuple(DatasetLayout(Path("/"), spec.name).ingest_reads(unit, spec.sources))
                 name = f"{'refresh' if refresh else 'ingest'} {unit.name}"
                 after = step(uri, root / f"pod-{n}", name, reads, lambda layout, u=unit: stages.ingest_region(
                     spec, layout, u.region, log=lambda _: None, part=u.part), spec)

@@ -56,8 +56,7 @@ class GeosolverResource(dg.ConfigurableResource):
     def pull_region(self, spec: Spec, unit: IngestUnit) -> None:
         """What an ingest of one region (or part) reads, and nothing of the other regions or parts."""
         layout = DatasetLayout(Path(geosolver_home(self.setting())), spec.name)
-        self._pull(tuple(layout.ingest_reads(unit, [s.label for s in spec.sources if s.type == "synthetic"
-                                                     and not s.path])))
+        self._pull(tuple(layout.ingest_reads(unit, spec.sources)))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._mirror is not None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geosolver_data.ingest.parts import IngestUnit
 from geosolver_data.store.artifact import Shelf
 from geosolver_data.store.mirror import cache_root, is_remote
+
+if TYPE_CHECKING:
+    from geosolver_data.spec import SourceSpec
 
 HOME_ENV = "GEOSOLVER_HOME"
 
@@ -56,11 +61,12 @@ class DatasetLayout:
         """Every work folder one region's (or part's) ingest reads and writes, and nothing of another."""
         return [self.work / kind / region for kind in self.REGION_KINDS]
 
-    def ingest_reads(self, unit: IngestUnit, synthetic_sources: list[str]) -> list[str]:
+    def ingest_reads(self, unit: IngestUnit, sources: Sequence[SourceSpec]) -> list[str]:
         """What an ingest of one region (or part) reads, relative to the home, and nothing of the other
-        regions or parts: its work folders, and the demo photos of its synthetic sources (per region)."""
-        folders = [*self.region_dirs(unit.folder), *(self.synthetic_root / s / unit.region for s in synthetic_sources)]
-        return [f.relative_to(self.home).as_posix() for f in folders]
+        regions or parts: its work folders, and the region's demo photos of the synthetic sources that
+        write them under the home."""
+        photos = [self.synthetic_photos(s.label) / unit.region for s in sources if s.type == "synthetic" and not s.path]
+        return [f.relative_to(self.home).as_posix() for f in (*self.region_dirs(unit.folder), *photos)]
 
     def ingest_only(self) -> list[str]:
         """What only ingest reads (ledgers, listings, demo photos), relative to the home: the steps
@@ -89,6 +95,10 @@ class DatasetLayout:
     @property
     def synthetic_root(self) -> Path:
         return self.home / "synthetic" / self.name
+
+    def synthetic_photos(self, source: str) -> Path:
+        """Where a `synthetic` source without a `path` writes its demo photos, one folder per region."""
+        return self.synthetic_root / source
 
     @property
     def dedup_kept(self) -> Path:
