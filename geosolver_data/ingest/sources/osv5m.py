@@ -51,8 +51,7 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
     finished are listed by id, a batch at a time, found by DuckDB: a refresh of millions of rows
     builds nothing else."""
     index = image_index(Path(src.images).expanduser())
-    label = src.label
-    prefix = f"{label}:"
+    prefix = f"{src.label}:"
     done = pa.array([i[len(prefix):] for i in finished if i.startswith(prefix)], pa.string()) if finished else None
     rows = region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays,
                        unique=(("id",),), keep=USED_COLUMNS, done=done)
@@ -67,9 +66,6 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
             continue
         key = str(row.get("id") or "").strip()
         repeats = first_of(row, "id" if "id" in row else None)
-        if key and repeats is None and f"{label}:{key}" in finished:
-            yield Candidate(f"{label}:{key}")
-            continue
         lat, lon = as_float(row.get("latitude")), as_float(row.get("longitude"))
         if not key or repeats is not None:
             reason, detail = ("missing_id", "the row has no id") if not key else (
