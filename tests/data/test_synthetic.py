@@ -32,6 +32,18 @@ def test_synthesis_is_deterministic_and_idempotent(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("a/.staging-*"))
 
 
+# The files this generator wrote before it painted on threads (issue #14, item 7), for these parameters:
+# parallel painting must not change a byte of the demo (its dataset version depends on them).
+BEFORE_THREADS = "5d2be71e7239f1f9a2c7129f06d4b4defd9faaae3d9189f83c748d7e04c6dd90"
+
+
+def test_painting_on_threads_writes_the_same_bytes_as_before(tmp_path: Path) -> None:
+    src = SourceSpec(type="synthetic", per_region=20, seed=5, same_place_share=0.3)
+    one = synthesize_region(tmp_path / "one", EUROPE, (EUROPE, ASIA), src, threads=1)
+    four = synthesize_region(tmp_path / "four", EUROPE, (EUROPE, ASIA), src, threads=4)
+    assert _digest(one) == _digest(four) == BEFORE_THREADS
+
+
 def test_other_parameters_rebuild_the_folder(tmp_path: Path) -> None:
     a = synthesize_region(tmp_path, EUROPE, (EUROPE,), SRC)
     first = _digest(a)

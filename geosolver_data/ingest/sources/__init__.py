@@ -50,7 +50,7 @@ class Opening:
 
 def _synthetic(o: Opening) -> Source:
     root = Path(o.src.path) if o.src.path else o.layout.synthetic_photos(o.src.label)
-    synthesize_region(root, o.box, o.spec.regions, o.src)
+    synthesize_region(root, o.box, o.spec.regions, o.src, threads=o.spec.workers)
     return ListedSource(local_candidates(list_photos(root, o.src.label, "folder", under=o.region)), True)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from PIL import Image, ImageEnhance
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.ingest.exif import make_exif
-from geosolver_data.ingest.sources.scene import render_scene
+from geosolver_data.ingest.sources.scene import SceneDraws, draw_scene, paint_scene, render_scene
 from geosolver_data.spec import Region, SourceSpec
 from geosolver_data.store.atomic import publish_dir, staging_dir
 
@@ -50,19 +52,61 @@ def _offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[floa
     return lat + north_m / 111_320.0, lon + east_m / (111_320.0 * max(0.05, math.cos(math.radians(lat))))
 
 
-def _save(image: Image.Image, path: Path, lat: float, lon: float, when: datetime, rng: np.random.Generator) -> None:
-    """Save as a camera would: mostly JPEG, some PNG/WebP, some stored rotated with an orientation tag."""
-    orientation = 1
-    if rng.random() < 0.1:
+def _camera(rng: np.random.Generator) -> tuple[bool, str]:
+    """How a camera stores a frame: some stored rotated with an orientation tag; mostly JPEG, some
+    PNG/WebP. Drawn in sequence, right after the scene's own draws."""
+    rotated = rng.random() < 0.1
+    kind = rng.random()
+    return rotated, ".png" if kind < 0.1 else ".webp" if kind < 0.2 else ".jpg"
+
+
+def _paint_and_save(path: Path, lat: float, lon: float, country: str, draws: SceneDraws, rotated: bool,
+                    when: datetime) -> None:
+    """Paint a drawn scene and save it as a camera would (no random draw: safe on any thread)."""
+    image, orientation = paint_scene(lat, lon, country, draws), 1
+    if rotated:
         image, orientation = image.transpose(Image.Transpose.ROTATE_90), 6  # 6: rotate 90 CW to view
     exif = make_exif(lat, lon, when, orientation)
-    kind = rng.random()
-    if kind < 0.1:
-        image.save(path.with_suffix(".png"), "PNG", exif=exif)
-    elif kind < 0.2:
-        image.save(path.with_suffix(".webp"), "WEBP", exif=exif, quality=92)
+    if path.suffix == ".png":
+        image.save(path, "PNG", exif=exif)
+    elif path.suffix == ".webp":
+        image.save(path, "WEBP", exif=exif, quality=92)
     else:
-        image.save(path.with_suffix(".jpg"), "JPEG", exif=exif, quality=92)
+        image.save(path, "JPEG", exif=exif, quality=92)
+
+
+class _Painters:
+    """Paints and saves scenes on threads while the caller draws the next ones.
+
+    The random draws must stay in one sequence (same seed, same bytes), but painting and encoding
+    (PNG and WebP above all) are most of a scene's cost, and numpy and Pillow release the GIL for
+    them, so threads share the work across cores without copying any pixels between processes.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="synthetic")
+        self.pending: list[Future[None]] = []
+
+    def frame(self, path: Path, lat: float, lon: float, country: str, population: int, when: datetime,
+              rng: np.random.Generator) -> Path:
+        """Draw one frame now, paint and save it later; returns the path it will have."""
+        draws = draw_scene(population, rng)
+        rotated, suffix = _camera(rng)
+        path = path.with_suffix(suffix)
+        self.pending.append(self.pool.submit(_paint_and_save, path, lat, lon, country, draws, rotated, when))
+        if len(self.pending) > 64:  # bound the drawn frames held in memory (each ~5 MB of noise)
+            self.pending.pop(0).result()
+        return path
+
+    def wait(self) -> None:
+        """Every frame submitted so far is on disk (or its error is raised)."""
+        while self.pending:
+            self.pending.pop(0).result()
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
 
 
 def _write_broken(folder: Path, scene: Image.Image, region: Region, when: datetime) -> None:
@@ -78,21 +122,19 @@ def _write_broken(folder: Path, scene: Image.Image, region: Region, when: dateti
 
 
 def _write_sequence(folder: Path, lat: float, lon: float, country: str, population: int,
-                    src: SourceSpec, rng: np.random.Generator) -> list[Path]:
+                    src: SourceSpec, rng: np.random.Generator, painters: _Painters) -> list[Path]:
     folder.mkdir(parents=True)
     when = _EPOCH + timedelta(seconds=int(rng.integers(0, 9 * 365 * 86400)))
     bearing = rng.uniform(0, 2 * math.pi)
     written = []
     for step in range(int(rng.integers(1, 5))):
         plat, plon = _offset(lat, lon, 25.0 * step * math.cos(bearing), 25.0 * step * math.sin(bearing))
-        path = folder / f"{step:03d}"
-        _save(render_scene(plat, plon, country, population, rng), path, plat, plon,
-              when + timedelta(seconds=5 * step), rng)
-        written.append(next(folder.glob(f"{step:03d}.*")))
+        written.append(painters.frame(folder / f"{step:03d}", plat, plon, country, population,
+                                      when + timedelta(seconds=5 * step), rng))
         if rng.random() < src.same_place_share:  # the car stood still: another frame 1-3 m away
             slat, slon = _offset(plat, plon, rng.uniform(1, 3), 0.0)
-            _save(render_scene(slat, slon, country, population, rng), folder / f"{step:03d}b", slat, slon,
-                  when + timedelta(seconds=5 * step + 1), rng)
+            painters.frame(folder / f"{step:03d}b", slat, slon, country, population,
+                           when + timedelta(seconds=5 * step + 1), rng)
     return written
 
 
@@ -115,11 +157,13 @@ def _plant_duplicates(root: Path, originals: list[Path], src: SourceSpec, rng: n
             near.save(dup_dir / f"near_{k:04d}.jpg", "JPEG", quality=int(rng.integers(70, 85)), exif=exif)
 
 
-def synthesize_region(root: Path, region: Region, regions: tuple[Region, ...], src: SourceSpec) -> Path:
+def synthesize_region(root: Path, region: Region, regions: tuple[Region, ...], src: SourceSpec,
+                      threads: int = 0) -> Path:
     """Write (once) the synthetic photos of one region under root/<region>; returns that folder.
 
-    Deterministic in (seed, region, parameters); published atomically, so a crash mid-write leaves
-    nothing half-done and a rerun rewrites it from scratch.
+    Deterministic in (seed, region, parameters), whatever `threads` paint (0: one per core);
+    published atomically, so a crash mid-write leaves nothing half-done and a rerun rewrites it
+    from scratch.
     """
     final = root / region.name
     params = {"seed": src.seed, "per_region": src.per_region, "bbox": list(region.bbox),
@@ -138,13 +182,18 @@ def synthesize_region(root: Path, region: Region, regions: tuple[Region, ...], s
     staging = staging_dir(root)
     originals: list[Path] = []
     per_sequence = 2.5  # mean images per sequence
-    for s in range(max(1, round(src.per_region / per_sequence))):
-        p = int(rng.choice(candidates, p=weights / weights.sum()))
-        lat, lon = _offset(gaz.lat[p], gaz.lon[p], rng.normal(0, 1500), rng.normal(0, 1500))
-        lat = float(np.clip(lat, region.bbox[1], region.bbox[3]))
-        lon = float(np.clip(lon, region.bbox[0], region.bbox[2]))
-        originals += _write_sequence(staging / f"seq_{s:05d}", lat, lon, str(gaz.country[p]),
-                                     int(gaz.population[p]), src, rng)
+    painters = _Painters(threads or os.cpu_count() or 1)
+    try:
+        for s in range(max(1, round(src.per_region / per_sequence))):
+            p = int(rng.choice(candidates, p=weights / weights.sum()))
+            lat, lon = _offset(gaz.lat[p], gaz.lon[p], rng.normal(0, 1500), rng.normal(0, 1500))
+            lat = float(np.clip(lat, region.bbox[1], region.bbox[3]))
+            lon = float(np.clip(lon, region.bbox[0], region.bbox[2]))
+            originals += _write_sequence(staging / f"seq_{s:05d}", lat, lon, str(gaz.country[p]),
+                                         int(gaz.population[p]), src, rng, painters)
+        painters.wait()  # the duplicates are made from the originals' files
+    finally:
+        painters.close()
     _plant_duplicates(staging, originals, src, rng)
     _write_broken(staging / "broken", render_scene(0, 0, "XX", 10, rng), region, _EPOCH)
     (staging / _COMPLETE).write_text(json.dumps(params))
