@@ -38,11 +38,12 @@ init: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(DAGSTER) instance migrate > /dev/null
 
 # The named jobs, so the runs show in the UI as `ingest` (one per region, or region part) and `build`.
+# Ingest partitions share nothing (each has its own ledger and folders), so two run at once, as many
+# as dagster.yaml's max_concurrent_runs lets a backfill run: one run's start-up overlaps the other's
+# image work. xargs exits non-zero when any run fails, and then `build` does not start.
 run: init
-	@for key in $$($(BIN)/geosolver partitions); do \
-		echo "== ingest[$$key]"; \
-		$(DG) launch --job ingest --partition "$$key" || exit 1; \
-	done
+	@keys=$$($(BIN)/geosolver partitions) && printf '%s\n' $$keys | \
+		xargs -P 2 -I {} sh -c 'echo "== ingest[{}]"; $(DG) launch --job ingest --partition "{}"'
 	$(DG) launch --job build
 	$(BIN)/geosolver show
 
