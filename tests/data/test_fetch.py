@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, retry_after_seconds, where
+from geosolver_data.ingest.fetch import (
+    Fetcher,
+    FetchError,
+    FetchPolicy,
+    environment_configures_http,
+    retry_after_seconds,
+    where,
+)
 from geosolver_data.schemas import retry_class
 from tests.fakes.imagery import FakeImage, Imagery, jpeg_bytes
 from tests.fakes.server import LoopbackServer
@@ -142,3 +150,38 @@ def test_helpers() -> None:
     assert retry_after_seconds("7") == 7.0 and retry_after_seconds(None) is None
     assert 0 <= retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # type: ignore[operator]
     assert where("https://cdn.example/t/1.jpg?sig=abc&exp=1#x") == "https://cdn.example/t/1.jpg"  # no signature
+
+
+def test_proxies_and_netrc_from_the_environment_are_used_only_when_configured(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A real HTTP proxy on loopback (it answers every request itself, with the URL it was asked
+    for): with HTTP_PROXY set, a download of a host that does not exist goes through it; netrc
+    credentials reach the host. With neither configured, aiohttp's per-request lookups are off."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    assert not environment_configures_http()
+    asked: list[tuple[str, str | None]] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        asked.append((str(request.url), request.headers.get("Authorization")))
+        return web.Response(body=jpeg_bytes(7), content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", proxy)
+    with LoopbackServer(app) as server:
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+        assert environment_configures_http()
+        body = asyncio.run(_get("http://images.example.invalid/a.jpg"))
+        assert body[:3] == b"\xff\xd8\xff"
+        assert asked == [("http://images.example.invalid/a.jpg", None)]
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine images.example.invalid login user password secret\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        asyncio.run(_get("http://images.example.invalid/b.jpg"))
+        assert asked[-1][1] is not None and asked[-1][1].startswith("Basic ")
+    monkeypatch.delenv("HTTP_PROXY")
+    assert environment_configures_http()  # the netrc file alone turns the lookups on
