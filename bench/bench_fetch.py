@@ -16,6 +16,10 @@ kept; JPEG quality 90; Parquet out):
     of N / (2 x processes) samples so that every process has work (its default of 10,000 samples per
     shard would leave one process idle below 10,000 images). From its own virtual environment: its
     pins clash with ours (python3 -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset).
+  * Both run with Python's bytecode cache on, as on a user's machine: PYTHONDONTWRITEBYTECODE (set on
+    some CI images) is dropped from their environment, and our sources are compiled once beforehand,
+    as a non-editable install would have them (img2dataset's are, by pip). Without this, each of the
+    processes of a Dagster run compiles the project's modules from source again.
   * The box's decode limits, measured in the same run on the same photos: Pillow's full decode and
     its draft decode (libjpeg DCT scaling to the smallest size >= 336 px on the short side, what
     Geosolver uses) per core, times the cores.
@@ -27,6 +31,7 @@ Prints one JSON line per figure, then a summary table.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import csv
 import io
@@ -55,6 +60,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SHORT_SIDE = 336
 QUALITY = 90
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """This environment as a user's shell has it: bytecode cache on (see the module docstring)."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, **extra}
 
 
 def emit(**fields: object) -> None:
@@ -138,8 +148,7 @@ def run_geosolver(listing: Path, root: Path, cores: int, sub_partitions: int = 1
     dagster_home = root / "dagster"
     dagster_home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "GEOSOLVER_HOME": str(root / "home"),
-           "GEOSOLVER_SPEC": str(spec)}
+    env = user_env(DAGSTER_HOME=str(dagster_home), GEOSOLVER_HOME=str(root / "home"), GEOSOLVER_SPEC=str(spec))
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
     units = load_spec(spec).ingest_units()
     walls = []
@@ -168,7 +177,7 @@ def run_img2dataset(exe: str, listing: Path, out: Path, cores: int, n: int) -> d
            "--processes_count", str(cores), "--thread_count", "64", "--number_sample_per_shard", str(per_shard),
            "--enable_wandb", "False"]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=user_env())
     wall = time.perf_counter() - start
     stored = sum(json.loads(p.read_text()).get("successes", 0) for p in out.glob("*_stats.json"))
     return {"wall_s": wall, "stored": stored, "shards": len(list(out.glob("*.parquet")))}
@@ -200,6 +209,8 @@ def main() -> None:
                         help="image server processes sharing the port (default: one per 4 cores)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    compileall.compile_dir(ROOT / "geosolver_data", quiet=1)
+    compileall.compile_dir(ROOT / "pipelines", quiet=1)
     folder = photo_folder(args.images, args.cache)
     with image_servers(folder, args.images, args.server_processes) as base:
         rows = compare(args, folder, base, cores)
