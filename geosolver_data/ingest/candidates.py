@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from geosolver_data.ingest.archives import MemberAt
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -18,6 +20,7 @@ class Candidate:
     url: str | None = None  # fetched over http(s); may be signed, so it is never stored
     path: str | None = None  # a local file, or the zip archive holding `member`
     member: str | None = None
+    member_at: MemberAt | None = None  # where the member's bytes lie in the archive (read without zipfile)
     captured_at: datetime | None = None
     sequence_id: str | None = None
     license: str | None = None

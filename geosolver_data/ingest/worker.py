@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from geosolver_data.geo import invalid_coordinate_reason
+from geosolver_data.ingest.archives import read_member
 from geosolver_data.ingest.candidates import Candidate
 from geosolver_data.ingest.exif import read_captured_at, read_gps
 from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
@@ -154,20 +156,21 @@ def ingest_file(task: IngestTask, c: Candidate) -> Outcome:
     return _row(task, c, lat, lon, captured_at, done)
 
 
-_ZIPS: dict[str, zipfile.ZipFile] = {}
+_ARCHIVES: dict[str, int] = {}  # archive path -> an open file descriptor, kept for the worker's life
 
 
 def ingest_member(task: IngestTask, c: Candidate) -> Outcome:
-    """A member of a zip archive (OSV-5M ships its images so); archives stay open per worker."""
-    assert c.path is not None and c.member is not None
+    """A member of a zip archive (OSV-5M ships its images so), read at the offset the index holds."""
+    assert c.path is not None and c.member_at is not None
+    if c.member_at.size > task.image.max_file_bytes:
+        return reject(task, c.image_id, "too_large", f"{c.member_at.size} bytes", routed=True)
     try:
-        archive = _ZIPS.get(c.path) or _ZIPS.setdefault(c.path, zipfile.ZipFile(c.path))
-        info = archive.getinfo(c.member)
-        if info.file_size > task.image.max_file_bytes:
-            return reject(task, c.image_id, "too_large", f"{info.file_size} bytes", routed=True)
-        data = archive.read(info)
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        return reject(task, c.image_id, "unreadable_file", str(exc)[:200], routed=True)
+        fd = _ARCHIVES.get(c.path)
+        if fd is None:
+            fd = _ARCHIVES[c.path] = os.open(c.path, os.O_RDONLY)
+        data = read_member(fd, c.member_at)
+    except (OSError, zipfile.BadZipFile, zlib.error) as exc:
+        return reject(task, c.image_id, "unreadable_file", f"{c.member}: {exc}"[:200], routed=True)
     return ingest_bytes(task, c, data)
 
 
@@ -302,7 +305,7 @@ def work_batch(batch: list[Candidate], drain: bool = False) -> tuple[list[tuple[
         _PENDING.update({_NET.get(c.url): (c, 0) for c in batch if c.url})
     for c in batch:  # files and archive members while the downloads run
         if not c.url:
-            handle = (lambda c=c: ingest_member(task, c)) if c.member else (lambda c=c: ingest_file(task, c))
+            handle = (lambda c=c: ingest_member(task, c)) if c.member_at else (lambda c=c: ingest_file(task, c))
             results.append((c.image_id, guarded(task, c, handle)))
     if _NET is not None:
         results.extend((c.image_id, outcome) for c, outcome in _finished(task, _NET, drain))

@@ -108,7 +108,8 @@ def pick(columns: Sequence[str], names: Sequence[str], path: Path) -> str:
 
 def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], region: Region,
                 regions: tuple[Region, ...], owns_strays: bool, unique: Sequence[Sequence[str]] = (),
-                keep: Sequence[str] = (), done: pa.Array | None = None) -> Iterator[dict]:
+                keep: Sequence[str] = (), done: pa.Array | None = None,
+                lookup: pa.Table | None = None) -> Iterator[dict]:
     """The rows of the list whose point is in `region` (plus strays for their owner), as dicts with
     the list's own column names; coordinates are compared as doubles, bad ones count as strays.
 
@@ -124,7 +125,11 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
 
     With `done` (keys of the first `unique` column that earlier runs finished), the rows whose key is
     in it, and that are the first row with that key, come as `{DONE: [key, ...]}` per batch instead of
-    one dict each: a refresh of a million-row list stays in DuckDB and Arrow."""
+    one dict each: a refresh of a million-row list stays in DuckDB and Arrow.
+
+    With `lookup` (a table whose column `key` holds keys of the first `unique` column, each once),
+    every row carries the lookup's other columns for its key (nulls when it has none): a join in
+    DuckDB, where a dict of millions of keys would cost Python gigabytes."""
     if not path.is_file():
         raise SourceError(f"list {path} does not exist")
     con = connect()
@@ -149,8 +154,14 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
         key = f'trim(CAST("{keys[0]}" AS VARCHAR))'
         flag = (f', coalesce({key} IN (SELECT k FROM done_keys) AND "{_first(keys[0])}" = {ROW}, false) AS {DONE}, '
                 f'{key} AS {DONE}_key')
+    joined, extra = "marked", ""
+    if lookup is not None and keys:
+        con.register("lookup_keys", lookup)
+        joined = f'marked LEFT JOIN lookup_keys ON lookup_keys."key" = trim(CAST("{keys[0]}" AS VARCHAR))'
+        extra = "".join(f', lookup_keys."{c}"' for c in lookup.column_names if c != "key")
     query = (f"WITH listed AS (SELECT {selected}, row_number() OVER () AS {ROW} FROM {source}), "
-             f"marked AS (SELECT *{firsts} FROM listed) SELECT *{flag} FROM marked WHERE {mine} ORDER BY {ROW}")
+             f"marked AS (SELECT *{firsts} FROM listed) SELECT marked.*{flag}{extra} FROM {joined} "
+             f"WHERE {mine} ORDER BY {ROW}")
     reader = con.sql(query, params=[str(path)]).to_arrow_reader(4096)
     for batch in reader:
         if not flag:

@@ -2,19 +2,19 @@
 
 The CSV (train.csv / test.csv) has id, latitude, longitude, country, sequence, captured_at,
 creator_username, …; the images are `<id>.jpg`, loose in a folder tree or inside the dataset's
-zip archives (images/train/00.zip …). Ids are only looked up in an index of what is on disk, so
-no path from the metadata is ever opened. Licence: CC BY-SA 4.0 (the images come from Mapillary).
+zip archives (images/train/00.zip …). Ids are only looked up in an index of what is on disk (an
+Arrow table that DuckDB joins to the metadata: archives.py), so no path from the metadata is ever
+opened. Licence: CC BY-SA 4.0 (the images come from Mapillary).
 """
 
 from __future__ import annotations
 
-import os
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
+from geosolver_data.ingest.archives import MemberAt, image_index
 from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.sources.base import SourceError
 from geosolver_data.ingest.sources.lists import DONE, MALFORMED, ROW, as_float, first_of, parse_time, region_rows
@@ -22,26 +22,6 @@ from geosolver_data.spec import Region, SourceSpec
 
 LICENSE = "CC BY-SA 4.0"
 USED_COLUMNS = ("id", "latitude", "longitude", "sequence", "captured_at", "creator_username")  # of its 25
-Location = tuple[str, str | None]  # (file or archive, member)
-
-
-def image_index(root: Path) -> dict[str, Location]:
-    """id -> where its JPEG is: `<id>.jpg` files anywhere under root, and members of *.zip files."""
-    if not root.is_dir():
-        raise SourceError(f"osv5m images folder {root} does not exist")
-    index: dict[str, Location] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if name.lower().endswith(".jpg"):
-                index.setdefault(name[:-4], (str(path), None))
-            elif name.lower().endswith(".zip"):
-                with zipfile.ZipFile(path) as archive:
-                    for member in archive.namelist():
-                        if member.lower().endswith(".jpg"):
-                            index.setdefault(Path(member).name[:-4], (str(path), member))
-    return index
 
 
 def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...], owns_strays: bool,
@@ -50,11 +30,13 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
     earlier row's id is rejected with its reason (every row accounted for). Rows an earlier run
     finished are listed by id, a batch at a time, found by DuckDB: a refresh of millions of rows
     builds nothing else."""
-    index = image_index(Path(src.images).expanduser())
+    images = Path(src.images).expanduser()
+    if not images.is_dir():
+        raise SourceError(f"osv5m images folder {images} does not exist")
     prefix = f"{src.label}:"
     done = pa.array([i[len(prefix):] for i in finished if i.startswith(prefix)], pa.string()) if finished else None
     rows = region_rows(Path(src.path).expanduser(), ("latitude",), ("longitude",), region, regions, owns_strays,
-                       unique=(("id",),), keep=USED_COLUMNS, done=done)
+                       unique=(("id",),), keep=USED_COLUMNS, done=done, lookup=image_index(images))
     for row in rows:
         if DONE in row:
             yield FinishedIds([prefix + key for key in row[DONE]])
@@ -72,14 +54,16 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
                 "duplicate_id", f"the id of row {repeats} again")
             yield Candidate(f"{src.label}:{key}-row-{row[ROW]}", lat, lon, rejected=reason, detail=detail)
             continue
-        where = index.get(key)
-        if where is None:
+        if row.get("_path") is None:
             yield Candidate(f"{src.label}:{key}", lat, lon, rejected="image_missing",
                             detail=f"no {key}.jpg under the images folder")
             continue
         sequence = row.get("sequence")
+        member_at = None if row["_member"] is None else MemberAt(
+            row["_offset"], row["_packed"], row["_size"], row["_method"], row["_crc"])
         yield Candidate(
-            image_id=f"{src.label}:{key}", lat=lat, lon=lon, path=where[0], member=where[1],
-            captured_at=parse_time(row.get("captured_at")), sequence_id=f"{src.label}:{sequence}" if sequence else None,
-            license=LICENSE, creator=row.get("creator_username") or None,
+            image_id=f"{src.label}:{key}", lat=lat, lon=lon, path=row["_path"], member=row["_member"],
+            member_at=member_at, captured_at=parse_time(row.get("captured_at")),
+            sequence_id=f"{src.label}:{sequence}" if sequence else None, license=LICENSE,
+            creator=row.get("creator_username") or None,
         )
