@@ -86,6 +86,7 @@ class _Painters:
     def __init__(self, threads: int) -> None:
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="synthetic")
         self.pending: list[Future[None]] = []
+        self.limit = 4 * max(1, threads)  # frames drawn and not yet saved (each holds ~5 MB of noise)
 
     def frame(self, path: Path, lat: float, lon: float, country: str, population: int, when: datetime,
               rng: np.random.Generator) -> Path:
@@ -94,7 +95,7 @@ class _Painters:
         rotated, suffix = _camera(rng)
         path = path.with_suffix(suffix)
         self.pending.append(self.pool.submit(_paint_and_save, path, lat, lon, country, draws, rotated, when))
-        if len(self.pending) > 64:  # bound the drawn frames held in memory (each ~5 MB of noise)
+        if len(self.pending) > self.limit:
             self.pending.pop(0).result()
         return path
 
