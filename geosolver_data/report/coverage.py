@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt
 import numpy as np
 
 from geosolver_data.gazetteer import load_gazetteer
+
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+
+
+def _pyplot() -> ModuleType:
+    """matplotlib, imported when a map is drawn: every process that loads the code location (an
+    ingest run too) would otherwise pay its ~0.25 s import."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    import matplotlib.pyplot as plt
+
+    return plt
 
 _COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#d62728"}
 
@@ -18,7 +30,7 @@ _COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#d62728"}
 def world_axes() -> tuple[plt.Figure, plt.Axes]:
     """A world map; populated places in grey stand in for coastlines (offline)."""
     gaz = load_gazetteer()
-    fig, ax = plt.subplots(figsize=(12, 6), dpi=100)
+    fig, ax = _pyplot().subplots(figsize=(12, 6), dpi=100)
     ax.scatter(gaz.lon[::2], gaz.lat[::2], s=0.3, c="#d0d0d0", linewidths=0, rasterized=True)
     ax.set_xlim(-180, 180)
     ax.set_ylim(-90, 90)
@@ -34,7 +46,7 @@ def save(fig: plt.Figure, ax: plt.Axes, title: str, out: Path) -> Path:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
-    plt.close(fig)
+    _pyplot().close(fig)
     return out
 
 
