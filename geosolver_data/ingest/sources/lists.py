@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -53,6 +54,7 @@ def as_float(value: object) -> float:
 MALFORMED = "_malformed"  # set on a row DuckDB could not parse: its line number and the error
 DONE = "_done"  # {DONE: [key, ...]}: rows whose key an earlier run finished (see region_rows' `done`)
 ROW = "_row"  # the row's position in the list (1 = the first data row)
+LOOKUP = "_lookup"  # the row number of the `lookup` table that matched (see region_rows)
 
 
 def _first(column: str) -> str:
@@ -128,8 +130,10 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
     one dict each: a refresh of a million-row list stays in DuckDB and Arrow.
 
     With `lookup` (a table whose column `key` holds keys of the first `unique` column, each once),
-    every row carries the lookup's other columns for its key (nulls when it has none): a join in
-    DuckDB, where a dict of millions of keys would cost Python gigabytes."""
+    every row carries the lookup's other columns for its key (nulls when it has none): DuckDB joins
+    only the key to a row number of the lookup (a dict of millions of keys would cost Python
+    gigabytes, and the lookup's own columns would widen every row DuckDB sorts), and each batch of
+    rows that need them takes those rows of the lookup."""
     if not path.is_file():
         raise SourceError(f"list {path} does not exist")
     con = connect()
@@ -156,21 +160,17 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
                 f'{key} AS {DONE}_key')
     joined, extra = "marked", ""
     if lookup is not None and keys:
-        con.register("lookup_keys", lookup)
+        con.register("lookup_keys", pa.table({"key": lookup.column("key"),
+                                              LOOKUP: pa.array(np.arange(len(lookup), dtype=np.int64))}))
         joined = f'marked LEFT JOIN lookup_keys ON lookup_keys."key" = trim(CAST("{keys[0]}" AS VARCHAR))'
-        extra = "".join(f', lookup_keys."{c}"' for c in lookup.column_names if c != "key")
+        extra = f", lookup_keys.{LOOKUP}"
+        lookup = lookup.drop_columns(["key"])
     query = (f"WITH listed AS (SELECT {selected}, row_number() OVER () AS {ROW} FROM {source}), "
              f"marked AS (SELECT *{firsts} FROM listed) SELECT marked.*{flag}{extra} FROM {joined} "
              f"WHERE {mine} ORDER BY {ROW}")
     reader = con.sql(query, params=[str(path)]).to_arrow_reader(4096)
     for batch in reader:
-        if not flag:
-            yield from batch.to_pylist()
-            continue
-        mask = batch.column(DONE)
-        if pc.any(mask).as_py():
-            yield {DONE: batch.column(f"{DONE}_key").filter(mask).to_pylist()}
-        yield from batch.filter(pc.invert(mask)).drop_columns([DONE, f"{DONE}_key"]).to_pylist()
+        yield from _rows_of(batch, bool(flag), lookup if extra else None)
     if is_csv and owns_strays:
         errors = con.execute(
             "SELECT line, first(error_type ORDER BY column_idx), first(error_message ORDER BY column_idx) "
@@ -178,6 +178,24 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
             "GROUP BY line ORDER BY line").fetchall()
         for line, kind, message in errors:
             yield {MALFORMED: (int(line), f"{kind}: {message}")}
+
+
+def _rows_of(batch: pa.RecordBatch, marked_done: bool, lookup: pa.Table | None) -> Iterator[dict]:
+    """One batch of region_rows' query: the finished keys at once, the other rows as dicts, each
+    with its row of `lookup` (nulls where its key has none)."""
+    if marked_done:
+        mask = batch.column(DONE)
+        if pc.any(mask).as_py():
+            yield {DONE: batch.column(f"{DONE}_key").filter(mask).to_pylist()}
+        batch = batch.filter(pc.invert(mask)).drop_columns([DONE, f"{DONE}_key"])
+    if lookup is None:
+        yield from batch.to_pylist()
+        return
+    found = lookup.take(batch.column(LOOKUP))
+    rows = pa.Table.from_batches([batch.drop_columns([LOOKUP])])
+    for name, column in zip(found.column_names, found.columns, strict=True):
+        rows = rows.append_column(name, column)
+    yield from rows.to_pylist()
 
 
 def first_of(row: dict, column: str | None) -> int | None:
