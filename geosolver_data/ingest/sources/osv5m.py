@@ -54,7 +54,7 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
                 "duplicate_id", f"the id of row {repeats} again")
             yield Candidate(f"{src.label}:{key}-row-{row[ROW]}", lat, lon, rejected=reason, detail=detail)
             continue
-        if row.get("_path") is None:
+        if row["_path"] is None:
             yield Candidate(f"{src.label}:{key}", lat, lon, rejected="image_missing",
                             detail=f"no {key}.jpg under the images folder")
             continue

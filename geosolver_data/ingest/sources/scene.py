@@ -48,18 +48,15 @@ class SceneDraws:
     noise: np.ndarray  # (HEIGHT, WIDTH, 3): sensor grain
 
 
-def _storeys(population: int) -> int:
-    return 1 + int(np.log10(max(population, 10)))  # bigger places, taller buildings
-
-
 def draw_scene(population: int, rng: np.random.Generator) -> SceneDraws:
     horizon = int(HEIGHT * rng.uniform(0.42, 0.58))
     ground_noise = rng.normal(0, 6, size=(HEIGHT - horizon, 1, 3))
     centre = WIDTH // 2 + int(rng.integers(-60, 60))
+    storeys = 1 + int(np.log10(max(population, 10)))  # bigger places, taller buildings
     buildings = []
     for _ in range(int(rng.integers(4, 9))):
         w = int(rng.integers(30, 110))
-        h = int(min(horizon - 5, rng.uniform(0.4, 1.0) * 12 * _storeys(population) + 20))
+        h = int(min(horizon - 5, rng.uniform(0.4, 1.0) * 12 * storeys + 20))
         x = int(rng.integers(0, WIDTH - w))
         buildings.append((w, h, x, int(rng.integers(0, 3)), float(rng.uniform(0.75, 1.0))))
     sign = int(rng.integers(10, WIDTH - 50)), horizon - int(rng.integers(40, 90))
