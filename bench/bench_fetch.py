@@ -24,8 +24,8 @@ kept; JPEG quality 90; Parquet out):
     its draft decode (libjpeg DCT scaling to the smallest size >= 336 px on the short side, what
     Geosolver uses) per core, times the cores; and the image-work limit: the whole per-image work of
     the step (`process_image`: draft decode, resize to 448x336, JPEG, sha256, pHash) per core, times
-    the cores. Pillow's resize costs about as much as its draft decode, so the step cannot come near
-    the draft-decode limit; the image-work limit is what it can approach.
+    the cores. It prints that work's stages in ms per image, and the image-work limit's share of the
+    draft-decode limit: no step, whatever surrounds the image work, can exceed that share.
 
 Run from the repo root: .venv/bin/python -m bench.bench_fetch [--images 3000] [--repeats 1]
 Prints one JSON line per figure, then a summary table.
@@ -37,7 +37,9 @@ import argparse
 import compileall
 import contextlib
 import csv
+import hashlib
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -57,7 +59,8 @@ from aiohttp import web
 from PIL import Image
 
 from bench.photos import photo_folder
-from geosolver_data.ingest.images import process_image
+from geosolver_data.ingest.images import decode, encode_jpeg, open_image, process_image
+from geosolver_data.ingest.phash import phash
 from geosolver_data.spec import ImageSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,11 +190,13 @@ def run_img2dataset(exe: str, listing: Path, out: Path, cores: int, n: int) -> d
     return {"wall_s": wall, "stored": stored, "shards": len(list(out.glob("*.parquet")))}
 
 
-def decode_rates(folder: Path, n: int = 200) -> dict[str, float]:
+def decode_rates(folder: Path, n: int = 200) -> tuple[dict[str, float], dict[str, float]]:
     """Per second on one core: Pillow's full decodes, its draft decodes (DCT-scaled), and the whole
     image work of an ingest step (`process_image`: draft decode, resize to the spec's size, JPEG,
-    sha256, pHash), with no HTTP, process or ledger around it."""
+    sha256, pHash), with no HTTP, process or ledger around it. Also that work's stages, in ms per
+    image: where the time goes, and so how near the draft-decode limit any step can come."""
     bodies = [(folder / f"{i:07d}.jpg").read_bytes() for i in range(n)]
+    spec = ImageSpec(min_side=SHORT_SIDE, jpeg_quality=QUALITY)
     start = time.perf_counter()
     for body in bodies:
         Image.open(io.BytesIO(body)).load()
@@ -202,11 +207,27 @@ def decode_rates(folder: Path, n: int = 200) -> dict[str, float]:
         im.draft("RGB", (im.width * SHORT_SIDE // im.height, SHORT_SIDE))
         im.load()
     draft = n / (time.perf_counter() - start)
-    spec = ImageSpec(min_side=SHORT_SIDE, jpeg_quality=QUALITY)
     start = time.perf_counter()
     for body in bodies:
         process_image(body, spec)
-    return {"full": full, "draft": draft, "image_work": n / (time.perf_counter() - start)}
+    image_work = n / (time.perf_counter() - start)
+    stages = dict.fromkeys(("decode_and_resize", "jpeg_encode", "sha256", "phash"), 0.0)
+    for body in bodies:
+        clock = [time.perf_counter()]
+        rgb = decode(open_image(body, spec), spec)
+        clock.append(time.perf_counter())
+        jpeg = encode_jpeg(rgb, QUALITY)
+        clock.append(time.perf_counter())
+        hashlib.sha256(jpeg).hexdigest()
+        clock.append(time.perf_counter())
+        phash(rgb)
+        clock.append(time.perf_counter())
+        for stage, (a, b) in zip(stages, itertools.pairwise(clock), strict=True):
+            stages[stage] += b - a
+    ms = {stage: 1000 * seconds / n for stage, seconds in stages.items()}
+    ms = {"draft_decode": 1000 / draft, "resize": ms["decode_and_resize"] - 1000 / draft} | {
+        k: v for k, v in ms.items() if k != "decode_and_resize"}
+    return {"full": full, "draft": draft, "image_work": image_work}, ms
 
 
 def main() -> None:
@@ -234,10 +255,12 @@ def main() -> None:
 
 def compare(args: argparse.Namespace, folder: Path, base: str, cores: int) -> list[tuple[dict, dict]]:
     """Both tools, `args.repeats` times, alternating; the decode limits first."""
-    rates = decode_rates(folder)
+    rates, stage_ms = decode_rates(folder)
     limits = {k: v * cores for k, v in rates.items()}
     emit(bench="decode_limits", cores=cores, full_per_s=round(limits["full"], 1), draft_per_s=round(limits["draft"], 1),
          image_work_per_s=round(limits["image_work"], 1),
+         image_work_share_of_draft_limit=round(limits["image_work"] / limits["draft"], 2),
+         image_work_ms={k: round(v, 2) for k, v in stage_ms.items()},
          mean_jpeg_kb=round(sum(p.stat().st_size for p in list(folder.glob("*.jpg"))[:200]) / 200 / 1000, 1))
     have_peer = Path(args.img2dataset).exists()
     rows = []
