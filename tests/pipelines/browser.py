@@ -4,6 +4,7 @@ open a page, wait for text, click, read the DOM, take a screenshot — what a pe
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -36,7 +37,8 @@ class Browser:
         assert port, "Chromium did not open its DevTools port"
         pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
         page = next(p for p in pages if p["type"] == "page")
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024)
+        self.opened = contextlib.ExitStack()  # websockets wants its connection entered as a context
+        self.ws = self.opened.enter_context(connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024))
         self.ids = itertools.count(1)
         self.events: list[dict] = []  # what the page reported between replies (Network.* once enabled)
 
@@ -101,7 +103,7 @@ class Browser:
         return path
 
     def close(self) -> None:
-        self.ws.close()
+        self.opened.close()
         self.proc.terminate()
         try:
             self.proc.wait(timeout=20)
