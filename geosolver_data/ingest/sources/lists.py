@@ -152,25 +152,25 @@ def region_rows(path: Path, lat_names: Sequence[str], lon_names: Sequence[str], 
     firsts = "".join(f', CASE WHEN coalesce("{c}", \'\') = \'\' THEN NULL ELSE min({ROW}) OVER (PARTITION BY "{c}") '
                      f'END AS "{_first(c)}"' for c in keys)
     # row_number() OVER () numbers the rows in file order (DuckDB keeps the scan's order).
+    key = f'trim(CAST("{keys[0]}" AS VARCHAR))' if keys else ""  # the first unique column, as done/lookup hold it
     flag = ""
     if done is not None and keys:
         con.register("done_keys", pa.table({"k": done.cast(pa.string())}))
-        key = f'trim(CAST("{keys[0]}" AS VARCHAR))'
         flag = (f', coalesce({key} IN (SELECT k FROM done_keys) AND "{_first(keys[0])}" = {ROW}, false) AS {DONE}, '
                 f'{key} AS {DONE}_key')
-    joined, extra = "marked", ""
+    joined, extra, found = "marked", "", None
     if lookup is not None and keys:
         con.register("lookup_keys", pa.table({"key": lookup.column("key"),
                                               LOOKUP: pa.array(np.arange(len(lookup), dtype=np.int64))}))
-        joined = f'marked LEFT JOIN lookup_keys ON lookup_keys."key" = trim(CAST("{keys[0]}" AS VARCHAR))'
+        joined = f'marked LEFT JOIN lookup_keys ON lookup_keys."key" = {key}'
         extra = f", lookup_keys.{LOOKUP}"
-        lookup = lookup.drop_columns(["key"])
+        found = lookup.drop_columns(["key"])
     query = (f"WITH listed AS (SELECT {selected}, row_number() OVER () AS {ROW} FROM {source}), "
              f"marked AS (SELECT *{firsts} FROM listed) SELECT marked.*{flag}{extra} FROM {joined} "
              f"WHERE {mine} ORDER BY {ROW}")
     reader = con.sql(query, params=[str(path)]).to_arrow_reader(4096)
     for batch in reader:
-        yield from _rows_of(batch, bool(flag), lookup if extra else None)
+        yield from _rows_of(batch, bool(flag), found)
     if is_csv and owns_strays:
         errors = con.execute(
             "SELECT line, first(error_type ORDER BY column_idx), first(error_message ORDER BY column_idx) "
