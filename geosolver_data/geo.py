@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from h3ronpy.vector import coordinates_to_cells
+from h3ronpy.vector import cells_to_coordinates, coordinates_to_cells
 
 EARTH_RADIUS_KM = 6371.0088
 _H3_RES_SHIFT = 52
@@ -63,3 +63,12 @@ def h3_cells(lat: np.ndarray, lon: np.ndarray, resolutions: tuple[int, ...] | li
         parts = list(pool.map(lambda s: _cells_at(lat[s:s + _CHUNK], lon[s:s + _CHUNK], finest), bounds))
     fine = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
     return {r: fine if r == finest else cell_parent(fine, r) for r in resolutions}
+
+
+
+def cell_centres(cells: np.ndarray) -> np.ndarray:
+    """H3 cells (uint64) -> (N, 2) float64 degrees (lat, lon) of their centres."""
+    if not len(cells):
+        return np.zeros((0, 2))
+    batch = cells_to_coordinates(np.asarray(cells, dtype=np.uint64))
+    return np.stack([np.asarray(batch.column("lat")), np.asarray(batch.column("lng"))], axis=1)

@@ -200,6 +200,7 @@ class DatasetSpec(SpecSection):
     # the data library reads a spec without knowing the model's settings.
     model: dict[str, Any] = Field(default_factory=dict)
     index: dict[str, Any] = Field(default_factory=dict)
+    locate: dict[str, Any] = Field(default_factory=dict)
     workers: Annotated[int, Field(ge=0)] = 0  # processes for image work; 0 = one per core
     # Ingest runs per region (ingest/parts.py): >1 lets a backfill spread one region over machines.
     sub_partitions: Annotated[int, Field(ge=1, le=4096)] = 1

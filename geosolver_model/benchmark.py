@@ -15,6 +15,7 @@ from pathlib import Path
 
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.home import Home
+from geosolver_model import names
 from geosolver_model.config import Spec
 from geosolver_model.evaluate import evaluate, retrieval_predictor
 from geosolver_model.gallery import spec_gallery
@@ -75,8 +76,8 @@ def run(spec: Spec, home: Home, model: Artifact, wanted: tuple[str, ...], limit:
     results: dict[str, dict] = {}
     if tests:
         dataset_dir = home.datasets(model.manifest["dataset"]["name"]).path(model.manifest["dataset"]["version"])
-        predictor = retrieval_predictor(GeoRetriever.from_pretrained(model.path / "finetuned"),
-                                        spec_gallery(spec.model, dataset_dir), spec.model.top_k)
+        net = GeoRetriever.from_pretrained(model.path / names.PUBLISHED, spec.model.device, spec.model.precision)
+        predictor = retrieval_predictor(net, spec_gallery(spec.model, dataset_dir), spec.model.top_k)
         scores, _ = evaluate({"geosolver": predictor}, list(tests.values()), lambda _: None)
         results = {name: scores[test.name]["geosolver"] for name, test in tests.items()}
     return {"model_version": model.version, "results": results, "missing": missing,

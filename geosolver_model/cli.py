@@ -27,8 +27,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     _require_image_index(home, args.index)
     from geosolver_model.locate import Locator
 
-    neighbours = load_spec(args.spec).index.neighbours
-    locator = Locator.open(home, args.index)
+    spec = load_spec(args.spec)
+    neighbours = spec.index.neighbours
+    locator = Locator.open(home, args.index, spec.locate, spec.model.device, spec.model.precision)
     results, failed = [], 0
     for path in args.images:
         try:
@@ -113,7 +114,7 @@ def cmd_play(args: argparse.Namespace) -> None:
     from geosolver_model.play.server import PlaySettings, serve
 
     try:
-        library = Library.open(home, args.index)
+        library = Library.open(home, args.index, load_spec(args.spec))
     except NotPlayable as exc:
         sys.exit(f"geosolver: {exc}")
     settings = PlaySettings(args.host, args.port, args.max_upload_mb, args.top_k, args.seed)

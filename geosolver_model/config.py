@@ -37,8 +37,11 @@ class ModelConfig(SpecSection):
     location_init: Literal["random", "geoclip"] = "random"
     # Also train the published objective from the other location_init, evaluated beside it.
     compare_location_init: bool = False
-    # Where guesses are chosen from: the training locations, and optionally GeoCLIP's 100K MP-16 GPS gallery.
-    gallery: Annotated[tuple[Literal["train", "geoclip_mp16"], ...], Field(min_length=1)] = ("train",)
+    # Where guesses are chosen from (training targets never are): `grid`, the centres of the H3 cells at
+    # `gallery_resolution` that hold a populated place (split-independent, so a test photo's place is in it);
+    # `train`, the training split's locations (one per cell; none inside a val/test block); `geoclip_mp16`,
+    # GeoCLIP's 100K MP-16 GPS gallery. Several are joined.
+    gallery: Annotated[tuple[Literal["grid", "train", "geoclip_mp16"], ...], Field(min_length=1)] = ("grid",)
     val_every: Annotated[int, Field(ge=0)] = 0  # steps between validation-split median errors (0 = never)
     steps: Annotated[int, Field(ge=1)] = 1000
     batch_size: Annotated[int, Field(ge=2)] = 32
@@ -50,10 +53,19 @@ class ModelConfig(SpecSection):
     unfreeze_last_blocks: Annotated[int, Field(ge=0)] = 2
     queue_size: Annotated[int, Field(ge=0)] = 1024
     soft_target_km: Annotated[float, Field(gt=0)] = 250.0
+    # Candidates (in-batch and queued GPS) this close to an image's own location are the same place, not
+    # negatives: infonce masks them out, soft_haversine counts them as the positive (0 = no mask).
+    same_place_km: Annotated[float, Field(ge=0)] = 1.0
     checkpoint_every: Annotated[int, Field(ge=1)] = 200
     seed: Annotated[int, Field(ge=0)] = 0
     num_workers: Annotated[int, Field(ge=0)] = 0
     nproc: Annotated[int, Field(ge=1)] = 1  # processes (GPUs) for torchrun; 1 trains in-process
+    # Where every model stage runs (train, validate, evaluate, embed, index, predict, play): auto = a CUDA GPU
+    # when torch sees one, else the CPU; or cpu, cuda, cuda:N.
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
+    # auto = bf16 autocast on a GPU, fp32 on the CPU; bf16 forces autocast (on a CPU: slow, for tests).
+    # The location encoder is fp32 under any of them.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     gallery_resolution: Resolution = 5
     top_k: Annotated[int, Field(ge=1)] = 5
     eval_max_images: Annotated[int, Field(ge=0)] = 0  # 0 = the whole test split
@@ -83,11 +95,22 @@ class IndexConfig(SpecSection):
     neighbours: Annotated[int, Field(ge=1)] = 10  # image neighbours that vote in `geosolver predict`
 
 
+class LocateConfig(SpecSection):
+    """How `geosolver predict` and `play` blend the GPS-gallery guess with the image neighbours' vote
+    (locate.py), the same in every evaluation's `locator` comparator. The defaults were chosen on the
+    demo's validation split (bench/tune_locator.py), never on a test split."""
+
+    vote_km: Annotated[float, Field(gt=0)] = 25.0  # a neighbour's vote decays as exp(-distance / vote_km)
+    vote_temperature: Annotated[float, Field(gt=0)] = 0.05  # softmax temperature over neighbour similarities
+    vote_weight: Annotated[float, Field(ge=0, le=1)] = 0.5  # the vote's share of a candidate's score
+
+
 class Spec(DatasetSpec):
-    """The whole spec: the dataset's keys plus the model's and the index's."""
+    """The whole spec: the dataset's keys plus the model's, the index's and the locator's."""
 
     model: ModelConfig = ModelConfig()
     index: IndexConfig = IndexConfig()
+    locate: LocateConfig = LocateConfig()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
@@ -29,10 +30,14 @@ def init_from_env() -> bool:
     return True
 
 
-def device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
+def gather_numpy(x: np.ndarray) -> np.ndarray:
+    """Concatenate an array of any length from every rank, in rank order (all_gather_object: no padding,
+    and it works on gloo and NCCL alike)."""
+    if world_size() == 1:
+        return x
+    parts: list[np.ndarray | None] = [None] * world_size()
+    dist.all_gather_object(parts, x)
+    return np.concatenate([p for p in parts if p is not None])
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ class EmbeddingSet:
 @torch.no_grad()
 def embed_images(model: GeoRetriever, images: list[bytes]) -> np.ndarray:
     pixels = torch.stack([model.pixels(decode(b)) for b in images])
-    return model.encode_images(pixels).numpy().astype(np.float32)
+    return model.encode_images(pixels).cpu().numpy().astype(np.float32)
 
 
 def _embed_shard(model: GeoRetriever, shard: Path, h3_cols: list[str], out: Path) -> int:

@@ -19,8 +19,9 @@ from PIL import Image
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
 from geosolver_data.spec import ImageSpec
-from geosolver_model.gallery import predict
+from geosolver_model.gallery import gallery_embeddings, predict
 from geosolver_model.images import to_pixels
+from geosolver_model.locate import Locator
 from geosolver_model.metrics import THRESHOLDS_KM, geo_metrics, geoguessr_score
 from geosolver_model.model import GeoRetriever
 from geosolver_model.test_sets import TestSet
@@ -38,16 +39,24 @@ class Predictor:
 
 
 def retrieval_predictor(model: GeoRetriever, gallery: np.ndarray, top_k: int = 5) -> Predictor:
+    """The plain retrieval guess (gallery + ring refinement), computed on the model's device."""
     model = model.eval()
-    gal = torch.as_tensor(gallery, dtype=torch.float32)
-    with torch.no_grad():
-        gal_emb = model.encode_gps(gal)
+    gal = torch.as_tensor(gallery, dtype=torch.float32, device=model.device)
+    gal_emb = gallery_embeddings(model, gal)
 
     def run(images: list[Image.Image]) -> np.ndarray:
         pixels = torch.stack([model.pixels(im) for im in images])
-        return predict(model, pixels, gal, gal_emb, top_k).latlon[:, 0].double().numpy()
+        return predict(model, pixels, gal, gal_emb, top_k).latlon[:, 0].double().cpu().numpy()
 
     return Predictor(model.ingest, run)
+
+
+def locator_predictor(locator: Locator, top_k: int, neighbours: int) -> Predictor:
+    """What `geosolver predict` answers first: the locator's best candidate."""
+    def run(images: list[Image.Image]) -> np.ndarray:
+        return np.array([r.latlon[0] for r in locator.rank(images, top_k, neighbours)], dtype=np.float64)
+
+    return Predictor(locator.model.ingest, run)
 
 
 def zeroshot_predictor(zs: ZeroShot) -> Predictor:

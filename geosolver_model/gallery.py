@@ -1,5 +1,11 @@
-"""The GPS gallery: the candidate locations a guess is chosen from (the training locations, one per H3
-cell), and choosing among them: the nearest gallery embeddings, then a local refinement.
+"""The GPS gallery: the candidate locations a guess is chosen from, and choosing among them: the
+nearest gallery embeddings, then a local refinement.
+
+The default gallery is a grid, split-independent: the centres of the H3 cells (at
+`model.gallery_resolution`; res 5 is ~250 km², ~65K cells) that hold a populated place of the offline
+gazetteer, where street-level photos are taken. A gallery of training locations cannot answer inside a
+val/test split block (nothing of those blocks is in it), so with whole-continent blocks its acc@1km and
+acc@25km were zero by construction.
 
 Refinement (after GeoCLIP's): around each of the top candidates, score a small ring of points with
 the location encoder and move to the best one, so a guess is not limited to gallery points.
@@ -15,14 +21,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from geosolver_data.geo import h3_cells
+from geosolver_data.gazetteer import load_gazetteer
+from geosolver_data.geo import cell_centres, h3_cells
 from geosolver_model.config import ModelConfig
 from geosolver_model.model import GeoRetriever
 
 
 def spec_gallery(model: ModelConfig, version_dir: Path) -> np.ndarray:
-    """The gallery the spec asks for (`model.gallery`): the training locations, GeoCLIP's MP-16 100K, or both."""
+    """The gallery the spec asks for (`model.gallery`): the populated-cell grid, the training locations,
+    GeoCLIP's MP-16 100K, or several joined."""
     parts = []
+    if "grid" in model.gallery:
+        parts.append(grid_gallery(model.gallery_resolution))
     if "train" in model.gallery:
         parts.append(build_gallery(version_dir, model.gallery_resolution))
     if "geoclip_mp16" in model.gallery:
@@ -30,6 +40,13 @@ def spec_gallery(model: ModelConfig, version_dir: Path) -> np.ndarray:
 
         parts.append(mp16_gallery())
     return np.concatenate(parts)
+
+
+def grid_gallery(resolution: int) -> np.ndarray:
+    """(G, 2) float32 (lat, lon): centres of the H3 cells at `resolution` holding a gazetteer place, sorted."""
+    gaz = load_gazetteer()
+    cells = np.unique(h3_cells(gaz.lat, gaz.lon, [resolution])[resolution])
+    return cell_centres(cells).astype(np.float32)
 
 
 def build_gallery(version_dir: Path, resolution: int, split: str = "train") -> np.ndarray:
@@ -61,9 +78,9 @@ class Guesses:
 
 
 def _rings(centres: torch.Tensor) -> torch.Tensor:
-    """(N, 2) -> (N, 1 + R*P, 2): each centre and points on rings around it."""
-    angles = torch.arange(_RING_POINTS, dtype=torch.float32) * (2 * torch.pi / _RING_POINTS)
-    offsets = [torch.zeros(1, 2)]
+    """(N, 2) -> (N, 1 + R*P, 2): each centre and points on rings around it (on the centres' device)."""
+    angles = torch.arange(_RING_POINTS, dtype=torch.float32, device=centres.device) * (2 * torch.pi / _RING_POINTS)
+    offsets = [torch.zeros(1, 2, device=centres.device)]
     for km in _RING_KM:
         offsets.append(torch.stack([torch.cos(angles), torch.sin(angles)], dim=1) * km)
     off = torch.cat(offsets)  # (1+R*P, 2) km north, east
@@ -72,6 +89,17 @@ def _rings(centres: torch.Tensor) -> torch.Tensor:
     lon = centres[:, None, 1] + off[None, :, 1] / (111.32 * coslat)
     lon = (lon + 180) % 360 - 180
     return torch.stack([lat.clamp(-90, 90), lon], dim=-1)
+
+
+GPS_CHUNK = 8192  # gallery points encoded at once: bounds the encoder's activations for a 100K gallery
+
+
+@torch.no_grad()
+def gallery_embeddings(model: GeoRetriever, gallery: torch.Tensor) -> torch.Tensor:
+    """(G, 2) degrees -> (G, D) unit vectors on the model's device, encoded in chunks."""
+    if not len(gallery):
+        return torch.zeros(0, model.config.embed_dim, device=model.device)
+    return torch.cat([model.encode_gps(gallery[i:i + GPS_CHUNK]) for i in range(0, len(gallery), GPS_CHUNK)])
 
 
 @torch.no_grad()
@@ -92,7 +120,7 @@ def refine(model: GeoRetriever, img: torch.Tensor, latlon: torch.Tensor) -> Gues
 def predict(model: GeoRetriever, pixels: torch.Tensor, gallery: torch.Tensor, gallery_emb: torch.Tensor,
             top_k: int = 5, refine_guesses: bool = True) -> Guesses:
     """pixels (B, 3, S, S), gallery (G, 2) with embeddings (G, D) -> top-k guesses per image."""
-    img = model.encode_images(pixels)  # (B, D)
+    img = model.encode_images(pixels)  # (B, D) on the model's device, like the gallery
     score, idx = (img @ gallery_emb.T).topk(min(top_k, len(gallery)), dim=1)
     if refine_guesses:
         return refine(model, img, gallery[idx])

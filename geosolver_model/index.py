@@ -67,10 +67,15 @@ def build(vectors: np.ndarray, choice: IndexChoice, seed: int = 0) -> faiss.Inde
     return index
 
 
+def flat_index(vectors: np.ndarray) -> faiss.Index:
+    """Exact inner-product search over the vectors (what an in-memory comparison needs, no tuning)."""
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
-    return flat.search(queries, k)[1]
+    return flat_index(vectors).search(queries, k)[1]
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

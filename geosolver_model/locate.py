@@ -1,16 +1,21 @@
-"""`geosolver predict`: an image's top-k locations from the GPS-gallery guess and its image neighbours.
+"""`geosolver predict` and `play`: an image's top-k locations from the GPS-gallery guess and its image
+neighbours. Evaluations score this same code as the `locator` comparator (stages.py), so the figure
+reported is the predictor users get.
 
-Scoring (each part in [0, 1], averaged): the gallery part is a softmax of the refined candidates'
-similarities at the model's temperature; the neighbour part is a distance-weighted vote, each of the
-image's nearest reference images voting for a candidate with weight softmax(similarity) ·
-exp(-distance / 25 km). Neighbour locations are candidates too, so a guess can come from either.
+Scoring (`locate:` settings; each part in [0, 1]): the gallery part is a softmax of the refined
+candidates' similarities at the model's temperature, scaled to a maximum of 1; the neighbour part is a
+distance-weighted vote, each of the image's nearest reference images voting for a candidate with
+weight softmax(similarity / vote_temperature) · exp(-distance / vote_km). A candidate's score is
+(1 - vote_weight) · gallery + vote_weight · vote. Neighbour locations are candidates too, so a guess
+can come from either.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 from PIL import Image
@@ -18,26 +23,48 @@ from PIL import Image
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
 from geosolver_data.store.home import Home
+from geosolver_model.config import LocateConfig
 from geosolver_model.gallery import refine
 from geosolver_model.index import IndexUnavailable, load_index, search
 from geosolver_model.model import GeoRetriever
-from geosolver_model.stages import PUBLISHED
+from geosolver_model.names import PUBLISHED
 
-VOTE_KM = 25.0
-NEIGHBOUR_TEMPERATURE = 0.05
+
+@dataclass(frozen=True)
+class Ranked:
+    """One image's candidates, best first: locations (K, 2), scores (K,), and its neighbours' rows and similarities."""
+
+    latlon: np.ndarray
+    score: np.ndarray
+    neighbour_rows: np.ndarray
+    neighbour_sims: np.ndarray
+
+
+def blend(gallery_part: np.ndarray, cand: np.ndarray, nb: np.ndarray, nb_sim: np.ndarray,
+          settings: LocateConfig) -> np.ndarray:
+    """Scores of candidates (C, 2) from their gallery part (C,) and the neighbours' (N, 2) vote."""
+    if not len(nb):
+        return gallery_part / gallery_part.max()
+    weights = np.exp((nb_sim - nb_sim.max()) / settings.vote_temperature)
+    weights /= weights.sum()
+    dist = haversine_km(cand[:, None, 0], cand[:, None, 1], nb[None, :, 0], nb[None, :, 1])
+    vote = (np.exp(-dist / settings.vote_km) * weights[None]).sum(axis=1)
+    return (1 - settings.vote_weight) * gallery_part / gallery_part.max() + settings.vote_weight * vote
 
 
 @dataclass
 class Locator:
     model: GeoRetriever
-    image_index: object
-    image_ids: dict
-    gps_index: object
-    gps_ids: dict
-    versions: dict
+    image_index: faiss.Index  # image embeddings of the reference rows (train + val)
+    image_ids: dict  # their image_id, lat, lon columns
+    gps_index: faiss.Index  # location-encoder embeddings of the GPS gallery
+    gps_ids: dict  # its lat, lon columns
+    versions: dict = field(default_factory=dict)
+    settings: LocateConfig = field(default_factory=LocateConfig)
 
     @classmethod
-    def open(cls, home: Home, index_version: str | None = None) -> Locator:
+    def open(cls, home: Home, index_version: str | None = None, settings: LocateConfig | None = None,
+             device: str = "auto", precision: str = "auto") -> Locator:
         """The latest image index (or the given version), the GPS index and model it belongs with."""
         images = home.indexes("image")
         image = images.get(index_version) if index_version else images.latest()
@@ -51,49 +78,56 @@ class Locator:
         if not home.models.exists(model_version):
             raise IndexUnavailable(f"index {image.version} was built with model {model_version}, "
                                    f"which is not under {home.models.root}")
-        model = GeoRetriever.from_pretrained(home.models.path(model_version) / PUBLISHED).eval()
+        model = GeoRetriever.from_pretrained(home.models.path(model_version) / PUBLISHED, device, precision).eval()
         if model.config.embed_dim != image.manifest["index"]["dim"]:
             raise IndexUnavailable(f"model/index mismatch: model embeds {model.config.embed_dim}-d, "
                                    f"index {image.version} holds {image.manifest['index']['dim']}-d")
         return cls(model, image_index, image_ids.to_pydict(), gps_index, gps_ids.to_pydict(),
-                   {"index": image.version, "gps_index": gps[-1].version, "model": model_version})
+                   {"index": image.version, "gps_index": gps[-1].version, "model": model_version},
+                   settings or LocateConfig())
 
     @torch.no_grad()
+    def rank(self, images: list[Image.Image], top_k: int = 5, neighbours: int = 10) -> list[Ranked]:
+        """Images at their stored size -> each one's ranked candidates (the model runs on its device)."""
+        img = self.model.encode_images(torch.stack([self.model.pixels(im) for im in images]))
+        query = img.cpu().numpy().astype(np.float32)
+        k = min(top_k, self.gps_index.ntotal)
+        _, gps_rows = search(self.gps_index, query, k)
+        gps_lat, gps_lon = np.asarray(self.gps_ids["lat"]), np.asarray(self.gps_ids["lon"])
+        rows = np.maximum(gps_rows, 0)  # -1 only where the gallery has fewer than k points, excluded by k
+        start = torch.as_tensor(np.stack([gps_lat[rows], gps_lon[rows]], axis=-1), dtype=torch.float32)
+        refined = refine(self.model, img, start.to(img.device))
+        refined_latlon = refined.latlon.double().cpu().numpy()
+        nb_sims, nb_rows = search(self.image_index, query, min(neighbours, self.image_index.ntotal))
+        ref_lat, ref_lon = np.asarray(self.image_ids["lat"]), np.asarray(self.image_ids["lon"])
+        scale = self.model.logit_scale.exp()
+        ranked = []
+        for i in range(len(images)):
+            keep = nb_rows[i] >= 0
+            sims, nrows = nb_sims[i][keep], nb_rows[i][keep]
+            nb = np.stack([ref_lat[nrows], ref_lon[nrows]], axis=1).reshape(-1, 2)
+            cand = np.concatenate([refined_latlon[i], nb])
+            cand_emb = self.model.encode_gps(torch.as_tensor(cand, dtype=torch.float32))
+            gallery_part = torch.softmax(scale * (cand_emb @ img[i]), 0).cpu().numpy()
+            score = blend(gallery_part, cand, nb, sims, self.settings)
+            order = np.argsort(-score, kind="stable")[:top_k]
+            ranked.append(Ranked(cand[order], score[order], nrows, sims))
+        return ranked
+
     def locate_photo(self, source: Path | bytes, top_k: int = 5, neighbours: int = 10) -> dict:
         """A raw photo (a file or its bytes): upright and resized as the training images were, then located.
         A ValueError says why it cannot be read."""
         return self.locate(self.model.photo(source), top_k, neighbours)
 
-    @torch.no_grad()
     def locate(self, image: Image.Image, top_k: int = 5, neighbours: int = 10) -> dict:
         """An image at its stored size (a shard row, or a photo through the model's `photo`)."""
-        img = self.model.encode_images(self.model.pixels(image)[None])
-        query = img.numpy().astype(np.float32)
-        _, gps_rows = search(self.gps_index, query, top_k)
-        gps_rows = gps_rows[0][gps_rows[0] >= 0]
-        start = torch.tensor([[self.gps_ids["lat"][i], self.gps_ids["lon"][i]] for i in gps_rows], dtype=torch.float32)
-        guesses = refine(self.model, img, start[None])
-        sims, rows = search(self.image_index, query, neighbours)
-        keep = rows[0] >= 0
-        nb_sim, nb_rows = sims[0][keep], rows[0][keep]
-        nb = np.array([[self.image_ids["lat"][i], self.image_ids["lon"][i]] for i in nb_rows]).reshape(-1, 2)
-        cand = np.concatenate([guesses.latlon[0].double().numpy(), nb])
-        cand_emb = self.model.encode_gps(torch.as_tensor(cand, dtype=torch.float32))
-        gallery_part = torch.softmax(self.model.logit_scale.exp() * (cand_emb @ img[0]), 0).numpy()
-        vote = np.zeros(len(cand))
-        if len(nb):
-            weights = np.exp((nb_sim - nb_sim.max()) / NEIGHBOUR_TEMPERATURE)
-            weights /= weights.sum()
-            dist = haversine_km(cand[:, None, 0], cand[:, None, 1], nb[None, :, 0], nb[None, :, 1])
-            vote = (np.exp(-dist / VOTE_KM) * weights[None]).sum(axis=1)
-        score = (gallery_part / gallery_part.max() + vote) / (2 if len(nb) else 1)
-        order = np.argsort(-score, kind="stable")[:top_k]
+        found = self.rank([image], top_k, neighbours)[0]
         gaz = load_gazetteer()
-        places = gaz.nearest(cand[order, 0], cand[order, 1])
+        places = gaz.nearest(found.latlon[:, 0], found.latlon[:, 1])
         return {
-            "candidates": [{"lat": round(float(cand[i, 0]), 5), "lon": round(float(cand[i, 1]), 5),
-                            "score": round(float(score[i]), 4), "place": str(gaz.name[p]),
-                            "country": str(gaz.country[p])} for i, p in zip(order, places, strict=True)],
+            "candidates": [{"lat": round(float(ll[0]), 5), "lon": round(float(ll[1]), 5),
+                            "score": round(float(s), 4), "place": str(gaz.name[p]), "country": str(gaz.country[p])}
+                           for ll, s, p in zip(found.latlon, found.score, places, strict=True)],
             "neighbours": [{"image_id": self.image_ids["image_id"][i], "similarity": round(float(s), 4)}
-                           for i, s in zip(nb_rows, nb_sim, strict=True)],
+                           for i, s in zip(found.neighbour_rows, found.neighbour_sims, strict=True)],
         }

@@ -1,6 +1,11 @@
 """GPS -> embedding: multi-scale random Fourier features of an equal-area projection, an MLP per
 scale, summed (the GeoCLIP location encoder, Vivanco Cepeda et al. 2023). With GeoCLIP's sizes (256
-features, three hidden layers of 1024, a 512-d head) its published weights load into it (geoclip.py)."""
+features, three hidden layers of 1024, a 512-d head) its published weights load into it (geoclip.py).
+
+The encoder always computes in fp32, whatever autocast is active: at σ=256 a Fourier feature's phase
+`2π·v·b` reaches the thousands, and bf16's 8-bit mantissa rounds it by more than π, so under bf16
+autocast points 10-20 km apart got identical embeddings, and training (bf16 on a GPU) and evaluation
+(fp32) computed different functions. The encoder is a small share of a step's FLOPs."""
 
 from __future__ import annotations
 
@@ -44,5 +49,6 @@ class LocationEncoder(nn.Module):
                                           for s in sigmas)
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
-        xy = equal_earth(latlon.float())
-        return torch.stack([branch(xy) for branch in self.branches]).sum(dim=0)
+        with torch.autocast(latlon.device.type, enabled=False):  # fp32 even inside a bf16 autocast region
+            xy = equal_earth(latlon.float())
+            return torch.stack([branch(xy) for branch in self.branches]).sum(dim=0)

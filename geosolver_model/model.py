@@ -23,6 +23,7 @@ from torch import nn
 from transformers import CLIPVisionModelWithProjection
 
 from geosolver_data.spec import ImageSpec
+from geosolver_model import device as devices
 from geosolver_model.clip import load_processing, load_vision
 from geosolver_model.config import GeoConfig
 from geosolver_model.images import Processing, open_photo, to_pixels
@@ -50,6 +51,12 @@ class GeoRetriever(nn.Module):
         self.register_buffer("queue", torch.zeros(config.queue_size, 2))
         self.register_buffer("queue_len", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        # `model.precision`: bf16 autocast for the vision tower on a GPU ("auto"); not saved with the weights
+        self.precision: devices.Precision = "auto"
+
+    @property
+    def device(self) -> torch.device:
+        return devices.of(self)
 
     @property
     def image_size(self) -> int:
@@ -64,18 +71,24 @@ class GeoRetriever(nn.Module):
         return open_photo(source, self.ingest)
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised pixels -> (B, D) unit vectors."""
-        return F.normalize(self.image_head(self.vision(pixel_values=pixels).image_embeds), dim=-1)
+        """(B, 3, S, S) normalised pixels (moved to the model's device) -> (B, D) fp32 unit vectors, under
+        bf16 autocast where `precision` asks for it."""
+        dev = self.device
+        with devices.autocast(dev, self.precision):
+            out = self.image_head(self.vision(pixel_values=pixels.to(dev)).image_embeds)
+        return F.normalize(out.float(), dim=-1)
 
     def encode_gps(self, latlon: torch.Tensor) -> torch.Tensor:
-        """(N, 2) degrees -> (N, D) unit vectors."""
-        return F.normalize(self.location(latlon), dim=-1)
+        """(N, 2) degrees (moved to the model's device) -> (N, D) fp32 unit vectors."""
+        return F.normalize(self.location(latlon.to(self.device)), dim=-1)
 
     def forward(self, pixels: torch.Tensor, latlon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image embeddings (B, D) and GPS embeddings (N, D) in one call, so DDP sees one forward."""
         return self.encode_images(pixels), self.encode_gps(latlon)
 
     def queued_gps(self) -> torch.Tensor | None:
+        if self.queue.shape[0] == 0:
+            return None
         n = int(self.queue_len)
         return self.queue[:n] if n else None
 
@@ -85,7 +98,7 @@ class GeoRetriever(nn.Module):
         if size == 0:
             return
         latlon = latlon[-size:]
-        idx = (int(self.queue_ptr) + torch.arange(len(latlon))) % size
+        idx = (int(self.queue_ptr) + torch.arange(len(latlon), device=self.queue.device)) % size
         self.queue[idx] = latlon.to(self.queue)
         self.queue_ptr.fill_((int(self.queue_ptr) + len(latlon)) % size)
         self.queue_len.fill_(min(size, int(self.queue_len) + len(latlon)))
@@ -111,7 +124,10 @@ class GeoRetriever(nn.Module):
         (folder / "ingest_image.json").write_text(self.ingest.model_dump_json(indent=2))
 
     @classmethod
-    def from_pretrained(cls, folder: Path, map_location: str | torch.device = "cpu") -> GeoRetriever:
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "auto",
+                        precision: devices.Precision = "auto") -> GeoRetriever:
+        """A saved geolocator (see the module's docstring), on `device` ("auto": a CUDA GPU when present)."""
+        folder = Path(folder)
         vision = CLIPVisionModelWithProjection.from_pretrained(folder, use_safetensors=True)
         config = GeoConfig(**json.loads((folder / "geo_config.json").read_text()))
         ingest = ImageSpec.model_validate_json((folder / "ingest_image.json").read_text())
@@ -120,7 +136,8 @@ class GeoRetriever(nn.Module):
         if unexpected or any(not k.startswith("vision.") for k in missing):
             raise ValueError(f"{folder}: weights do not match the model (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")
-        return model.to(map_location)
+        model.precision = precision
+        return model.to(devices.resolve(device) if isinstance(device, str) else device)
 
     @classmethod
     def from_base(cls, base: str, config: GeoConfig, ingest: ImageSpec | None = None) -> GeoRetriever:

@@ -23,6 +23,7 @@ from geosolver_data.geo import h3_cells
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.atomic import write_json, write_text
 from geosolver_data.store.home import Home
+from geosolver_model import device as devices
 from geosolver_model.card import model_card
 from geosolver_model.clip import load_clip
 from geosolver_model.config import Spec
@@ -31,23 +32,28 @@ from geosolver_model.evaluate import (
     error_plot,
     errors_km,
     evaluate,
+    locator_predictor,
     markdown_table,
     predictions_table,
     retrieval_predictor,
     zeroshot_predictor,
 )
-from geosolver_model.gallery import spec_gallery
-from geosolver_model.index import write_index
+from geosolver_model.gallery import gallery_embeddings, spec_gallery
+from geosolver_model.index import flat_index, write_index
+from geosolver_model.locate import Locator
 from geosolver_model.model import GeoRetriever
+from geosolver_model.names import PREDICTIONS, PUBLISHED
 from geosolver_model.shard_stream import dataset_image_spec
 from geosolver_model.test_sets import TestSet, dataset_split, dataset_test_split, public_benchmarks
 from geosolver_model.train import build_model, save_final, train
+from geosolver_model.validation import validator
 from geosolver_model.zeroshot import ZeroShot
 
 Log = Callable[[str], None]
-PUBLISHED = "finetuned"
-PREDICTIONS = "predictions.parquet"  # in an evaluation's folder
-EVAL_FORMAT = 2  # 2: evaluations carry predictions.parquet (an older evaluation is run again, once)
+# 2: evaluations carry predictions.parquet; 3: the shipped locator is a comparator, identical weights are
+# scored once (an older evaluation is run again, once)
+EVAL_FORMAT = 3
+LOCATOR = "locator"  # the comparator that scores what `predict` and `play` answer
 
 # What decides a model's weights, declared once: the code the training runs and the model settings,
 # less those that only matter when the model is used. A change anywhere else (the CLI, locate, the
@@ -55,6 +61,8 @@ EVAL_FORMAT = 2  # 2: evaluations carry predictions.parquet (an older evaluation
 WEIGHTS_CODE = ("clip.py", "config.py", "distributed.py", "functional.py", "images.py", "location_encoder.py",
                 "losses.py", "model.py", "shard_stream.py", "train.py", "train_cli.py")
 USE_ONLY_SETTINGS = frozenset({"gallery_resolution", "gallery", "top_k", "eval_max_images"})
+# Where the stages run: changes neither a model's version nor an evaluation's.
+RUNTIME_SETTINGS = frozenset({"device"})
 
 
 def _hash(key: object) -> str:
@@ -71,7 +79,7 @@ def code_version(package: Path = Path(__file__).parent) -> str:
 
 def model_version(spec: Spec, dataset_version: str) -> str:
     """Same inputs, same version: dataset version, the settings that shape training, training code."""
-    settings = {k: v for k, v in spec.model.model_dump().items() if k not in USE_ONLY_SETTINGS}
+    settings = {k: v for k, v in spec.model.model_dump().items() if k not in USE_ONLY_SETTINGS | RUNTIME_SETTINGS}
     return _hash({"dataset": [spec.name, dataset_version], "model": settings, "code": code_version()})
 
 
@@ -85,7 +93,8 @@ def _train_objective(spec: Spec, dataset_dir: Path, objective: str, run_dir: Pat
         log(f"{objective}: torchrun with {spec.model.nproc} processes")
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         return json.loads((final / "train.json").read_text())
-    return save_final(train(spec.model, dataset_dir, objective, run_dir, log), final)
+    validate = validator(spec.model, dataset_dir) if spec.model.val_every else None
+    return save_final(train(spec.model, dataset_dir, objective, run_dir, log, validate=validate), final)
 
 
 def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> Artifact:
@@ -126,19 +135,28 @@ def training_runs(spec: Spec) -> dict[str, tuple[str, Spec]]:
 
 
 def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: dict, log: Log) -> None:
-    """Each saved model folder gets its README.md, with its figures on the dataset's validation split."""
+    """Each saved model folder gets its README.md, with its figures on the dataset's validation split
+    (each trained model scored once: the published folder holds the first objective's weights)."""
     val = dataset_split(dataset_dir, "val", spec.model.eval_max_images)
     gallery = spec_gallery(spec.model, dataset_dir)
-    folders = {PUBLISHED: (staging / PUBLISHED, spec.model.objectives[0])}
-    folders |= {name: (staging / "objectives" / name, objective)
-                for name, (objective, _) in training_runs(spec).items()}
-    for name, (folder, objective) in folders.items():
+    runs = training_runs(spec)
+    scored: dict[str, dict | None] = {}
+    for name, (objective, _) in runs.items():
+        folder = staging / "objectives" / name
         metrics = None
         if val.size:
-            predictor = retrieval_predictor(GeoRetriever.from_pretrained(folder), gallery, spec.model.top_k)
+            predictor = retrieval_predictor(_load(spec, folder), gallery, spec.model.top_k)
             metrics = evaluate({name: predictor}, [val], lambda _: None)[0][val.name][name]
             log(f"{name} on the validation split: median {metrics['median_km']} km")
+        scored[name] = metrics
         write_text(folder / "README.md", model_card(manifest, objective, metrics))
+    first = spec.model.objectives[0]
+    write_text(staging / PUBLISHED / "README.md", model_card(manifest, first, scored[first]))
+
+
+def _load(spec: Spec, folder: Path) -> GeoRetriever:
+    """A saved geolocator on the spec's device and precision."""
+    return GeoRetriever.from_pretrained(folder, spec.model.device, spec.model.precision)
 
 
 def _now() -> str:
@@ -154,7 +172,8 @@ def eval_version(model: Artifact, tests: list[TestSet], spec: Spec) -> str:
     """Same model, same test sets, same settings: same evaluation (it is not run again)."""
     settings = {k: spec.model.model_dump()[k] for k in sorted(USE_ONLY_SETTINGS)}
     return _hash({"format": EVAL_FORMAT, "model": model.version, "tests": [t.fingerprint for t in tests],
-                  "settings": settings, "objectives": list(spec.model.objectives), "zeroshot_base": spec.model.base})
+                  "settings": settings, "objectives": list(spec.model.objectives), "zeroshot_base": spec.model.base,
+                  "locate": spec.locate.model_dump(), "neighbours": spec.index.neighbours})
 
 
 def _history(home: Home, model_version: str) -> list[dict]:
@@ -178,27 +197,46 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
     def build(staging: Path) -> dict:
         gallery = spec_gallery(spec.model, dataset_dir)
         log(f"gallery: {len(gallery)} locations ({', '.join(spec.model.gallery)})")
-        top_k = spec.model.top_k
+        top_k, dev = spec.model.top_k, spec.model.device
+        untrained = build_model(spec.model, dataset_image_spec(dataset_dir)).to(devices.resolve(dev))
+        untrained.precision = spec.model.precision
         comparators = {
-            "untrained": retrieval_predictor(build_model(spec.model, dataset_image_spec(dataset_dir)), gallery, top_k),
-            "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base))),
-            PUBLISHED: retrieval_predictor(GeoRetriever.from_pretrained(model.path / PUBLISHED), gallery, top_k),
+            "untrained": retrieval_predictor(untrained, gallery, top_k),
+            "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base), dev, spec.model.precision)),
         }
-        for name in model.manifest["objectives"]:
-            folder = model.path / "objectives" / name
-            comparators[name] = retrieval_predictor(GeoRetriever.from_pretrained(folder), gallery, top_k)
+        for name in model.manifest["objectives"]:  # the published folder is the first objective's weights
+            comparators[name] = retrieval_predictor(_load(spec, model.path / "objectives" / name), gallery, top_k)
+        comparators[LOCATOR] = locator_predictor(_in_memory_locator(spec, home, model, gallery), top_k,
+                                                 spec.index.neighbours)
         results, guesses = evaluate(comparators, tests, log)
+        published = model.manifest.get("published_objective", spec.model.objectives[0])
+        for by_comparator in results.values():  # the published weights: scored once, reported under both names
+            by_comparator[PUBLISHED] = by_comparator[published]
+        guesses[PUBLISHED] = guesses[published]
         results = {**results, "model_version": model.version, "gallery_size": len(gallery),
                    "history": _history(home, model.version), **location_init_comparison(spec, model, results)}
         write_json(staging / "eval.json", results)
         write_text(staging / "eval.md", markdown_table(results))
-        error_plot(errors_km(guesses, tests[0]), staging / "errors.png", f"model {model.version} on {tests[0].name}")
+        plotted = {k: v for k, v in guesses.items() if k != published}  # one curve for the published weights
+        error_plot(errors_km(plotted, tests[0]), staging / "errors.png", f"model {model.version} on {tests[0].name}")
         pq.write_table(predictions_table(guesses, tests[0]), staging / PREDICTIONS)
         return {"created_at": _now(), "model_version": model.version, "dataset": model.manifest["dataset"],
                 "test_sets": {t.name: {"size": t.size, "fingerprint": t.fingerprint} for t in tests},
                 "dataset_test_median_km": results["dataset_test"][PUBLISHED]["median_km"]}
 
     return home.evals.publish(build, eval_version(model, tests, spec))
+
+
+def _in_memory_locator(spec: Spec, home: Home, model: Artifact, gallery: np.ndarray) -> Locator:
+    """The locator `predict` opens, over exact in-memory indexes of the same vectors: the published model's
+    gallery embeddings, and the reference rows' (train + val) image embeddings (embedded once, reused by
+    image_embeddings)."""
+    net = _load(spec, model.path / PUBLISHED).eval()
+    meta, vectors = load_embeddings(embed(spec, home, model, log=lambda _: None).files, ("train", "val"))
+    gal_emb = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device)).cpu().numpy()
+    return Locator(net, flat_index(vectors), meta.select(["image_id", "lat", "lon"]).to_pydict(),
+                   flat_index(gal_emb), {"lat": gallery[:, 0].tolist(), "lon": gallery[:, 1].tolist()},
+                   settings=spec.locate)
 
 
 def location_init_comparison(spec: Spec, model: Artifact, results: dict) -> dict:
@@ -248,8 +286,8 @@ MAX_QUERIES = 200  # held-out queries that tune and measure each index
 
 
 def embed(spec: Spec, home: Home, model: Artifact, log: Log = print) -> EmbeddingSet:
-    """Embed what is not embedded yet (nothing, and no model load, on a rerun)."""
-    return embed_dataset(lambda: GeoRetriever.from_pretrained(model.path / PUBLISHED), dataset_of(home, model),
+    """Embed what is not embedded yet (nothing, and no model load, on a rerun), on the spec's device."""
+    return embed_dataset(lambda: _load(spec, model.path / PUBLISHED), dataset_of(home, model),
                          home.embeddings(model.version), log)
 
 
@@ -309,8 +347,8 @@ def gps_index(spec: Spec, home: Home, model: Artifact, embeddings: EmbeddingSet)
 
     def make() -> tuple[np.ndarray, pa.Table, np.ndarray]:
         gallery = spec_gallery(spec.model, dataset_of(home, model))
-        net = GeoRetriever.from_pretrained(model.path / PUBLISHED)
-        vectors = net.encode_gps(torch.as_tensor(gallery)).numpy().astype(np.float32)
+        net = _load(spec, model.path / PUBLISHED)
+        vectors = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device)).cpu().numpy()
         gaz = load_gazetteer()
         nearest = gaz.nearest(gallery[:, 0], gallery[:, 1])
         ids = pa.table({"lat": gallery[:, 0].astype(np.float64), "lon": gallery[:, 1].astype(np.float64),

@@ -40,8 +40,9 @@ def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
     return dataset_split(version_dir, "test", limit)
 
 
-def dataset_split(version_dir: Path, split: str, limit: int = 0) -> TestSet:
-    """One split of a dataset version (`test` is what evaluations report; `val`, what model cards do)."""
+def dataset_split(version_dir: Path, split: str, limit: int = 0, rank: int = 0, world_size: int = 1) -> TestSet:
+    """One split of a dataset version (`test` is what evaluations report; `val`, what model cards do);
+    with `world_size` > 1, the rows rank, rank + world_size, ... of it (one DDP rank's share)."""
     manifest = json.loads((version_dir / "manifest.json").read_text())
     paths = [version_dir / s["path"] for s in manifest["shards"] if s["split"] == split]
     if not paths:
@@ -50,6 +51,8 @@ def dataset_split(version_dir: Path, split: str, limit: int = 0) -> TestSet:
     table = pq.ParquetDataset(paths).read(columns=["image_id", "image", "lat", "lon", "country"])
     if limit:
         table = table.slice(0, limit)
+    if world_size > 1:
+        table = table.take(np.arange(rank, table.num_rows, world_size))
     latlon = np.stack([table.column("lat").to_numpy(), table.column("lon").to_numpy()], axis=1)
     def images(ingest: ImageSpec) -> Iterator[Image.Image]:  # shard rows are stored already
         return (decode(table.column("image")[i].as_py()) for i in range(table.num_rows))

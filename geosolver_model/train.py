@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
 from geosolver_data.spec import ImageSpec
+from geosolver_model import device as devices
 from geosolver_model import distributed as D
 from geosolver_model.config import GeoConfig, ModelConfig
 from geosolver_model.losses import contrastive_loss
@@ -27,6 +28,9 @@ from geosolver_model.model import GeoRetriever
 from geosolver_model.shard_stream import ShardStream, dataset_image_spec, loader
 
 Log = Callable[[str], None]
+# The validation median error (km) of the model in training, or None when there is nothing to validate on.
+# Under DDP every rank calls it at the same step (validation.py shards the split over the ranks).
+Validate = Callable[[GeoRetriever], float | None]
 
 
 @dataclass
@@ -48,21 +52,6 @@ def build_model(spec: ModelConfig, ingest: ImageSpec | None = None) -> GeoRetrie
     return model
 
 
-def val_median_km(model: GeoRetriever, version_dir: Path, spec: ModelConfig) -> float | None:
-    """The median error on the validation split (the training-time view of progress)."""
-    from geosolver_model.evaluate import retrieval_predictor, run_predictor
-    from geosolver_model.gallery import spec_gallery
-    from geosolver_model.metrics import geo_metrics
-    from geosolver_model.test_sets import dataset_split
-
-    val = dataset_split(version_dir, "val", spec.eval_max_images)
-    if not val.size:
-        return None
-    guesses = run_predictor(retrieval_predictor(model, spec_gallery(spec, version_dir), spec.top_k), val)
-    model.train()
-    return geo_metrics(guesses, val.latlon, val.country)["median_km"]
-
-
 def get_lr_factor(step: int, spec: ModelConfig) -> float:
     """Linear warmup, then cosine decay to 10% of the peak."""
     if step < spec.warmup_steps:
@@ -71,13 +60,22 @@ def get_lr_factor(step: int, spec: ModelConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def decays(name: str, p: torch.Tensor) -> bool:
+    """Weight decay on weight matrices only: never on biases, LayerNorm gains (1-D) or the temperature."""
+    return p.ndim >= 2 and name != "logit_scale"
+
+
 def make_optimizer(model: GeoRetriever, spec: ModelConfig) -> torch.optim.AdamW:
-    vision = [p for p in model.vision.parameters() if p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("vision.") and p.requires_grad]
-    groups = [{"params": rest, "lr": spec.head_lr}]
-    if vision:
-        groups.append({"params": vision, "lr": spec.lr})
-    return torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
+    """Two learning rates (vision blocks, the rest) x decay or not: up to four parameter groups."""
+    groups = []
+    for part, lr in (("head", spec.head_lr), ("vision", spec.lr)):
+        named = [(n, p) for n, p in model.named_parameters()
+                 if p.requires_grad and n.startswith("vision.") == (part == "vision")]
+        for decay in (True, False):
+            params = [p for n, p in named if decays(n, p) == decay]
+            if params:
+                groups.append({"params": params, "lr": lr, "weight_decay": spec.weight_decay if decay else 0.0})
+    return torch.optim.AdamW(groups)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -114,24 +112,25 @@ def train_step(model: GeoRetriever, ddp_model: torch.nn.Module, batch: dict, obj
     pixels, latlon = batch["pixels"].to(dev), batch["latlon"].to(dev)
     queue = model.queued_gps()
     gps_in = latlon if queue is None else torch.cat([latlon, queue])
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+    with devices.autocast(dev, spec.precision):  # bf16 on a GPU; the location encoder stays fp32 inside
         img, gps = ddp_model(pixels, gps_in)
     img, gps = img.float(), gps.float()
     batch_gps, queue_emb = gps[: len(latlon)], (gps[len(latlon):] if queue is not None else None)
     all_img, all_gps, all_latlon = D.gather(img), D.gather(batch_gps), D.gather(latlon)
     loss = contrastive_loss(all_img, all_gps, queue_emb, model.logit_scale, all_latlon, queue, objective,
-                            spec.soft_target_km)
+                            spec.soft_target_km, spec.same_place_km)
     (loss / spec.grad_accum).backward()
     model.enqueue(all_latlon.detach())
     return loss.detach()
 
 
 def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, log: Log = print,
-          stop_after: int | None = None) -> TrainResult:
+          stop_after: int | None = None, validate: Validate | None = None) -> TrainResult:
     """Fine-tune for `spec.steps` steps (resuming from run_dir/checkpoints), or stop early at
-    `stop_after` (used to test resume)."""
-    dev = D.device()
+    `stop_after` (used to test resume); `validate` runs every `val_every` steps on every rank."""
+    dev = devices.resolve(spec.device)
     model = build_model(spec, dataset_image_spec(version_dir))
+    model.precision = spec.precision
     model.freeze_vision_except_last(spec.unfreeze_last_blocks)
     model.to(dev)
     optimizer = make_optimizer(model, spec)
@@ -159,8 +158,9 @@ def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, l
         seen += spec.batch_size * spec.grad_accum * D.world_size()
         rate = seen / (time.perf_counter() - started)
         curve.append({"step": step, "loss": round(float(loss), 5), "lr": scheduler.get_last_lr()[0]})
-        if D.rank() == 0 and spec.val_every and (step % spec.val_every == 0 or step == spec.steps):
-            curve[-1]["val_median_km"] = val_median_km(model, version_dir, spec)
+        if validate is not None and spec.val_every and (step % spec.val_every == 0 or step == spec.steps):
+            curve[-1]["val_median_km"] = validate(model)  # every rank: each scores its share of the split
+            model.train()
         if step % 10 == 0 or step == spec.steps:
             log(f"{objective}: step {step}/{spec.steps} loss {float(loss):.4f} {rate:.1f} samples/s")
         if D.rank() == 0 and (step % spec.checkpoint_every == 0 or step == spec.steps):

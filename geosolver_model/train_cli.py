@@ -10,6 +10,7 @@ import torch.distributed as dist
 from geosolver_model import distributed as D
 from geosolver_model.config import ModelConfig
 from geosolver_model.train import save_final, train
+from geosolver_model.validation import validator
 
 
 def main() -> None:
@@ -22,7 +23,8 @@ def main() -> None:
     spec = ModelConfig.model_validate_json(args.spec_json)
     D.init_from_env()
     result = train(spec, args.dataset, args.objective, args.run_dir,
-                   log=lambda m: print(m, flush=True) if D.rank() == 0 else None)
+                   log=lambda m: print(m, flush=True) if D.rank() == 0 else None,
+                   validate=validator(spec, args.dataset) if spec.val_every else None)
     if D.rank() == 0:
         save_final(result, args.run_dir / "final")
     if dist.is_initialized():

@@ -14,22 +14,40 @@ from transformers import CLIPModel, CLIPTokenizer
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.spec import ImageSpec
+from geosolver_model import device as devices
 from geosolver_model.images import Processing
 
 CITIES_PER_COUNTRY = 30
 
 
+# The names people (and photo captions, which CLIP learnt from) use, where the gazetteer's are formal ISO
+# names such as "Korea, Republic of": StreetCLIP's paper prompts with common country names.
+COMMON_NAMES = {
+    "BN": "Brunei", "BO": "Bolivia", "CD": "the Democratic Republic of the Congo", "CG": "the Republic of the Congo",
+    "CI": "Ivory Coast", "CV": "Cape Verde", "CZ": "Czechia", "FK": "the Falkland Islands",
+    "FM": "Micronesia", "GB": "the United Kingdom", "IR": "Iran", "KP": "North Korea", "KR": "South Korea",
+    "LA": "Laos", "LY": "Libya", "MD": "Moldova", "MK": "North Macedonia", "PS": "Palestine", "RU": "Russia",
+    "SY": "Syria", "SZ": "Eswatini", "TZ": "Tanzania", "US": "the United States", "VA": "Vatican City",
+    "VG": "the British Virgin Islands", "VI": "the US Virgin Islands", "AE": "the United Arab Emirates",
+    "NL": "the Netherlands", "PH": "the Philippines", "DO": "the Dominican Republic",
+}
+
+
 @functools.cache
 def country_names() -> dict[str, str]:
+    """ISO code -> the name a prompt uses: the common name where the gazetteer's is a formal one."""
     text = resources.files("reverse_geocode").joinpath("countries.csv").read_text(encoding="utf-8")
-    return {code: name for code, name in csv.reader(text.splitlines())}
+    return {code: COMMON_NAMES.get(code, name) for code, name in csv.reader(text.splitlines())}
 
 
 class ZeroShot:
     """Country prompts "A Street View photo in {country}.", then "... from {city}." for its largest cities."""
 
-    def __init__(self, clip: CLIPModel, tokenizer: CLIPTokenizer, processing: Processing) -> None:
-        self.clip, self.tokenizer, self.processing = clip.eval(), tokenizer, processing
+    def __init__(self, clip: CLIPModel, tokenizer: CLIPTokenizer, processing: Processing,
+                 device: str | torch.device = "cpu", precision: devices.Precision = "auto") -> None:
+        dev = devices.resolve(device) if isinstance(device, str) else device
+        self.clip, self.tokenizer, self.processing = clip.eval().to(dev), tokenizer, processing
+        self.precision = precision
         gaz = load_gazetteer()
         names = country_names()
         self.codes = sorted({c for c in np.unique(gaz.country) if c in names})
@@ -41,11 +59,12 @@ class ZeroShot:
         """Raw photos are resized as a dataset built for this CLIP's input would store them."""
         return ImageSpec(min_side=self.processing.shortest_edge)
 
-    @torch.no_grad()
     def _text(self, prompts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(prompts, padding=True, truncation=True, max_length=77, return_tensors="pt")
-        out = self.clip.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        return F.normalize(getattr(out, "pooler_output", out), dim=-1)
+        with devices.inference(self.clip, self.precision) as dev:
+            out = self.clip.get_text_features(input_ids=tokens["input_ids"].to(dev),
+                                              attention_mask=tokens["attention_mask"].to(dev))
+        return F.normalize(getattr(out, "pooler_output", out).float(), dim=-1)
 
     def _cities(self, code: str) -> tuple[np.ndarray, torch.Tensor]:
         if code not in self._city_cache:
@@ -55,15 +74,15 @@ class ZeroShot:
             self._city_cache[code] = (idx, self._text([f"A Street View photo from {gaz.name[i]}." for i in idx]))
         return self._city_cache[code]
 
-    @torch.no_grad()
     def predict(self, pixels: torch.Tensor) -> np.ndarray:
         """(B, 3, S, S) pixels at the CLIP's own size -> (B, 2) degrees."""
-        out = self.clip.get_image_features(pixel_values=pixels)
-        img = F.normalize(getattr(out, "pooler_output", out), dim=-1)
+        with devices.inference(self.clip, self.precision) as dev:
+            out = self.clip.get_image_features(pixel_values=pixels.to(dev))
+        img = F.normalize(getattr(out, "pooler_output", out).float(), dim=-1)
         gaz = load_gazetteer()
         guesses = []
-        for row in img:
-            code = self.codes[int((self.country_emb @ row).argmax())]
+        for row, country in zip(img, (img @ self.country_emb.T).argmax(dim=1).tolist(), strict=True):
+            code = self.codes[country]
             idx, city_emb = self._cities(code)
             best = idx[int((city_emb @ row).argmax())]
             guesses.append((gaz.lat[best], gaz.lon[best]))

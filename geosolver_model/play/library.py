@@ -23,10 +23,12 @@ from PIL import Image
 
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.home import Home
+from geosolver_model.config import Spec, load_spec
 from geosolver_model.images import decode
 from geosolver_model.index import IndexUnavailable
 from geosolver_model.locate import Locator
-from geosolver_model.stages import PREDICTIONS, dataset_of
+from geosolver_model.names import PREDICTIONS, PUBLISHED
+from geosolver_model.stages import LOCATOR, dataset_of
 
 ROW_COLUMNS = ["image_id", "split", "lat", "lon", "country", "license", "creator", "source"]
 THUMB_SIDE = 256
@@ -97,19 +99,24 @@ class Library:
     def __init__(self, home: Home, locator: Locator, model: Artifact, rows: ShardRows,
                  evaluation: Artifact | None) -> None:
         self.home, self.locator, self.model, self.rows, self.evaluation = home, locator, model, rows, evaluation
+        self.neighbours = 10  # image neighbours that vote (the spec's index.neighbours, set by `open`)
         self.lock = threading.Lock()
         self.test_ids = rows.ids("test")
         self.test_set = frozenset(self.test_ids)
 
     @classmethod
-    def open(cls, home: Home, index_version: str | None = None) -> Library:
+    def open(cls, home: Home, index_version: str | None = None, spec: Spec | None = None) -> Library:
+        """The latest (or the given) index and what belongs with it; `spec` gives the locate settings and device."""
+        spec = spec or load_spec()
         try:
-            locator = Locator.open(home, index_version)
+            locator = Locator.open(home, index_version, spec.locate, spec.model.device, spec.model.precision)
         except (ArtifactMissing, IndexUnavailable) as exc:
             raise NotPlayable(f"{exc}: materialise the model and index assets first (make run)") from exc
         model = home.models.get(locator.versions["model"])
         evals = [e for e in home.evals.all() if e.manifest["model_version"] == model.version]
-        return cls(home, locator, model, ShardRows.read(dataset_of(home, model)), evals[-1] if evals else None)
+        library = cls(home, locator, model, ShardRows.read(dataset_of(home, model)), evals[-1] if evals else None)
+        library.neighbours = spec.index.neighbours
+        return library
 
     @property
     def versions(self) -> dict:
@@ -125,13 +132,14 @@ class Library:
     def model_guess(self, image_id: str) -> dict:
         """The model's top candidate for a dataset image, as `geosolver predict` would answer."""
         with self.lock:
-            found = self.locator.locate(decode(self.rows.image_bytes(image_id)), top_k=1)  # stored size already
+            found = self.locator.locate(decode(self.rows.image_bytes(image_id)), top_k=1,  # stored size already
+                                        neighbours=self.neighbours)
         return found["candidates"][0]
 
     def locate_upload(self, data: bytes, top_k: int) -> dict:
         """A photo someone dropped: decoded by the same safe path as ingest (ValueError says why not)."""
         with self.lock:
-            return self.locator.locate_photo(data, top_k)
+            return self.locator.locate_photo(data, top_k, self.neighbours)
 
     def predictions(self) -> Path:
         if self.evaluation is None:
@@ -149,7 +157,8 @@ class Library:
         with duckdb.connect() as db:
             comparators = [r[0] for r in db.execute(
                 "SELECT DISTINCT comparator FROM read_parquet(?) ORDER BY comparator", [path]).fetchall()]
-            comparator = comparator or ("finetuned" if "finetuned" in comparators else comparators[0])
+            # what the rounds' guesses come from (the locator), else the published weights' plain retrieval
+            comparator = comparator or next((c for c in (LOCATOR, PUBLISHED) if c in comparators), comparators[0])
             countries = db.execute("SELECT country, count(*) FROM read_parquet(?) WHERE comparator = ? "
                                    "GROUP BY country ORDER BY country", [path, comparator]).fetchall()
             found = db.execute(

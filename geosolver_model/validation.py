@@ -1,0 +1,39 @@
+"""The training-time view of progress: the median error on the validation split, sharded over DDP ranks.
+
+Every rank scores its share of the split (rows rank, rank + world, ...) on its own device and the
+errors are gathered, so no rank waits idle in a collective while another validates (a long rank-0-only
+validation ran into NCCL's timeout), and N GPUs validate N times faster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from geosolver_data.geo import haversine_km
+from geosolver_model import distributed as D
+from geosolver_model.config import ModelConfig
+from geosolver_model.evaluate import retrieval_predictor, run_predictor
+from geosolver_model.gallery import spec_gallery
+from geosolver_model.model import GeoRetriever
+from geosolver_model.test_sets import dataset_split
+from geosolver_model.train import Validate
+
+
+def val_errors_km(model: GeoRetriever, version_dir: Path, spec: ModelConfig, gallery: np.ndarray) -> np.ndarray:
+    """This rank's share of the validation split scored, then every rank's errors (km), in rank order."""
+    val = dataset_split(version_dir, "val", spec.eval_max_images, D.rank(), D.world_size())
+    pred = run_predictor(retrieval_predictor(model, gallery, spec.top_k), val)
+    return D.gather_numpy(haversine_km(pred[:, 0], pred[:, 1], val.latlon[:, 0], val.latlon[:, 1]))
+
+
+def validator(spec: ModelConfig, version_dir: Path) -> Validate:
+    """What `train` calls every `val_every` steps; the gallery is built once."""
+    gallery = spec_gallery(spec, version_dir)
+
+    def validate(model: GeoRetriever) -> float | None:
+        km = val_errors_km(model, version_dir, spec, gallery)
+        return round(float(np.median(km)), 2) if len(km) else None
+
+    return validate
