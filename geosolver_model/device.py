@@ -38,7 +38,10 @@ def uses_bf16(dev: torch.device, precision: str) -> bool:
 
 
 def autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast where the precision setting asks for it on this device; otherwise a no-op."""
+    """bf16 autocast where the precision setting asks for it on this device; otherwise a no-op (also on a
+    device autocast does not know, such as `meta`, the tests' stand-in for a GPU)."""
+    if not torch.amp.is_autocast_available(dev.type):
+        return contextlib.nullcontext()
     return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=uses_bf16(dev, precision))
 
 

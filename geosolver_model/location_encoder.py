@@ -9,6 +9,7 @@ autocast points 10-20 km apart got identical embeddings, and training (bf16 on a
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import torch
@@ -49,6 +50,8 @@ class LocationEncoder(nn.Module):
                                           for s in sigmas)
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(latlon.device.type, enabled=False):  # fp32 even inside a bf16 autocast region
+        off = torch.autocast(latlon.device.type, enabled=False) if torch.amp.is_autocast_available(
+            latlon.device.type) else contextlib.nullcontext()
+        with off:  # fp32 even inside a bf16 autocast region
             xy = equal_earth(latlon.float())
             return torch.stack([branch(xy) for branch in self.branches]).sum(dim=0)

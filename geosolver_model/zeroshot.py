@@ -29,7 +29,7 @@ COMMON_NAMES = {
     "LA": "Laos", "LY": "Libya", "MD": "Moldova", "MK": "North Macedonia", "PS": "Palestine", "RU": "Russia",
     "SY": "Syria", "SZ": "Eswatini", "TZ": "Tanzania", "US": "the United States", "VA": "Vatican City",
     "VG": "the British Virgin Islands", "VI": "the US Virgin Islands", "AE": "the United Arab Emirates",
-    "NL": "the Netherlands", "PH": "the Philippines", "DO": "the Dominican Republic",
+    "NL": "the Netherlands", "PH": "the Philippines", "DO": "the Dominican Republic", "BQ": "the Caribbean Netherlands",
 }
 
 
