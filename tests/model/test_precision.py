@@ -119,7 +119,7 @@ def test_a_copy_of_the_positives_place_in_the_queue_is_not_a_negative() -> None:
     dup_gps = torch.cat([queue_gps, torch.tensor([[LA[0] + 0.003, LA[1]]])])
     scale = torch.tensor(2.0)
 
-    def loss_and_grad(q_emb: torch.Tensor, q_gps: torch.Tensor, objective: str, km: float) -> tuple[float, ...]:
+    def loss_and_grad(q_emb: torch.Tensor, q_gps: torch.Tensor, objective: str, km: float) -> tuple:
         img.grad = None
         loss = contrastive_loss(img, gps, q_emb, scale, latlon, q_gps, objective, 250.0, km)
         loss.backward()
