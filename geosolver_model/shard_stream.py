@@ -58,47 +58,77 @@ class ShardStream(IterableDataset):
         self.processing, self.batch_size, self.seed = processing, batch_size, seed
         self.rank, self.world_size, self.start_batch, self.train = rank, world_size, start_batch, train
 
-    def units_of(self, slot: int, slots: int, epoch: int) -> list[int]:
-        """The row groups one rank x worker slot reads in an epoch: every slot gets a disjoint share."""
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
-        mine = [int(i) for i in order[slot::slots]]
-        if not mine:
+    def _shares(self, slots: int, epoch: int) -> tuple[list[list[int]], int]:
+        """Every slot's row groups in an epoch, dealt in a (seed, epoch) order to the slot with the fewest rows
+        so far (shares differ by at most one row group), and the rows of the largest share."""
+        if len(self.units) < slots:
             raise ValueError(f"{len(self.units)} row groups cannot feed {slots} rank x worker slots; "
                              "lower shards.row_group_rows or use fewer workers")
-        return mine
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
+        shares: list[list[int]] = [[] for _ in range(slots)]
+        rows = np.zeros(slots, dtype=np.int64)
+        for u in order.tolist():
+            least = int(np.argmin(rows))  # ties go to the lowest slot
+            shares[least].append(u)
+            rows[least] += self.units[u].rows
+        return shares, int(rows.max())
+
+    def units_of(self, slot: int, slots: int, epoch: int) -> list[int]:
+        """The row groups one rank x worker slot reads in an epoch: a disjoint share for every slot."""
+        return self._shares(slots, epoch)[0][slot]
+
+    def epoch_length(self, slots: int, epoch: int = 0) -> int:
+        """Samples every slot yields in an epoch: the largest share's rows. A shorter share repeats its first
+        rows (as DistributedSampler pads), so ranks and workers change epoch at the same step, every row is
+        read each epoch, and no rank waits on another's last batch."""
+        return self._shares(slots, epoch)[1]
 
     def epoch_rows(self, epoch: int = 0) -> int:
-        """Rows this rank (one data-loader worker) reads in an epoch."""
-        return sum(self.units[u].rows for u in self.units_of(self.rank, self.world_size, epoch))
+        """Samples this rank (one data-loader worker) reads in an epoch."""
+        return self.epoch_length(self.world_size, epoch)
+
+    def _epoch(self, slot: int, slots: int, epoch: int) -> Iterator[tuple[int, int]]:
+        """(unit, row) pairs of one slot's epoch, exactly epoch_length long (lazily: no list of the rows)."""
+        shares, length = self._shares(slots, epoch)
+        n = 0
+        while True:  # a second pass over the share only to pad a short one
+            for u in shares[slot]:
+                for j in np.random.default_rng([self.seed, epoch, u]).permutation(self.units[u].rows).tolist():
+                    if n == length:
+                        return
+                    yield u, j
+                    n += 1
 
     def _samples(self, slot: int, slots: int, skip: int) -> Iterator[tuple[torch.Tensor, tuple[float, float]]]:
         epoch = 0
+        while skip >= (length := self.epoch_length(slots, epoch)):  # whole epochs already consumed
+            skip, epoch = skip - length, epoch + 1
+        table, loaded = None, -1
         while True:
-            for u in self.units_of(slot, slots, epoch):
-                unit = self.units[u]
-                if skip >= unit.rows:
-                    skip -= unit.rows
+            for k, (u, j) in enumerate(self._epoch(slot, slots, epoch)):
+                if k < skip:
                     continue
-                table = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=["image", "lat", "lon"])
-                rows = np.random.default_rng([self.seed, epoch, u]).permutation(unit.rows)
-                images, lat, lon = table.column("image"), table.column("lat"), table.column("lon")
-                for j in rows[skip:]:
-                    image = decode(images[int(j)].as_py())
-                    if self.train:
-                        rng = np.random.default_rng([self.seed, epoch, u, int(j)])
-                        pixels = augment(image, self.processing, rng)
-                    else:
-                        pixels = to_pixels(image, self.processing)
-                    yield pixels, (lat[int(j)].as_py(), lon[int(j)].as_py())
-                skip = 0
-            epoch += 1
+                if u != loaded:  # a slot's pairs come unit by unit: each row group is read once per pass
+                    unit = self.units[u]
+                    table = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=["image", "lat", "lon"])
+                    loaded = u
+                image = decode(table.column("image")[j].as_py())
+                if self.train:
+                    pixels = augment(image, self.processing, np.random.default_rng([self.seed, epoch, u, j]))
+                else:
+                    pixels = to_pixels(image, self.processing)
+                yield pixels, (table.column("lat")[j].as_py(), table.column("lon")[j].as_py())
+            skip, epoch = 0, epoch + 1
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        # batches of this worker already consumed: DataLoader takes them round-robin across workers
-        done = len(range(worker, self.start_batch, workers))
-        samples = self._samples(self.rank * workers + worker, self.world_size * workers, done * self.batch_size)
+        # DataLoader takes batches round-robin from worker 0 on; batch n of the run is logical worker
+        # n % workers's. Resumed at start_batch, physical worker w plays logical worker (w + start) % workers,
+        # so the first batch the loader hands out is batch start_batch, whatever the worker count.
+        logical = (worker + self.start_batch) % workers
+        done = len(range(logical, self.start_batch, workers))  # this logical worker's batches already consumed
+        samples = self._samples(self.rank * workers + logical, self.world_size * workers, done * self.batch_size)
         while True:
             batch = [next(samples) for _ in range(self.batch_size)]
             yield {"pixels": torch.stack([b[0] for b in batch]),

@@ -12,7 +12,7 @@ from geosolver_model.gallery import build_gallery
 from geosolver_model.images import Processing
 from geosolver_model.metrics import geo_metrics
 from geosolver_model.model import GeoRetriever
-from geosolver_model.shard_stream import ShardStream, row_groups
+from geosolver_model.shard_stream import ShardStream, loader, row_groups
 from geosolver_model.test_sets import dataset_test_split
 from geosolver_model.train import build_model, train, train_step
 from tests.model.conftest import with_model
@@ -45,16 +45,39 @@ def test_stream_resumes_at_the_same_batch_and_ranks_are_disjoint(learn_dataset) 
     batches = [next(fresh) for _ in range(5)]
     later = next(iter(ShardStream(version_dir, PROC, 8, seed=1, start_batch=3)))
     assert torch.equal(later["pixels"], batches[3]["pixels"]) and torch.equal(later["latlon"], batches[3]["latlon"])
-    # In one epoch the two ranks read disjoint rows that together are the whole train split, each once.
+    # Each epoch, every rank reads the same number of rows (a short share repeats a few), and together the
+    # ranks read the whole train split: ranks change epoch at the same step.
     ranks = [ShardStream(version_dir, Processing.for_size(16), 1, seed=1, rank=r, world_size=2, train=False)
              for r in (0, 1)]
-    seen = []
-    for stream in ranks:
-        batches = iter(stream)
-        seen.append([tuple(next(batches)["latlon"][0].tolist()) for _ in range(stream.epoch_rows())])
     train_rows = sum(u.rows for u in row_groups(version_dir, "train"))
-    assert len(seen[0]) + len(seen[1]) == train_rows and min(map(len, seen)) > 0
-    assert len(set(seen[0]) | set(seen[1])) == len(set(seen[0])) + len(set(seen[1])) == train_rows
+    iters = [iter(stream) for stream in ranks]
+    for epoch in range(2):
+        length = ranks[0].epoch_rows(epoch)
+        assert ranks[1].epoch_rows(epoch) == length and 2 * length - train_rows <= 32  # padding < a row group
+        seen = [[tuple(next(it)["latlon"][0].tolist()) for _ in range(length)] for it in iters]
+        assert set(seen[0]) | set(seen[1]) == _all_train_locations(version_dir)
+        assert not set(seen[0]) & set(seen[1])  # disjoint shares
+
+
+def _all_train_locations(version_dir: Path) -> set[tuple[float, float]]:
+    import pyarrow.parquet as pq
+
+    units = row_groups(version_dir, "train")
+    rows = [pq.ParquetFile(u.path).read_row_group(u.row_group, columns=["lat", "lon"]) for u in units]
+    return {(float(torch.tensor(la, dtype=torch.float32)), float(torch.tensor(lo, dtype=torch.float32)))
+            for t in rows for la, lo in zip(t.column("lat").to_pylist(), t.column("lon").to_pylist(), strict=True)}
+
+
+def test_resume_with_two_loader_workers_continues_at_the_same_batch(learn_dataset) -> None:
+    """DataLoader takes batches round-robin from worker 0: a resumed run must not restart at worker 0's."""
+    _, _, version_dir = learn_dataset
+    proc = Processing.for_size(16)
+    straight = iter(loader(ShardStream(version_dir, proc, 4, seed=2, train=False), num_workers=2))
+    expected = [next(straight)["latlon"] for _ in range(9)]
+    for start in (3, 4):
+        resumed = iter(loader(ShardStream(version_dir, proc, 4, seed=2, start_batch=start, train=False), 2))
+        got = [next(resumed)["latlon"] for _ in range(9 - start)]
+        assert all(torch.equal(a, b) for a, b in zip(got, expected[start:], strict=True)), start
 
 
 def test_learning_is_real(learn_dataset, tmp_path: Path) -> None:
