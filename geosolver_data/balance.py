@@ -5,8 +5,8 @@ every cell the same), capped per cell and water-filled so they add up to the tar
 Within a cell the images with the lowest keyed hash of their id are taken, so adding new data
 changes the selection minimally.
 
-Splits are assigned per H3 block at a coarser resolution, so no block (and no cell inside it)
-contributes to two splits: blocks the previous version had keep their split (a test image never
+Splits are assigned per H3 block at `split_resolution` (`split_blocks`), so no block contributes to two
+splits: blocks the previous version had keep their split (a test image never
 becomes a training image in a later version), and new blocks go, largest first, to the split
 furthest below its share, so the shares land near the spec's fractions even when a few blocks are
 big. Across a block boundary two images can still be close, so an image closer than SPLIT_BUFFER_KM
@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.spatial import cKDTree
 
-from geosolver_data.geo import EARTH_RADIUS_KM, cell_parent
+from geosolver_data.geo import EARTH_RADIUS_KM, cell_parent, h3_cells
 from geosolver_data.geocells import h3_column
 from geosolver_data.spec import BalanceSpec
 
@@ -85,6 +85,14 @@ def distribution_stats(counts: np.ndarray) -> dict[str, float]:
 SPLIT_BUFFER_KM = 1.0
 
 
+def split_blocks(cells: np.ndarray, lat: np.ndarray, lon: np.ndarray, spec: BalanceSpec) -> np.ndarray:
+    """Each row's split block: the H3 cell at `split_resolution`, the parent of its balance cell (at
+    `resolution`) when that is as coarse or coarser, else computed from its coordinates."""
+    if spec.split_resolution <= spec.resolution:
+        return cell_parent(cells, spec.split_resolution)
+    return h3_cells(lat, lon, [spec.split_resolution])[spec.split_resolution]
+
+
 def assign_splits(blocks: np.ndarray, spec: BalanceSpec, prior: dict[int, str] | None = None) -> np.ndarray:
     """Split name per row. Blocks in `prior` (block -> split, from the previous version) keep their
     split; the others, largest first (ties by keyed hash), go to the split furthest below its share."""
@@ -141,9 +149,10 @@ def balance(table: pa.Table, spec: BalanceSpec, prior: dict[int, str] | None = N
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order)) - starts[cell_idx[order]]
     chosen = np.flatnonzero(position < quota[cell_idx])
-    blocks = cell_parent(cells[chosen], spec.split_resolution)
+    lat, lon = table.column("lat").to_numpy()[chosen], table.column("lon").to_numpy()[chosen]
+    blocks = split_blocks(cells[chosen], lat, lon, spec)
     splits = assign_splits(blocks, spec, prior)
-    keep = ~buffer_drops(table.column("lat").to_numpy()[chosen], table.column("lon").to_numpy()[chosen], splits)
+    keep = ~buffer_drops(lat, lon, splits)
     chosen, blocks, splits = chosen[keep], blocks[keep], splits[keep]
     selected = table.take(chosen).append_column("split", pa.array(splits.tolist(), pa.string()))
     after = np.bincount(cell_idx[chosen], minlength=len(uniq))

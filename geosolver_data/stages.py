@@ -14,9 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosolver_data.balance import balance
+from geosolver_data.balance import balance, split_blocks
 from geosolver_data.dedup import DedupStats, deduplicate
-from geosolver_data.geo import cell_parent
 from geosolver_data.geocells import assign_geocells, h3_column
 from geosolver_data.ingest.accounting import Accounting, account, load_listing
 from geosolver_data.ingest.engine import IngestStats, IngestTask, ingest
@@ -147,9 +146,10 @@ def previous_splits(spec: DatasetSpec, layout: DatasetLayout) -> dict[int, str]:
     if any(before.get(k) != spec.balance.model_dump()[k] for k in SPLIT_SETTINGS):
         return {}
     column = h3_column(spec.balance.resolution)
-    table = pa.concat_tables(pq.read_table(layout.version_dir(version) / s["path"], columns=[column, "split"])
-                             for s in manifest["shards"])
-    blocks = cell_parent(table.column(column).to_numpy(), spec.balance.split_resolution).tolist()
+    table = pa.concat_tables(pq.read_table(layout.version_dir(version) / s["path"],
+                                           columns=[column, "lat", "lon", "split"]) for s in manifest["shards"])
+    blocks = split_blocks(table.column(column).to_numpy(), table.column("lat").to_numpy(),
+                          table.column("lon").to_numpy(), spec.balance).tolist()
     return dict(zip(blocks, table.column("split").to_pylist(), strict=True))
 
 

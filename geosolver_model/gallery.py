@@ -67,7 +67,7 @@ def build_gallery(version_dir: Path, resolution: int, split: str = "train") -> n
     return np.stack([g_lat, g_lon], axis=1).astype(np.float32)
 
 
-_RING_KM = (5.0, 20.0, 60.0)
+_RING_KM = (2.0, 5.0, 20.0, 60.0)  # 2 km: a grid cell centre (res 5: ~4 km to its corners) can move under 1 km
 _RING_POINTS = 8
 
 

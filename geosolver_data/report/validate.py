@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from geosolver_data.balance import split_blocks
 from geosolver_data.db import connect
-from geosolver_data.geo import cell_parent, invalid_coordinate_reason
+from geosolver_data.geo import invalid_coordinate_reason
 from geosolver_data.hamming import near_pairs
 from geosolver_data.spec import DatasetSpec
 from geosolver_data.store.atomic import file_sha256
@@ -74,8 +75,8 @@ def _columns(version_dir: Path, columns: list[str]) -> dict[str, np.ndarray]:
 def split_overlap(version_dir: Path, spec: DatasetSpec) -> list[str]:
     """Blocks (H3 at the split resolution) whose images fall in more than one split."""
     col = f"h3_r{spec.balance.resolution}"
-    data = _columns(version_dir, [col, "split"])
-    blocks = cell_parent(data[col], spec.balance.split_resolution)
+    data = _columns(version_dir, [col, "lat", "lon", "split"])
+    blocks = split_blocks(data[col], data["lat"], data["lon"], spec.balance)
     names, codes = np.unique(data["split"].astype(str), return_inverse=True)
     pairs = np.unique(np.stack([blocks, codes.astype(np.uint64)], axis=1), axis=0)  # distinct (block, split)
     shared, counts = np.unique(pairs[:, 0], return_counts=True)

@@ -157,3 +157,29 @@ def test_a_refresh_never_moves_an_image_to_another_split() -> None:
     fresh = dict(zip(without_prior.column("image_id").to_pylist(), without_prior.column("split").to_pylist(),
                      strict=True))
     assert any(fresh[i] != s for i, s in before.items() if i in fresh)  # so the prior is what keeps them
+
+
+def test_split_blocks_finer_than_the_balance_cells_keep_test_photos_near_training_ones() -> None:
+    """OSV-5M-style splits: blocks of H3 res 6 (~36 km²) inside the res-3 balance cells. Each block is in
+    one split (checked with the `h3` package, from coordinates), the 1 km buffer still holds, and a test
+    photo's nearest training photo is a few km away, not a continent (as with res-1 blocks)."""
+    import h3
+
+    table = _mp16(4000)
+    nearest = {}
+    for split_resolution in (1, 6):
+        spec = BalanceSpec(resolution=3, alpha=0.5, cap=40, target_size=4000, split_resolution=split_resolution,
+                           splits={"train": 0.8, "val": 0.1, "test": 0.1})
+        t = balance(table, spec).table
+        splits = np.array(t.column("split").to_pylist())
+        lat, lon = t.column("lat").to_numpy(), t.column("lon").to_numpy()
+        blocks: dict[str, set[str]] = {}
+        for la, lo, s in zip(lat, lon, splits, strict=True):
+            blocks.setdefault(h3.latlng_to_cell(la, lo, split_resolution) if split_resolution > 3 else
+                              h3.cell_to_parent(h3.latlng_to_cell(la, lo, 3), split_resolution), set()).add(s)
+        assert all(len(s) == 1 for s in blocks.values())
+        train, test = splits == "train", splits == "test"
+        km = haversine_km(lat[test][:, None], lon[test][:, None], lat[train][None], lon[train][None])
+        assert km.min() >= SPLIT_BUFFER_KM
+        nearest[split_resolution] = float(np.median(km.min(axis=1)))
+    assert nearest[6] < 30 and nearest[1] > 5 * nearest[6], nearest  # measured: ~12 km against ~186 km

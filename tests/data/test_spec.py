@@ -34,7 +34,7 @@ def test_env_var_selects_the_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     ({"sources": [{"type": "local"}]}, "needs 'path'"),
     ({"h3_resolutions": [5, 3]}, "increasing"),
     ({"balance": {"resolution": 4}}, "must be one of h3_resolutions"),
-    ({"balance": {"resolution": 3, "split_resolution": 3}}, "coarser"),
+    ({"balance": {"split_resolution": 16}}, "0..15"),
     ({"balance": {"splits": {"train": 0.5, "val": 0.1}}}, "must sum to 1"),
     ({"dedup": {"phash_threshold": 40}}, "0..16"),
     ({"image": {"max_sides": 10}}, "unknown key"),
