@@ -98,11 +98,12 @@ class IndexConfig(SpecSection):
 class LocateConfig(SpecSection):
     """How `geosolver predict` and `play` blend the GPS-gallery guess with the image neighbours' vote
     (locate.py), the same in every evaluation's `locator` comparator. The defaults were chosen on the
-    demo's validation split (bench/tune_locator.py), never on a test split."""
+    demo's validation split with `python -m bench.tune_locator` (the best mean GeoGuessr score of 60
+    combinations), never on a test split; a real run should tune them on its own validation split."""
 
-    vote_km: Annotated[float, Field(gt=0)] = 25.0  # a neighbour's vote decays as exp(-distance / vote_km)
-    vote_temperature: Annotated[float, Field(gt=0)] = 0.05  # softmax temperature over neighbour similarities
-    vote_weight: Annotated[float, Field(ge=0, le=1)] = 0.5  # the vote's share of a candidate's score
+    vote_km: Annotated[float, Field(gt=0)] = 100.0  # a neighbour's vote decays as exp(-distance / vote_km)
+    vote_temperature: Annotated[float, Field(gt=0)] = 0.01  # softmax temperature over neighbour similarities
+    vote_weight: Annotated[float, Field(ge=0, le=1)] = 1.0  # the vote's share of a candidate's score
 
 
 class Spec(DatasetSpec):

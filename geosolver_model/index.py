@@ -52,14 +52,23 @@ def choose_index(n: int, d: int, budget_bytes: int) -> IndexChoice:
     return IndexChoice(f"OPQ{m}_{4 * m},{coarse},PQ{m}", "nprobe", m + 8)
 
 
-def build(vectors: np.ndarray, choice: IndexChoice, seed: int = 0) -> faiss.Index:
+def faiss_gpus() -> int:
+    """GPUs FAISS can use: 0 with faiss-cpu (the default install); faiss-gpu's count otherwise."""
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+
+
+def build(vectors: np.ndarray, choice: IndexChoice, seed: int = 0, gpu: bool = False) -> faiss.Index:
     """Build and fill the index; IVF k-means runs 10 iterations on ~50 points per list (at most
-    200k), which is where the training time goes and where more data stops helping."""
+    200k), which is where the training time goes and where more data stops helping. With `gpu` (and
+    faiss-gpu installed) the k-means assignment runs on the GPUs, as autofaiss does; the index itself
+    stays a CPU index, which is what `predict` loads."""
     index = faiss.index_factory(vectors.shape[1], choice.key, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.niter = 10
         ivf.cp.seed = seed
+        if gpu and faiss_gpus():
+            ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(vectors.shape[1]))
         size = min(len(vectors), max(10_000, min(200_000, 50 * ivf.nlist)))
         sample = vectors[np.random.default_rng(seed).choice(len(vectors), size, replace=False)]
         index.train(sample)
@@ -74,8 +83,12 @@ def flat_index(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    return flat_index(vectors).search(queries, k)[1]
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, gpu: bool = False) -> np.ndarray:
+    """The true neighbours that recall is measured against (brute force; on the GPUs with `gpu`)."""
+    flat = flat_index(vectors)
+    if gpu and faiss_gpus():
+        flat = faiss.index_cpu_to_all_gpus(flat)
+    return flat.search(queries, k)[1]
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -147,14 +160,15 @@ class IndexUnavailable(ArtifactMissing):
     """A missing, corrupted or mismatched index; the message says which and what to do."""
 
 
-def write_index(folder: Path, vectors: np.ndarray, ids: pa.Table, queries: np.ndarray, config: IndexConfig) -> dict:
+def write_index(folder: Path, vectors: np.ndarray, ids: pa.Table, queries: np.ndarray, config: IndexConfig,
+                gpu: bool = False) -> dict:
     """Choose, build and tune an index for the vectors, write its files into `folder`, and return
-    what its manifest says about it."""
+    what its manifest says about it. `gpu`: train and measure on the GPUs where faiss-gpu is installed."""
     started = time.perf_counter()
     choice = choose_index(len(vectors), vectors.shape[1], int(config.memory_budget_gb * 2**30))
-    index = build(vectors, choice)
+    index = build(vectors, choice, gpu=gpu)
     k = min(10, len(vectors))
-    value, recall = tune(index, choice, queries, exact_top_k(vectors, queries, k), config.recall_target)
+    value, recall = tune(index, choice, queries, exact_top_k(vectors, queries, k, gpu), config.recall_target)
     set_param(index, choice, value)
     build_s = time.perf_counter() - started
     p50, p99 = latency_ms(index, queries[:200], k)

@@ -89,7 +89,12 @@ class Locator:
     @torch.no_grad()
     def rank(self, images: list[Image.Image], top_k: int = 5, neighbours: int = 10) -> list[Ranked]:
         """Images at their stored size -> each one's ranked candidates (the model runs on its device)."""
-        img = self.model.encode_images(torch.stack([self.model.pixels(im) for im in images]))
+        return self.rank_embedded(self.model.encode_images(torch.stack([self.model.pixels(im) for im in images])),
+                                  top_k, neighbours)
+
+    @torch.no_grad()
+    def rank_embedded(self, img: torch.Tensor, top_k: int = 5, neighbours: int = 10) -> list[Ranked]:
+        """Image embeddings (B, D) on the model's device -> each image's ranked candidates."""
         query = img.cpu().numpy().astype(np.float32)
         k = min(top_k, self.gps_index.ntotal)
         _, gps_rows = search(self.gps_index, query, k)
@@ -102,7 +107,7 @@ class Locator:
         ref_lat, ref_lon = np.asarray(self.image_ids["lat"]), np.asarray(self.image_ids["lon"])
         scale = self.model.logit_scale.exp()
         ranked = []
-        for i in range(len(images)):
+        for i in range(len(img)):
             keep = nb_rows[i] >= 0
             sims, nrows = nb_sims[i][keep], nb_rows[i][keep]
             nb = np.stack([ref_lat[nrows], ref_lon[nrows]], axis=1).reshape(-1, 2)

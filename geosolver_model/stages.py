@@ -323,7 +323,9 @@ def _publish_index(spec: Spec, home: Home, series: str, model: Artifact, key: di
     def build(staging: Path) -> dict:
         vectors, ids, queries = make()
         return {"kind": series, "created_at": _now(), "model_version": model.version,
-                "dataset": model.manifest["dataset"], **key, **write_index(staging, vectors, ids, queries, spec.index)}
+                "dataset": model.manifest["dataset"], **key,
+                **write_index(staging, vectors, ids, queries, spec.index,
+                              gpu=devices.resolve(spec.model.device).type == "cuda")}
 
     return home.indexes(series).publish(build, version)
 
