@@ -21,6 +21,7 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from geosolver_model.config import GeoConfig, ModelConfig
+from geosolver_model.images import Processing
 from geosolver_model.model import GeoRetriever
 from geosolver_model.train import build_model, make_optimizer, train_step
 
@@ -46,7 +47,7 @@ def rate(fn: Callable[[], None], items: int, steps: int, dev: torch.device) -> f
 
 def streetclip_sized(spec: ModelConfig) -> GeoRetriever:
     vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**VIT_L_336))
-    return GeoRetriever(vision, GeoConfig.of(spec))
+    return GeoRetriever(vision, GeoConfig.of(spec), Processing.for_size(VIT_L_336["image_size"]))
 
 
 def bench(model: GeoRetriever, spec: ModelConfig, dev: torch.device, batch: int, steps: int, label: str) -> None:
