@@ -85,11 +85,15 @@ def distribution_stats(counts: np.ndarray) -> dict[str, float]:
 SPLIT_BUFFER_KM = 1.0
 
 
-def split_blocks(cells: np.ndarray, lat: np.ndarray, lon: np.ndarray, spec: BalanceSpec) -> np.ndarray:
+def split_blocks(cells: np.ndarray, lat: np.ndarray | None, lon: np.ndarray | None,
+                 spec: BalanceSpec) -> np.ndarray:
     """Each row's split block: the H3 cell at `split_resolution`, the parent of its balance cell (at
-    `resolution`) when that is as coarse or coarser, else computed from its coordinates."""
+    `resolution`) when that is as coarse or coarser, else computed from its coordinates (then needed)."""
     if spec.split_resolution <= spec.resolution:
         return cell_parent(cells, spec.split_resolution)
+    if lat is None or lon is None:
+        raise ValueError(f"split blocks at resolution {spec.split_resolution}, finer than the balance cells' "
+                         f"{spec.resolution}, are computed from lat and lon, which are missing")
     return h3_cells(lat, lon, [spec.split_resolution])[spec.split_resolution]
 
 

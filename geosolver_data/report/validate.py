@@ -75,8 +75,9 @@ def _columns(version_dir: Path, columns: list[str]) -> dict[str, np.ndarray]:
 def split_overlap(version_dir: Path, spec: DatasetSpec) -> list[str]:
     """Blocks (H3 at the split resolution) whose images fall in more than one split."""
     col = f"h3_r{spec.balance.resolution}"
-    data = _columns(version_dir, [col, "lat", "lon", "split"])
-    blocks = split_blocks(data[col], data["lat"], data["lon"], spec.balance)
+    fine = spec.balance.split_resolution > spec.balance.resolution  # blocks come from the coordinates
+    data = _columns(version_dir, [col, "split", *(["lat", "lon"] if fine else [])])
+    blocks = split_blocks(data[col], data.get("lat"), data.get("lon"), spec.balance)
     names, codes = np.unique(data["split"].astype(str), return_inverse=True)
     pairs = np.unique(np.stack([blocks, codes.astype(np.uint64)], axis=1), axis=0)  # distinct (block, split)
     shared, counts = np.unique(pairs[:, 0], return_counts=True)
