@@ -1,6 +1,7 @@
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -27,13 +28,15 @@ def _states_equal(a: GeoRetriever, b: GeoRetriever) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_checkpoint_and_resume_equal_an_uninterrupted_run(learn_dataset, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_checkpoint_and_resume_equal_an_uninterrupted_run(learn_dataset, tmp_path: Path, workers: int) -> None:
     _, _, version_dir = learn_dataset
-    straight = train(SMALL, version_dir, "soft_haversine", tmp_path / "a", log=lambda _: None)
-    train(SMALL, version_dir, "soft_haversine", tmp_path / "b", log=lambda _: None, stop_after=4)  # "crash" at 4
+    spec = SMALL.model_copy(update={"num_workers": workers})  # 2: the loader restarts at worker 0 on resume
+    straight = train(spec, version_dir, "soft_haversine", tmp_path / "a", log=lambda _: None)
+    train(spec, version_dir, "soft_haversine", tmp_path / "b", log=lambda _: None, stop_after=4)  # "crash" at 4
     assert (tmp_path / "b" / "checkpoints" / "step-0000003").exists()  # last checkpoint before the crash
     logs: list[str] = []
-    resumed = train(SMALL, version_dir, "soft_haversine", tmp_path / "b", log=logs.append)
+    resumed = train(spec, version_dir, "soft_haversine", tmp_path / "b", log=logs.append)
     assert any("resumed from step-0000003" in line for line in logs)
     assert _states_equal(straight.model, resumed.model)
     assert [c["loss"] for c in straight.curve] == [c["loss"] for c in resumed.curve]
