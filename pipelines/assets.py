@@ -173,6 +173,7 @@ def _geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverRes
             "model_version": model.version,
             "median_km": test[model_stages.PUBLISHED]["median_km"],
             "median_km_untrained": test["untrained"]["median_km"],
+            "median_km_locator": test[model_stages.LOCATOR]["median_km"],  # what predict and play answer
             "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
             "best_objective": model_stages.winner(results, spec.model.objectives),
             # two narrower tables, so every column fits the UI's metadata panel
