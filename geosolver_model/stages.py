@@ -58,8 +58,8 @@ LOCATOR = "locator"  # the comparator that scores what `predict` and `play` answ
 # What decides a model's weights, declared once: the code the training runs and the model settings,
 # less those that only matter when the model is used. A change anywhere else (the CLI, locate, the
 # index or evaluation code) keeps the model version, so nothing is retrained or re-embedded for it.
-WEIGHTS_CODE = ("clip.py", "config.py", "distributed.py", "functional.py", "images.py", "location_encoder.py",
-                "losses.py", "model.py", "shard_stream.py", "train.py", "train_cli.py")
+WEIGHTS_CODE = ("clip.py", "config.py", "device.py", "distributed.py", "functional.py", "images.py",
+                "location_encoder.py", "losses.py", "model.py", "shard_stream.py", "train.py", "train_cli.py")
 USE_ONLY_SETTINGS = frozenset({"gallery_resolution", "gallery", "top_k", "eval_max_images"})
 # Where the stages run: changes neither a model's version nor an evaluation's.
 RUNTIME_SETTINGS = frozenset({"device"})
