@@ -149,9 +149,12 @@ def test_evaluate_writes_eval_json_with_every_comparator(finetuned) -> None:
 def test_torchrun_with_two_cpu_processes(learn_dataset) -> None:
     spec, root, version_dir = learn_dataset
     home = Home(root)
-    ddp = with_model(spec, steps=4, nproc=2, batch_size=8, objectives=("infonce",), checkpoint_every=2)
+    ddp = with_model(spec, steps=4, nproc=2, batch_size=8, objectives=("infonce",), checkpoint_every=2, val_every=2)
     model = stages.finetune(ddp, home, version_dir.name, log=lambda _: None)
-    assert model.manifest["objectives"]["infonce"]["curve"][-1]["step"] == 4
+    curve = model.manifest["objectives"]["infonce"]["curve"]
+    assert curve[-1]["step"] == 4
+    # both ranks validated their half of the split and the median is over all of it
+    assert [c["step"] for c in curve if c.get("val_median_km")] == [2, 4]
     loaded = GeoRetriever.from_pretrained(model.path / "finetuned")
     gallery = torch.as_tensor(build_gallery(version_dir, 3))
     assert loaded.encode_gps(gallery).shape[0] == len(gallery)
