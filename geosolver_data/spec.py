@@ -84,7 +84,7 @@ class SourceSpec(SpecSection):
     tile_deg: Annotated[float, Field(gt=0, le=1)] = 0.1  # mapillary/commons: side of the search tiles
     page_limit: Annotated[int, Field(ge=0)] = 0  # results per search call; 0 = the API's maximum
     watermark: bool = True  # mapillary: a refresh lists only images captured since the last complete run
-    concurrency: Annotated[int, Field(ge=1)] = 16  # open connections per host
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16  # open connections per host
     requests_per_second: Annotated[float, Field(ge=0)] = 20.0  # per host; 0 = no limit
     source_requests_per_second: Annotated[float, Field(ge=0)] = 0.0  # all hosts together; 0 = no cap
     max_retries: Annotated[int, Field(ge=0)] = 5  # per request, on 429, 5xx, timeouts and dropped connections
@@ -133,6 +133,11 @@ class ImageSpec(SpecSection):
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
     max_pixels: Annotated[int, Field(gt=0)] = 64_000_000
     max_file_bytes: Annotated[int, Field(gt=0)] = 50_000_000
+    # Images a model cannot use, rejected from the header before decoding: a short side under min_source_side
+    # (a 1x1 tracking pixel, a thumbnail strip), or a long/short ratio over max_aspect (a 6000x20 banner would
+    # be stored at 672x3). 4 lets equirectangular panoramas (2:1) and cinema frames (2.4:1) through.
+    min_source_side: Annotated[int, Field(ge=1)] = 64
+    max_aspect: Annotated[float, Field(ge=1)] = 4.0
     # Downscaling filter: "box" averages each output pixel's area (OpenCV's INTER_AREA, what
     # img2dataset uses) at a third of "lanczos"'s cost; "lanczos" is a little sharper.
     resample: Literal["box", "bilinear", "bicubic", "lanczos"] = "box"
@@ -198,7 +203,7 @@ class DatasetSpec(SpecSection):
     model: dict[str, Any] = Field(default_factory=dict)
     index: dict[str, Any] = Field(default_factory=dict)
     locate: dict[str, Any] = Field(default_factory=dict)
-    workers: Annotated[int, Field(ge=0)] = 0  # processes for image work; 0 = one per core
+    workers: Annotated[int, Field(ge=0, le=512)] = 0  # processes for image work; 0 = one per core
     # Ingest runs per region (ingest/parts.py): >1 lets a backfill spread one region over machines.
     sub_partitions: Annotated[int, Field(ge=1, le=4096)] = 1
     refresh_cron: str = "0 3 * * 1"  # the scheduled refresh: Mondays 03:00 UTC
@@ -287,6 +292,60 @@ def parse_spec(raw: Any, cls: type[DatasetSpec] = DatasetSpec) -> DatasetSpec:
         raise SpecError(describe_errors(exc, cls)) from None
 
 
+MAX_SPEC_NODES = 100_000  # a spec is a few hundred values; aliases may not expand it past this
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (YAML says keys are unique;
+    PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
+    """Nodes the document has once every alias is expanded (what json.dumps would write), counted in
+    time linear in the distinct nodes; a node that contains itself is refused."""
+    if id(node) in memo:
+        return memo[id(node)]
+    if id(node) in open_:
+        raise yaml.YAMLError("an alias refers to a node that contains it (a recursive structure)")
+    open_.add(id(node))
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+        node.value if isinstance(node, yaml.SequenceNode) else [])
+    size = 1
+    for child in children:
+        size += _expanded_size(child, memo, open_)
+        if size > MAX_SPEC_NODES:
+            break
+    open_.discard(id(node))
+    memo[id(node)] = size
+    return size
+
+
+def strict_yaml(text: str) -> object:
+    """YAML as plain data, refusing duplicate keys and aliases that expand past MAX_SPEC_NODES (a
+    10-line "billion laughs" spec took 93 s and 6 GB before failing)."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_SPEC_NODES:
+            raise yaml.YAMLError(f"its aliases expand to more than {MAX_SPEC_NODES:,} values")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def default_spec_path() -> Path:
     return Path(str(resources.files("geosolver_data") / "specs" / "demo.yaml"))
 
@@ -295,11 +354,16 @@ def load_spec(path: str | os.PathLike[str] | None = None, cls: type[DatasetSpec]
     """Load the spec at `path`, else `$GEOSOLVER_SPEC`, else the bundled offline demo."""
     path = path or os.environ.get(SPEC_ENV) or default_spec_path()
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read spec {path}: {exc.strerror}") from exc
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"spec {path} is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") \
+            from None
+    try:
+        raw = strict_yaml(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"spec {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
     try:

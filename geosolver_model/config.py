@@ -58,7 +58,7 @@ class ModelConfig(SpecSection):
     same_place_km: Annotated[float, Field(ge=0)] = 1.0
     checkpoint_every: Annotated[int, Field(ge=1)] = 200
     seed: Annotated[int, Field(ge=0)] = 0
-    num_workers: Annotated[int, Field(ge=0)] = 0
+    num_workers: Annotated[int, Field(ge=0, le=128)] = 0
     nproc: Annotated[int, Field(ge=1)] = 1  # processes (GPUs) for torchrun; 1 trains in-process
     # Where every model stage runs (train, validate, evaluate, embed, index, predict, play): auto = a CUDA GPU
     # when torch sees one, else the CPU; or cpu, cuda, cuda:N.

@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps, UnidentifiedImageError
 from transformers import CLIPImageProcessorPil
 
-from geosolver_data.ingest.images import DECODE_ERRORS, ImageRejected
+from geosolver_data.ingest.images import DECODE_ERRORS, ImageRejected, open_image
 from geosolver_data.ingest.images import decode as ingest_decode
 from geosolver_data.spec import ImageSpec
 
@@ -111,10 +111,15 @@ def decode(jpeg: bytes) -> Image.Image:
 
 def open_photo(source: Path | bytes, ingest: ImageSpec) -> Image.Image:
     """A raw photo as ingest would have stored it: upright (EXIF), resized by the dataset's ImageSpec.
-    A ValueError says why it cannot be read."""
+    Through ingest's own safe path: the same formats, file-size, pixel, side and aspect caps, checked from
+    the header before any pixel is decoded (a 109 KB PNG of 30000x30000 is refused at once). A ValueError
+    says why it cannot be read."""
     try:
+        if not isinstance(source, bytes) and Path(source).stat().st_size > ingest.max_file_bytes:
+            raise ImageRejected("too_large", f"{Path(source).stat().st_size} bytes > max_file_bytes "
+                                             f"{ingest.max_file_bytes}")
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(data, ingest) as im:
             return ingest_decode(im, ingest)
     except ImageRejected as exc:
         raise ValueError(f"cannot read image {_name(source)}: {exc.reason}: {exc.detail}") from exc

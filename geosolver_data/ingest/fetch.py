@@ -16,6 +16,7 @@ import os
 import random
 import time
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,9 +153,12 @@ class Fetcher:
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.policy.concurrency, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s, sock_connect=min(10.0, self.policy.timeout_s))
+        # auto_decompress off: a compressed body is inflated here, chunk by chunk, against the cap
+        # (aiohttp would inflate it whole first: 1 MB of gzip on the wire became 1 GiB in memory).
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                              trust_env=environment_configures_http(),
-                                              headers={"User-Agent": self.policy.user_agent})
+                                              trust_env=environment_configures_http(), auto_decompress=False,
+                                              headers={"User-Agent": self.policy.user_agent,
+                                                       "Accept-Encoding": "gzip, deflate"})
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -233,17 +237,36 @@ class Fetcher:
         return _Retry(error, after)
 
 
+def _inflater(encoding: str) -> zlib._Decompress | None:
+    """A streaming decompressor for a Content-Encoding; None for an uncompressed body."""
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, told apart by the header
+    raise FetchError("unsupported_encoding", f"Content-Encoding {encoding[:40]}")
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
-    """The body, refusing more than `cap` bytes: by the declared length, else while reading."""
-    if resp.content_length is not None:
-        if resp.content_length > cap:
-            raise FetchError("too_large", f"{resp.content_length} bytes > cap {cap}")
-        return await resp.read()
+    """The body, refusing more than `cap` bytes: by the declared length, else while reading; a compressed
+    body is refused as soon as its inflated bytes pass the cap (never inflated whole first)."""
+    if resp.content_length is not None and resp.content_length > cap:
+        raise FetchError("too_large", f"{resp.content_length} bytes > cap {cap}")
+    inflate = _inflater(resp.headers.get("Content-Encoding", "").strip().lower())
     body = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
+        if inflate is not None:
+            try:
+                chunk = inflate.decompress(chunk, cap + 1 - len(body))  # at most one byte past the cap
+            except zlib.error as exc:
+                raise FetchError("undecodable", f"a corrupt {resp.headers.get('Content-Encoding')} body") from exc
         body += chunk
         if len(body) > cap:
-            raise FetchError("too_large", f"more than {cap} bytes")
+            compressed = " (inflated)" if inflate is not None else ""
+            raise FetchError("too_large", f"more than {cap} bytes{compressed}")
+    if inflate is not None:
+        body += inflate.flush()
+        if len(body) > cap or inflate.unconsumed_tail:
+            raise FetchError("too_large", f"more than {cap} bytes (inflated)")
     return bytes(body)
 
 

@@ -12,6 +12,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from geosolver_data.ingest.phash import phash
@@ -72,12 +73,28 @@ def open_image(data: bytes, spec: ImageSpec) -> Image.Image:
     width, height = image.size
     if width * height > spec.max_pixels:
         raise ImageRejected("too_many_pixels", f"{width}x{height} > max_pixels {spec.max_pixels}")
+    if min(width, height) < spec.min_source_side:
+        raise ImageRejected("too_small", f"{width}x{height}: short side < min_source_side {spec.min_source_side}")
+    if max(width, height) > spec.max_aspect * min(width, height):
+        raise ImageRejected("bad_aspect_ratio", f"{width}x{height}: more than max_aspect {spec.max_aspect:g}:1")
     return image
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit (integer or float) grayscale image as 8-bit "L", its values scaled, not clipped:
+    Pillow's own convert("RGB") clips a 16-bit PNG at 255, so a mid-grey photo came out nearly all white."""
+    values = np.asarray(image, dtype=np.float64)
+    top = 255.0 if values.max(initial=0) <= 255 else 65535.0 if values.max() <= 65535 else float(values.max())
+    low = min(0.0, float(values.min(initial=0)))
+    scaled = (values - low) / max(top - low, 1e-12) * 255
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return _to_8bit(image).convert("RGB")
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

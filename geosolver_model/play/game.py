@@ -34,6 +34,7 @@ class Game:
     id: str
     images: list[str]  # test-split image ids, one per round
     results: list[dict] = field(default_factory=list)  # one per round guessed, in order
+    pending: bool = False  # a guess of the current round is being scored
 
     @property
     def round(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from importlib import resources
@@ -41,6 +42,37 @@ SETTINGS = web.AppKey("settings", PlaySettings)
 
 def _json_error(status: type[web.HTTPException], message: str) -> web.HTTPException:
     return status(text=json.dumps({"error": message}), content_type="application/json")
+
+
+# The page's own files and the API only: no inline script or style, nothing from another origin. A string
+# that slipped into the page as markup still could not run.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def _secure(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
+MAX_JSON_BYTES = 4096  # a guess is two numbers
+
+
+async def _json_object(request: web.Request) -> dict:
+    """The request's JSON object, or 400 with the reason: not JSON, not UTF-8, too large, too deep, not an object."""
+    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise _json_error(web.HTTPRequestEntityTooLarge, f"a JSON body of at most {MAX_JSON_BYTES} bytes")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, 5000-digit ints
+        raise _json_error(web.HTTPBadRequest, f"the body is not JSON in UTF-8: {str(exc)[:120]}") from None
+    if not isinstance(body, dict):
+        raise _json_error(web.HTTPBadRequest, "the body must be a JSON object")
+    return body
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -78,26 +110,39 @@ async def round_image(request: web.Request) -> web.Response:
 
 
 async def guess(request: web.Request) -> web.Response:
+    """One guess per round: a second one for the same round, while the first is scored or after, gets 409."""
     game = _game(request)
-    if game.round >= len(game.images):
-        raise _json_error(web.HTTPConflict, "this game is over: start a new one")
-    body = await request.json()
+    body = await _json_object(request)
     try:
         lat, lon = float(body["lat"]), float(body["lon"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise _json_error(web.HTTPBadRequest, "a guess is {lat, lon} in degrees") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise _json_error(web.HTTPBadRequest, f"({lat}, {lon}) is not a place on Earth")
+    if game.pending or game.round >= len(game.images):
+        raise _json_error(web.HTTPConflict, "this round is being scored" if game.pending else
+                          "this game is over: start a new one")
+    if "round" in body and body["round"] != game.round + 1:
+        raise _json_error(web.HTTPConflict, f"round {body['round']!r} is not the current round ({game.round + 1})")
     library = request.app[LIBRARY]
     image_id = game.images[game.round]
-    model = await asyncio.to_thread(library.model_guess, image_id)
-    return web.json_response(game.guess(library.rows.row(image_id), (lat, lon), model))
+    game.pending = True  # checked and set with no await between: the event loop runs one handler at a time
+    try:
+        model = await asyncio.to_thread(library.model_guess, image_id)
+        return web.json_response(game.guess(library.rows.row(image_id), (lat, lon), model))
+    finally:
+        game.pending = False
 
 
 async def explore(request: web.Request) -> web.Response:
     """A dropped photo's top-k candidates and its nearest reference images (with attribution)."""
     library = request.app[LIBRARY]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except web.HTTPException:
+        raise
+    except (ValueError, AssertionError, UnicodeDecodeError) as exc:  # a malformed multipart or urlencoded body
+        raise _json_error(web.HTTPBadRequest, f"send the photo as a multipart form: {str(exc)[:120]}") from None
     photo = form.get("photo")
     if not isinstance(photo, web.FileField):
         raise _json_error(web.HTTPBadRequest, "send the photo as the multipart field `photo`")
@@ -148,6 +193,7 @@ async def test_image(request: web.Request) -> web.Response:
 
 def make_app(library: Library, settings: PlaySettings) -> web.Application:
     app = web.Application(client_max_size=int(settings.max_upload_mb * 1024 * 1024))
+    app.on_response_prepare.append(_secure)
     app[LIBRARY] = library
     app[GAMES] = Games(library.test_ids, settings.seed)
     app[SETTINGS] = settings
@@ -165,8 +211,13 @@ def make_app(library: Library, settings: PlaySettings) -> web.Application:
 
 
 async def serve(library: Library, settings: PlaySettings) -> None:
-    """Serve until interrupted; print the address once the socket is bound (port 0: any free port)."""
-    runner = web.AppRunner(make_app(library, settings), access_log=None)
+    """Serve until SIGINT or SIGTERM (then within about a second); print the address once the socket is bound
+    (port 0: any free port)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(make_app(library, settings), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -177,6 +228,6 @@ async def serve(library: Library, settings: PlaySettings) -> None:
         print(f"geosolver play: listening on {settings.host}: anyone who can reach this machine can use it",
               file=sys.stderr, flush=True)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()

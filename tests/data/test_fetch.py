@@ -185,3 +185,54 @@ def test_proxies_and_netrc_from_the_environment_are_used_only_when_configured(
         assert asked[-1][1] is not None and asked[-1][1].startswith("Basic ")
     monkeypatch.delenv("HTTP_PROXY")
     assert environment_configures_http()  # the netrc file alone turns the lookups on
+
+
+def _gzip_of_zeros(mib: int) -> bytes:
+    """gzip of `mib` MiB of zero bytes, made a MiB at a time (~1 KB per MiB on the wire)."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(mib)) + packer.flush()
+
+
+def test_a_compressed_body_is_capped_on_its_inflated_size() -> None:
+    """1 GiB of zeros as ~1 MB of gzip: refused once 2 MB have been inflated, never inflated whole."""
+    import gzip
+    import json as json_module
+    import resource
+
+    bomb = _gzip_of_zeros(1024)
+    assert len(bomb) < POLICY.max_bytes  # under the cap on the wire: only the inflated size can catch it
+    small = gzip.compress(json_module.dumps({"data": [1, 2, 3]}).encode())
+
+    async def bomb_handler(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "image/jpeg"})
+
+    async def json_handler(request: web.Request) -> web.Response:
+        assert "gzip" in request.headers["Accept-Encoding"]
+        return web.Response(body=small, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+
+    async def odd_handler(request: web.Request) -> web.Response:
+        return web.Response(body=b"xx", headers={"Content-Encoding": "br", "Content-Type": "image/jpeg"})
+
+    app = web.Application()
+    app.router.add_get("/bomb.jpg", bomb_handler)
+    app.router.add_get("/api", json_handler)
+    app.router.add_get("/odd.jpg", odd_handler)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with LoopbackServer(app) as server:
+        with pytest.raises(FetchError) as info:
+            asyncio.run(_get(f"{server.url}/bomb.jpg"))
+        assert info.value.reason == "too_large" and "inflated" in info.value.detail
+
+        async def api() -> object:
+            async with Fetcher(POLICY) as fetcher:
+                return await fetcher.json(f"{server.url}/api")
+
+        assert asyncio.run(api()) == {"data": [1, 2, 3]}
+        with pytest.raises(FetchError) as info:
+            asyncio.run(_get(f"{server.url}/odd.jpg"))
+        assert info.value.reason == "unsupported_encoding"
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mb < 200, grown_mb  # inflating it whole would have taken over 1 GiB

@@ -1,6 +1,8 @@
 import hashlib
+import html
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -197,3 +199,24 @@ def test_a_version_folder_loads_with_hugging_face_datasets(built, tmp_path: Path
     first = pq.read_table(published.path / published.manifest["shards"][0]["path"]).slice(0, 1).to_pylist()[0]
     row = train[0]
     assert row["image_id"] == first["image_id"] and row["image"].size == (first["width"], first["height"])
+
+
+HOSTILE_CREATORS = ["Ann", "Bob\n# not a heading", "<script>alert(1)</script>", "Nul\x00byte", "a | b",
+                    "[click](javascript:alert(1))", "![x](http://127.0.0.1:1/x.png)", "`code` *bold* _em_"]
+
+
+def test_hostile_strings_are_text_in_a_markdown_table() -> None:
+    """Eight creators as sources send them: the table renders with eight rows whose cells are those
+    characters, no raw HTML, no link or image, and no control byte in the file."""
+    from markdown_it import MarkdownIt
+
+    from geosolver_data.report.markdown import table
+
+    text = table(["creator", "images"], [(c, i) for i, c in enumerate(HOSTILE_CREATORS)])
+    assert "\x00" not in text and len(text.splitlines()) == 2 + len(HOSTILE_CREATORS)
+    rendered = MarkdownIt("commonmark").enable("table").render(text)
+    assert "<script" not in rendered and "<a " not in rendered and "<img" not in rendered and "<h1" not in rendered
+    cells = re.findall(r"<tr>\s*<td>(.*?)</td>\s*<td>(\d+)</td>", rendered, re.S)
+    assert [int(n) for _, n in cells] == list(range(len(HOSTILE_CREATORS)))
+    shown = [html.unescape(re.sub(r"<[^>]+>", "", c)) for c, _ in cells]
+    assert shown == [" ".join(c.replace("\x00", " ").split()) for c in HOSTILE_CREATORS]

@@ -1,5 +1,7 @@
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,8 +74,8 @@ def _set(raw: dict, path: str, value: object) -> dict:
     ("image.max_pixels", "64M", "image.max_pixels: expected a positive integer, got '64M'"),
     ("shards.target_mb", -1, "shards.target_mb: expected a positive number, got -1"),
     ("shards.target_mb", "2", "shards.target_mb: expected a positive number, got '2'"),
-    ("workers", -1, "workers: expected an integer >= 0, got -1"),
-    ("workers", 1.5, "workers: expected an integer >= 0, got 1.5"),
+    ("workers", -1, "workers: expected an integer in 0..512, got -1"),
+    ("workers", 1.5, "workers: expected an integer in 0..512, got 1.5"),
     ("dedup.same_place_m", 0, "dedup.same_place_m: expected a positive number, got 0"),
     ("sources.0.per_region", "many", "sources[0].per_region: expected a positive integer, got 'many'"),
     ("sources.0.content_retries", -1, "sources[0].content_retries: expected an integer >= 0, got -1"),
@@ -132,3 +134,44 @@ def test_every_objective_has_a_loss() -> None:
     from geosolver_model.losses import LOSSES
 
     assert set(LOSSES) == set(get_args(Objective))
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (BILLION_LAUGHS.encode(), "expand to more than 100,000"),
+    (b"name: a\nname: b\n", "duplicate key 'name'"),
+    (b"name: caf\xe9\n", "not UTF-8 text (byte 9"),
+    (b"a: &x [*x]\n", "recursive"),
+])
+def test_hostile_spec_files_fail_at_once_with_one_line(tmp_path: Path, text: bytes, message: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(text)
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=re.escape(message)) as info:
+        load_spec(path)
+    assert time.monotonic() - started < 5 and "\n" not in str(info.value)
+
+
+def test_counts_have_upper_bounds() -> None:
+    with pytest.raises(SpecError, match="workers"):
+        parse_spec({**TINY, "workers": 100_000})
+
+
+def test_aliases_a_person_writes_still_work(tmp_path: Path) -> None:
+    text = TINY_PATH.read_text().replace("bbox: [-11.0, 35.0, 32.0, 61.0]", "bbox: &box [-11.0, 35.0, 32.0, 61.0]")
+    text = text.replace("bbox: [-125.0, -40.0, -34.0, 50.0]", "bbox: *box")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    assert [r.bbox for r in load_spec(path).regions] == [(-11.0, 35.0, 32.0, 61.0)] * 2

@@ -5,16 +5,19 @@ the page makes checked to stay on 127.0.0.1 and nothing written under the home."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
@@ -70,8 +73,19 @@ def play(published) -> Iterator[tuple[str, Home]]:
     try:
         yield f"http://127.0.0.1:{found.group(1)}", home
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> float:
+    """SIGTERM, and the seconds until the server exited; killed after 10 s, so a teardown never hangs."""
+    started = time.monotonic()
+    proc.terminate()
+    try:
+        proc.communicate(timeout=10)  # also drains the pipes, which a chatty server could fill
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+    return time.monotonic() - started
 
 
 def shard_rows(home: Home) -> dict[str, dict]:
@@ -109,6 +123,90 @@ def test_the_api_keeps_the_truth_until_the_guess_and_refuses_bad_input(play) -> 
     assert big.status_code == 413
     junk = requests.post(f"{url}/api/explore", files={"photo": ("junk.jpg", b"<html>not a photo</html>")}, timeout=30)
     assert junk.status_code == 422 and "cannot read image junk.jpg" in junk.json()["error"]
+
+
+def test_the_api_holds_under_pressure_and_malformed_bodies(play) -> None:
+    """One guess per round whatever arrives at once; every malformed body a 400 with a reason, never a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _ = play
+    game = requests.post(f"{url}/api/games", timeout=30).json()["game"]
+    at = f"{url}/api/games/{game}/guess"
+    with ThreadPoolExecutor(25) as pool:
+        answers = list(pool.map(lambda _: requests.post(at, json={"lat": 1, "lon": 2, "round": 1}, timeout=60),
+                                range(50)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 49, codes
+    assert requests.post(at, json={"lat": 1, "lon": 2, "round": 2}, timeout=30).json()["round"] == 2
+    bodies = [b"", b"not json", b"\xff\xfe{}", b'{"lat": ' + b"9" * 5000 + b', "lon": 0}', b"[" * 200_000,
+              b"[1, 2]", b'{"lat": 1e400, "lon": 0}', b'{"lat": NaN, "lon": 0}']
+    for body in bodies:
+        answer = requests.post(at, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+        assert answer.status_code in (400, 413) and answer.json()["error"], (body[:20], answer.status_code)
+    bad_form = requests.post(f"{url}/api/explore", data=b"--x\r\nbroken", timeout=30,
+                             headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert bad_form.status_code == 400, bad_form.text
+    page = requests.get(f"{url}/", timeout=30)
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+HOSTILE = {"creator": '<img src=x onerror="window.__pwned=1">Jane & "Joe"',
+           "license": "<script>window.__pwned=2</script>CC BY-SA 4.0"}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_hostile_strings_from_a_source_are_text_in_the_page(published, tmp_path: Path) -> None:
+    """Creators and licences as Wikimedia Commons and URL lists send them (HTML fragments), in the rows the
+    page shows: they appear as the characters they are, and nothing runs."""
+    home, _ = published
+    hostile = Home(tmp_path / "home")
+    shutil.copytree(home.root, hostile.root)
+    version = hostile.datasets("learn").latest()
+    manifest = json.loads((version.path / "manifest.json").read_text())
+    for shard in manifest["shards"]:  # the same rows with hostile strings (the manifest's sums kept true)
+        path = version.path / shard["path"]
+        table = pq.read_table(path)
+        for column, value in HOSTILE.items():
+            table = table.set_column(table.schema.get_field_index(column), column,
+                                     pa.array([value] * table.num_rows, table.schema.field(column).type))
+        pq.write_table(table, path)
+        shard["bytes"], shard["sha256"] = path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()
+    (version.path / "manifest.json").write_text(json.dumps(manifest))
+    proc = subprocess.Popen([str(BIN / "geosolver"), "--home", str(hostile.root), "play", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = "http://127.0.0.1:" + re.search(r"127\.0\.0\.1:(\d+)/", proc.stdout.readline()).group(1)
+    browser = Browser(CHROMIUM, tmp_path / "chromium", width=1500, height=1100)
+    try:
+        rows = shard_rows(hostile)
+        upload = tmp_path / "upload.jpg"
+        upload.write_bytes(next(r for r in rows.values() if r["split"] == "train")["image"])
+        browser.open(f"{url}/#explore")
+        browser.wait_for("document.body.dataset.ready")
+        browser.click_text("Explore")
+        browser.set_files("#upload", [upload])
+        caption = browser.wait_for("document.querySelector('#neighbours figcaption') && "
+                                   "document.querySelector('#neighbours figcaption').innerText")
+        assert HOSTILE["creator"] in caption and HOSTILE["license"] in caption
+        browser.click_text("Play")
+        browser.wait_for("document.querySelector('#round-photo').complete")
+        browser.js("document.querySelector('#guess-button').hidden = false; game.guess = {lat: 1, lon: 2}; "
+                   "submitGuess()")
+        credit = browser.wait_for("document.querySelector('#round-attribution').innerText")
+        assert HOSTILE["license"] in credit
+        assert browser.js("window.__pwned === undefined && !document.querySelector('img[src=\"x\"]') && "
+                          "!document.querySelector('#neighbours script, #round-result script')")
+    finally:
+        browser.close()
+        _stop(proc)
+
+
+def test_sigterm_ends_the_server_within_a_second(published) -> None:
+    home, _ = published
+    proc = subprocess.Popen([str(BIN / "geosolver"), "--home", str(home.root), "play", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "http://127.0.0.1:" in proc.stdout.readline()
+    assert _stop(proc) < 1.5 and proc.returncode == 0
 
 
 def test_points_follow_the_game_formula() -> None:

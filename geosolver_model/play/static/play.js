@@ -8,6 +8,18 @@ const $ = (id) => document.getElementById(id);
 const fmt = (x, d = 0) => Number(x).toLocaleString("en", { maximumFractionDigits: d, minimumFractionDigits: d });
 const points = (km) => Math.round(5000 * Math.exp(-km / 1492.7));
 
+// Every string from the API (creators, licences, image ids, place names, error messages) reaches the page
+// as a text node or an attribute value, never as HTML: a creator "<img onerror=...>" stays those characters.
+// The server's Content-Security-Policy forbids inline script as a second wall.
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
+  return node;
+}
+const errorText = (message) => el("span", { class: "error" }, message);
+const bold = (text) => el("b", {}, String(text));
+
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
@@ -126,7 +138,7 @@ class WorldMap {
     this.apply();
   }
 
-  clear() { this.marks.innerHTML = ""; }
+  clear() { this.marks.replaceChildren(); }
 
   marker(lat, lon, cls, title, px = 6) {
     const c = document.createElementNS(SVG, "circle");
@@ -157,7 +169,7 @@ const game = { id: null, rounds: 0, round: 0, guess: null, map: null };
 async function newGame() {
   const g = await api("/api/games", { method: "POST" });
   Object.assign(game, { id: g.game, rounds: g.rounds, round: 0 });
-  document.querySelector("#score-table tbody").innerHTML = "";
+  document.querySelector("#score-table tbody").replaceChildren();
   $("total-person").textContent = "0";
   $("total-model").textContent = "0";
   $("new-game-button").hidden = true;
@@ -194,9 +206,10 @@ async function submitGuess() {
   let r;
   try {
     r = await api(`/api/games/${game.id}/guess`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(game.guess),
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...game.guess, round: game.round }), // a second guess of this round gets 409
     });
-  } catch (err) { $("round-result").innerHTML = `<span class="error">${err.message}</span>`; return; }
+  } catch (err) { $("round-result").replaceChildren(errorText(err.message)); return; }
   const m = game.map;
   m.clear();
   m.link(r.person, r.truth, "person");
@@ -206,23 +219,22 @@ async function submitGuess() {
   m.marker(r.model.lat, r.model.lon, "model", `model: ${r.model.place}, ${r.model.country}`, 7);
   $("round-result").dataset.imageId = r.image_id;
   $("round-attribution").textContent = [r.truth.creator && `© ${r.truth.creator}`, r.truth.license].filter(Boolean).join(" · ");
-  $("round-result").innerHTML =
-    `Truth ${fmt(r.truth.lat, 3)}, ${fmt(r.truth.lon, 3)} (${r.truth.country || "?"}). ` +
-    `<span class="person-result">You: <b>${fmt(r.person.km, 1)} km</b>, <b>${r.person.points}</b> points.</span> ` +
-    `<span class="model-result">Model (${r.model.place}, ${r.model.country}): <b>${fmt(r.model.km, 1)} km</b>, ` +
-    `<b>${r.model.points}</b> points.</span>`;
-  const row = document.createElement("tr");
-  row.innerHTML = `<td>${r.round}</td><td>${fmt(r.person.km, 1)}</td><td>${r.person.points}</td>` +
-    `<td>${fmt(r.model.km, 1)}</td><td>${r.model.points}</td>`;
-  document.querySelector("#score-table tbody").appendChild(row);
+  $("round-result").replaceChildren(
+    `Truth ${fmt(r.truth.lat, 3)}, ${fmt(r.truth.lon, 3)} (${r.truth.country || "?"}). `,
+    el("span", { class: "person-result" }, "You: ", bold(`${fmt(r.person.km, 1)} km`), ", ",
+      bold(r.person.points), " points."), " ",
+    el("span", { class: "model-result" }, `Model (${r.model.place}, ${r.model.country}): `,
+      bold(`${fmt(r.model.km, 1)} km`), ", ", bold(r.model.points), " points."));
+  const cells = [r.round, fmt(r.person.km, 1), r.person.points, fmt(r.model.km, 1), r.model.points];
+  document.querySelector("#score-table tbody").appendChild(el("tr", {}, ...cells.map((c) => el("td", {}, String(c)))));
   $("total-person").textContent = r.totals.person;
   $("total-model").textContent = r.totals.model;
   $("guess-button").hidden = true;
   if (r.over) {
     const verdict = r.totals.person > r.totals.model ? "You beat the model" :
       r.totals.person < r.totals.model ? "The model wins" : "A draw";
-    $("round-result").innerHTML += `<div class="final">Game over. ${verdict}: ` +
-      `${r.totals.person} to ${r.totals.model}.</div>`;
+    $("round-result").append(el("div", { class: "final" },
+      `Game over. ${verdict}: ${r.totals.person} to ${r.totals.model}.`));
     $("new-game-button").hidden = false;
   } else {
     $("next-button").hidden = false;
@@ -234,8 +246,8 @@ let exploreMap = null;
 
 async function explore(file) {
   $("explore-status").textContent = `Locating ${file.name}…`;
-  $("candidates").innerHTML = "";
-  $("neighbours").innerHTML = "";
+  $("candidates").replaceChildren();
+  $("neighbours").replaceChildren();
   exploreMap.clear();
   const preview = $("explore-photo");
   preview.src = URL.createObjectURL(file);
@@ -245,7 +257,7 @@ async function explore(file) {
   let r;
   try {
     r = await api("/api/explore", { method: "POST", body: form });
-  } catch (err) { $("explore-status").innerHTML = `<span class="error">${err.message}</span>`; return; }
+  } catch (err) { $("explore-status").replaceChildren(errorText(err.message)); return; }
   const place = r.place ? `Nearest place to the best guess: ${r.place.place}, ${r.place.country}.` : "";
   $("explore-status").textContent = `${r.candidates.length} candidates. ${place}`;
   for (const n of r.neighbours) {
@@ -259,12 +271,11 @@ async function explore(file) {
     $("candidates").appendChild(li);
   });
   for (const n of r.neighbours) {
-    const fig = document.createElement("figure");
     const credit = [n.creator && `© ${n.creator}`, n.license].filter(Boolean).join(" · ");
-    fig.innerHTML = `<img class="neighbour-thumb" alt="${n.image_id}"><figcaption>` +
-      `${n.country || ""} ${fmt(n.lat, 2)}, ${fmt(n.lon, 2)} · sim ${n.similarity}<br>${credit}</figcaption>`;
-    fig.querySelector("img").src = n.thumb;
-    $("neighbours").appendChild(fig);
+    const img = el("img", { class: "neighbour-thumb", alt: n.image_id });
+    img.src = n.thumb;
+    $("neighbours").appendChild(el("figure", {}, img, el("figcaption", {},
+      `${n.country || ""} ${fmt(n.lat, 2)}, ${fmt(n.lon, 2)} · sim ${n.similarity}`, el("br"), credit)));
   }
 }
 
@@ -276,13 +287,19 @@ async function loadErrors() {
   const q = new URLSearchParams({ comparator: $("comparator").value, country: $("country").value });
   let r;
   try { r = await api(`/api/errors?${q}`); } catch (err) {
-    $("errors-summary").innerHTML = `<span class="error">${err.message}</span>`; return;
+    $("errors-summary").replaceChildren(errorText(err.message)); return;
   }
-  $("comparator").innerHTML = r.comparators.map((c) => `<option${c === r.comparator ? " selected" : ""}>${c}</option>`).join("");
-  $("country").innerHTML = `<option value="">all</option>` + r.countries.map((c) =>
-    `<option value="${c.country}"${c.country === r.country ? " selected" : ""}>${c.country} (${c.n})</option>`).join("");
+  const option = (value, label, selected) => {
+    const o = el("option", { value }, label);
+    o.selected = selected;
+    return o;
+  };
+  $("comparator").replaceChildren(...r.comparators.map((c) => option(c, c, c === r.comparator)));
+  $("country").replaceChildren(option("", "all", !r.country),
+    ...r.countries.map((c) => option(c.country, `${c.country} (${c.n})`, c.country === r.country)));
   const kms = r.points.map((p) => p.error_km).sort((a, b) => a - b);
-  const median = kms.length ? kms[Math.floor((kms.length - 1) / 2)] : 0;
+  const mid = kms.length >> 1; // the median as numpy (and eval.json) computes it: the middle pair's mean
+  const median = !kms.length ? 0 : kms.length % 2 ? kms[mid] : (kms[mid - 1] + kms[mid]) / 2;
   $("errors-summary").textContent = `${r.points.length} test images, evaluation ${r.evaluation}; ` +
     `median error ${fmt(median, 0)} km`;
   errorsMap.clear();
@@ -298,9 +315,10 @@ function showError(p, circle) {
   errorsMap.marks.querySelectorAll(".detail").forEach((el) => el.remove());
   errorsMap.marker(p.guess_lat, p.guess_lon, "model detail", "the guess", 6);
   errorsMap.link({ lat: p.lat, lon: p.lon }, { lat: p.guess_lat, lon: p.guess_lon }, "model detail");
-  $("error-detail").innerHTML = `<b>${p.image_id}</b><br>truth ${fmt(p.lat, 3)}, ${fmt(p.lon, 3)} (${p.country})<br>` +
-    `guess ${fmt(p.guess_lat, 3)}, ${fmt(p.guess_lon, 3)} (${p.guess_country})<br>` +
-    `error <b>${fmt(p.error_km, 1)} km</b>, ${fmt(p.points, 0)} points`;
+  $("error-detail").replaceChildren(bold(p.image_id), el("br"),
+    `truth ${fmt(p.lat, 3)}, ${fmt(p.lon, 3)} (${p.country})`, el("br"),
+    `guess ${fmt(p.guess_lat, 3)}, ${fmt(p.guess_lon, 3)} (${p.guess_country})`, el("br"),
+    "error ", bold(`${fmt(p.error_km, 1)} km`), `, ${fmt(p.points, 0)} points`);
   $("error-photo").src = `/api/test-image/${encodeURIComponent(p.image_id)}`;
   $("error-photo").hidden = false;
 }
