@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from geosolver_model.play.game import Game, Games
 from geosolver_model.play.library import Library, NotPlayable
@@ -58,14 +59,14 @@ async def _secure(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SECURITY_HEADERS)
 
 
-MAX_JSON_BYTES = 4096  # a guess is two numbers
+MAX_JSON_BYTES = 65_536  # a guess is two numbers
 
 
 async def _json_object(request: web.Request) -> dict:
     """The request's JSON object, or 400 with the reason: not JSON, not UTF-8, too large, too deep, not an object."""
     raw = await request.content.read(MAX_JSON_BYTES + 1)
     if len(raw) > MAX_JSON_BYTES:
-        raise _json_error(web.HTTPRequestEntityTooLarge, f"a JSON body of at most {MAX_JSON_BYTES} bytes")
+        raise _json_error(web.HTTPBadRequest, f"a JSON body of at most {MAX_JSON_BYTES} bytes")
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, 5000-digit ints
@@ -141,7 +142,7 @@ async def explore(request: web.Request) -> web.Response:
         form = await request.post()
     except web.HTTPException:
         raise
-    except (ValueError, AssertionError, UnicodeDecodeError) as exc:  # a malformed multipart or urlencoded body
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # a malformed multipart or urlencoded body
         raise _json_error(web.HTTPBadRequest, f"send the photo as a multipart form: {str(exc)[:120]}") from None
     photo = form.get("photo")
     if not isinstance(photo, web.FileField):

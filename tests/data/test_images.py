@@ -114,3 +114,57 @@ def test_near_copies_are_close_and_different_images_are_far() -> None:
     others = [process_image(encode(noise_image(s)), SPEC).phash for s in range(11, 21)]
     assert min(hamming(a_out.phash, o) for o in others) > 10
     assert np.uint64(a_out.phash) == a_out.phash
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (8-bit grey) and holds a few bytes of data: a bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_every_decode_path_refuses_a_bomb_from_its_header() -> None:
+    """Ingest and the model's raw-photo path (predict, play uploads, public test sets) share one safe decode."""
+    import time
+
+    from geosolver_model.images import open_photo
+
+    bomb = png_header_only(30_000, 30_000)
+    with pytest.raises(ImageRejected, match="too_many_pixels"):
+        process_image(bomb, SPEC)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="too_many_pixels: 30000x30000"):
+        open_photo(bomb, ImageSpec())
+    assert time.monotonic() - started < 1
+    tiff = io.BytesIO()
+    noise_image(3, (400, 300)).save(tiff, "TIFF")
+    with pytest.raises(ValueError, match="unsupported_format: TIFF"):  # what ingest refuses, predict refuses
+        open_photo(tiff.getvalue(), ImageSpec())
+
+
+@pytest.mark.parametrize(("size", "reason"), [((1, 1), "too_small"), ((6000, 20), "too_small"),
+                                              ((3000, 600), "bad_aspect_ratio")])
+def test_images_a_model_cannot_use_are_rejected_with_a_reason(size: tuple[int, int], reason: str) -> None:
+    with pytest.raises(ImageRejected, match=reason):
+        process_image(encode(noise_image(4, size)), SPEC)
+
+
+def test_a_panorama_passes() -> None:
+    out = process_image(encode(noise_image(5, (2048, 1024))), SPEC)  # equirectangular 2:1
+    assert (out.width, out.height) == (672, 336)
+
+
+def test_a_16_bit_grey_png_is_scaled_not_clipped() -> None:
+    """A mid-grey 16-bit PNG: Pillow's plain convert clips it at 255 (nearly all white)."""
+    values = np.linspace(0, 65535, 400 * 300).reshape(300, 400).astype(np.uint16)
+    png = io.BytesIO()
+    Image.fromarray(values).save(png, "PNG")
+    out = process_image(png.getvalue(), SPEC)
+    with Image.open(io.BytesIO(out.jpeg)) as im:
+        mean = np.asarray(im.convert("L"), dtype=np.float64).mean()
+    assert abs(mean - 127.5) < 3, mean
