@@ -101,6 +101,31 @@ def test_a_url_list_loses_no_row(home: Path, tmp_path: Path) -> None:
     assert sum(s.accounting.listed for s in stats.values()) == 7  # every row of the list, once
 
 
+def test_a_bad_byte_stays_in_its_row(home: Path, tmp_path: Path) -> None:
+    """Invalid UTF-8 in the first data row: that row is one `malformed_row`; the list is read, not refused
+    (a text reader decodes ahead of the header line and failed the whole region)."""
+    imagery = Imagery()
+    app = web.Application()
+    imagery.routes(app)
+    imagery.add(FakeImage("a", 50.05, 10.1), FakeImage("b", 50.06, 10.1))
+    with LoopbackServer(app) as server:
+        url = {i: imagery.listed_url(server.url, imagery.images[i]) for i in imagery.images}
+        listing = tmp_path / "urls.csv"
+        listing.write_bytes(b"\n".join([
+            b"url,lat,lon,license",
+            url["a"].encode() + b",50.05,10.1,CC\xff0",  # line 2: not UTF-8
+            url["b"].encode() + b",50.06,10.1,CC0",
+        ]) + b"\n")
+        spec = remote_spec({"type": "urls", "name": "mine", "path": str(listing), "max_retries": 0})
+        layout = DatasetLayout(home, spec.name)
+        for region in spec.region_names:
+            ingest_region(spec, layout, region, log=lambda _: None)
+    raw, rejects = outcomes(layout, spec)
+    assert set(raw) == {f"mine:{hashlib.sha256(url['b'].encode()).hexdigest()[:20]}"}
+    assert [(k, v["reason"]) for k, v in rejects.items()] == [("mine:malformed-line-2", "malformed_row")]
+    assert "line 2" in rejects["mine:malformed-line-2"]["detail"]
+
+
 def test_osv5m_import_from_zip_archives_and_folders(home: Path, tmp_path: Path) -> None:
     images = tmp_path / "images"
     (images / "loose").mkdir(parents=True)

@@ -61,11 +61,18 @@ def _first(column: str) -> str:
     return f"_first_{column}"
 
 
+MAX_HEADER_BYTES = 1 << 20
+
+
 def _csv_header(path: Path, delimiter: str) -> list[str]:
+    """The header line's column names. Only that line is decoded: a text reader decodes a block ahead,
+    so a bad byte in row 2 failed the whole list, where it belongs to its row (a `malformed_row`)."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
-            return next(csv.reader(f, delimiter=delimiter), [])
+        with opener(path, "rb") as f:
+            line = f.readline(MAX_HEADER_BYTES)
+        text = line.decode("utf-8-sig")
+        return next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SourceError(f"{path}: cannot read its header line: {exc}") from exc
 
