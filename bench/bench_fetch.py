@@ -148,7 +148,8 @@ def run_geosolver(listing: Path, root: Path, cores: int, sub_partitions: int = 1
     spec = root / "bench.yaml"
     spec.write_text(yaml.safe_dump({
         "name": "bench", "regions": [{"name": "world", "bbox": [-180, -90, 180, 90]}],
-        "sources": [{"type": "urls", "path": str(listing), "requests_per_second": 0, "concurrency": 64}],
+        "sources": [{"type": "urls", "path": str(listing), "requests_per_second": 0, "concurrency": 64,
+                     "allow_private_addresses": True}],
         "image": {"min_side": SHORT_SIDE, "jpeg_quality": QUALITY}, "workers": cores,
         "sub_partitions": sub_partitions,
     }))

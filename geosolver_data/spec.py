@@ -29,7 +29,7 @@ REMOTE_TYPES = ("mapillary", "commons", "urls")  # fetched over HTTP by the asyn
 # Settings that change how fast or politely a source is read, not what it yields: changing them
 # keeps the ledger of finished images (see SourceSpec.content_key).
 OPERATIONAL_KEYS = frozenset({"concurrency", "requests_per_second", "source_requests_per_second", "max_retries",
-                              "timeout_s", "user_agent", "content_retries"})
+                              "timeout_s", "user_agent", "content_retries", "allow_private_addresses"})
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=100)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Resolution = Annotated[int, Field(ge=0, le=15)]
@@ -93,6 +93,10 @@ class SourceSpec(SpecSection):
     # Runs after the first that try again an image whose bytes came back unusable (HTML with status
     # 200, cut short, undecodable): CDNs and captive portals do that for a while. Remote only.
     content_retries: Annotated[int, Field(ge=0)] = 2
+    # Fetch from loopback and private-range addresses (a server on this machine or a LAN). Off by default:
+    # a listed URL or a redirect that resolves there is refused (`private_address`, `unsafe_redirect`).
+    # Link-local addresses, the cloud metadata endpoint among them, are refused either way.
+    allow_private_addresses: bool = False
 
     @model_validator(mode="after")
     def _per_type(self) -> SourceSpec:

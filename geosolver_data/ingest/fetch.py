@@ -23,8 +23,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver
 
 from geosolver_data import __version__
+from geosolver_data.ingest.addresses import PolicyResolver, UnsafeAddress, check_literal, unsafe_cause
 from geosolver_data.ingest.images import looks_like_image
 
 DEFAULT_USER_AGENT = f"Geosolver/{__version__} (street-level geolocation dataset builder; python-aiohttp)"
@@ -54,6 +57,7 @@ class FetchPolicy:
     max_retry_after_s: float = 300.0  # a longer Retry-After gives up on the image (retried next run)
     max_redirects: int = 3
     user_agent: str = DEFAULT_USER_AGENT
+    allow_private_addresses: bool = False  # loopback and private ranges (never link-local): see addresses.py
 
 
 def backoff_s(policy: FetchPolicy, attempt: int) -> float:
@@ -144,14 +148,18 @@ class Fetcher:
     Proxies from the environment and netrc credentials are used as aiohttp's `trust_env` uses them.
     """
 
-    def __init__(self, policy: FetchPolicy) -> None:
+    def __init__(self, policy: FetchPolicy, resolver: AbstractResolver | None = None) -> None:
+        """`resolver`: what names resolve with before the address policy filters them (default: aiohttp's)."""
         self.policy = policy
+        self.base_resolver = resolver
         self.gate = HostGate(policy.requests_per_second, policy.concurrency, policy.source_requests_per_second)
         self.retries = 0  # requests repeated after a retryable failure, for the run's figures
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.policy.concurrency, ttl_dns_cache=300)
+        resolver = PolicyResolver(self.policy.allow_private_addresses, self.base_resolver)  # needs a running loop
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.policy.concurrency, ttl_dns_cache=300,
+                                         resolver=resolver)
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout_s, sock_connect=min(10.0, self.policy.timeout_s))
         # auto_decompress off: a compressed body is inflated here, chunk by chunk, against the cap
         # (aiohttp would inflate it whole first: 1 MB of gzip on the wire became 1 GiB in memory).
@@ -204,25 +212,37 @@ class Fetcher:
 
     async def _once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
                     cap: int) -> tuple[bytes, str]:
+        """One request, its redirects followed here: each hop's address is checked before connecting."""
         assert self._session is not None, "use Fetcher as an async context manager"
-        try:
-            async with self._session.get(url, params=params, headers=headers,
-                                         max_redirects=self.policy.max_redirects) as resp:
-                if resp.status != 200:
-                    raise self._status_error(resp)
-                return await _read_capped(resp, cap), resp.headers.get("Content-Type", "").lower()
-        except TimeoutError as exc:
-            raise _Retry(FetchError("timeout", f"no complete answer in {self.policy.timeout_s:g} s")) from exc
-        except aiohttp.TooManyRedirects as exc:
-            raise FetchError("too_many_redirects", f"more than {self.policy.max_redirects}") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise _Retry(FetchError("truncated", "the body ended before its declared length")) from exc
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
-            raise FetchError("unsupported_url", type(exc).__name__) from exc
-        except aiohttp.ClientError as exc:
-            # Resets, refused connections and whatever else aiohttp raises for one request: the
-            # type's name only, as some of these carry the URL (and a signed URL's query) in their text.
-            raise _Retry(FetchError("connection_error", type(exc).__name__)) from exc
+        target = yarl.URL(url)
+        origin = target.origin()
+        for hop in range(self.policy.max_redirects + 1):
+            try:
+                check_literal(target.host or "", self.policy.allow_private_addresses)
+                # A token in the headers goes to the listed origin only, never to where it redirects.
+                async with self._session.get(target, params=params if hop == 0 else None,
+                                             headers=headers if target.origin() == origin else None,
+                                             allow_redirects=False) as resp:
+                    if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
+                        target = _redirect_target(resp)
+                        continue
+                    if resp.status != 200:
+                        raise self._status_error(resp)
+                    return await _read_capped(resp, cap), resp.headers.get("Content-Type", "").lower()
+            except TimeoutError as exc:
+                raise _Retry(FetchError("timeout", f"no complete answer in {self.policy.timeout_s:g} s")) from exc
+            except aiohttp.ClientPayloadError as exc:
+                raise _Retry(FetchError("truncated", "the body ended before its declared length")) from exc
+            except aiohttp.InvalidURL as exc:
+                raise FetchError("unsupported_url", type(exc).__name__) from exc
+            except (aiohttp.ClientError, UnsafeAddress) as exc:
+                unsafe = unsafe_cause(exc)
+                if unsafe is not None:  # final: the address will not change on a retry
+                    raise FetchError("unsafe_redirect" if hop else "private_address", str(unsafe)) from exc
+                # Resets, refused connections and whatever else aiohttp raises for one request: the
+                # type's name only, as some of these carry the URL (and a signed URL's query) in their text.
+                raise _Retry(FetchError("connection_error", type(exc).__name__)) from exc
+        raise FetchError("too_many_redirects", f"more than {self.policy.max_redirects}")
 
     def _status_error(self, resp: aiohttp.ClientResponse) -> Exception:
         error = FetchError(f"http_{resp.status}", resp.reason or "", status=resp.status)
@@ -235,6 +255,20 @@ class Fetcher:
                 return FetchError(error.reason, f"Retry-After {after:.0f} s is over the {cap_s:g} s cap", resp.status)
             self.gate.pause(resp.url.host or "", after)
         return _Retry(error, after)
+
+
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+
+
+def _redirect_target(resp: aiohttp.ClientResponse) -> yarl.URL:
+    """Where a redirect points, resolved against the request's URL; only http(s) is followed."""
+    try:
+        target = resp.url.join(yarl.URL(resp.headers["Location"]))
+    except ValueError as exc:
+        raise FetchError("unsupported_url", "a redirect to an unparseable Location") from exc
+    if target.scheme not in ("http", "https") or not target.host:
+        raise FetchError("unsupported_url", f"a redirect to scheme {target.scheme!r}")
+    return target
 
 
 def _inflater(encoding: str) -> zlib._Decompress | None:

@@ -23,7 +23,7 @@ from tests.fakes.imagery import FakeImage, Imagery, jpeg_bytes
 from tests.fakes.server import LoopbackServer
 
 POLICY = FetchPolicy(concurrency=4, requests_per_second=0, max_retries=2, timeout_s=1.0, max_bytes=2_000_000,
-                     backoff_base_s=0.05)
+                     backoff_base_s=0.05, allow_private_addresses=True)  # the hosts are on loopback
 
 EXPECTED = {
     "429_then_ok": None, "500_then_ok": None, "429_forever": "http_429", "500_forever": "http_500",

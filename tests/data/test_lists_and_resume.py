@@ -200,6 +200,7 @@ def test_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, m
     fake = FakeMapillary(imagery, TOKEN)
     raw_spec = {"name": "remote", "regions": [{"name": "north", "bbox": NORTH}, {"name": "south", "bbox": SOUTH}],
                 "sources": [{"type": "mapillary", "max_retries": 1, "timeout_s": 1.0, "requests_per_second": 0,
+                             "allow_private_addresses": True,
                              "concurrency": 2}], "image": {"max_file_bytes": 2_000_000}, "workers": 2}
     with LoopbackServer(fake.app) as server:
         env = {**os.environ, "MAPILLARY_API_URL": server.url, "MAPILLARY_ACCESS_TOKEN": TOKEN,

@@ -29,7 +29,8 @@ FAULT_REASONS = {
     "not_found": "http_404", "redirect_loop": "too_many_redirects",
 }
 RECOVERS = ("429_then_ok", "500_then_ok", "expired")
-SOURCE_KNOBS = {"max_retries": 1, "timeout_s": 1.0, "requests_per_second": 0, "concurrency": 4}
+SOURCE_KNOBS = {"max_retries": 1, "timeout_s": 1.0, "requests_per_second": 0, "concurrency": 4,
+                "allow_private_addresses": True}  # the fake hosts listen on loopback
 
 
 def world(seed: int = 0, n_north: int = 30, n_south: int = 12, faults: bool = True) -> list[FakeImage]:

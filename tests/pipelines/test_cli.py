@@ -97,7 +97,8 @@ def test_two_runs_of_one_region_at_once_both_succeed_and_fetch_each_image_once(t
         spec = tmp_path / "spec.yaml"
         spec.write_text(yaml.safe_dump({
             "name": "twice", "regions": [{"name": "north", "bbox": [10.0, 50.0, 10.2, 50.2]}],
-            "sources": [{"type": "urls", "path": str(listing), "requests_per_second": 15}], "workers": 1}))
+            "sources": [{"type": "urls", "path": str(listing), "requests_per_second": 15,
+                         "allow_private_addresses": True}], "workers": 1}))
         env = {**_env(tmp_path), "GEOSOLVER_SPEC": str(spec)}
         init = _run([str(BIN / "dagster"), "instance", "migrate"], env)
         assert init.returncode == 0, init.stderr[-2000:]

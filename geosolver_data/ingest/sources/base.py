@@ -17,7 +17,8 @@ def fetch_policy(src: SourceSpec, max_bytes: int) -> FetchPolicy:
     agent = {"user_agent": src.user_agent} if src.user_agent else {}
     return FetchPolicy(concurrency=src.concurrency, requests_per_second=src.requests_per_second,
                        source_requests_per_second=src.source_requests_per_second,
-                       max_retries=src.max_retries, timeout_s=src.timeout_s, max_bytes=max_bytes, **agent)
+                       max_retries=src.max_retries, timeout_s=src.timeout_s, max_bytes=max_bytes,
+                       allow_private_addresses=src.allow_private_addresses, **agent)
 
 
 class Source:
