@@ -72,7 +72,7 @@ def test_unreachable_base_model_says_how_to_fix_it(tmp_path: Path) -> None:
 def test_benchmark_loaders(tmp_path: Path) -> None:
     folder = tmp_path / "benchmarks" / "im2gps3k"
     (folder / "images").mkdir(parents=True)
-    Image.new("RGB", (80, 60), (200, 10, 10)).save(folder / "images" / "a.jpg")
+    Image.new("RGB", (120, 90), (200, 10, 10)).save(folder / "images" / "a.jpg")
     (folder / "im2gps3k_places365.csv").write_text("IMG_ID,LAT,LON\na.jpg,48.85,2.35\nmissing.jpg,1,1\n")
     osv = tmp_path / "benchmarks" / "osv5m"
     (osv / "images").mkdir(parents=True)
@@ -81,7 +81,7 @@ def test_benchmark_loaders(tmp_path: Path) -> None:
     found = {t.name: t for t in public_benchmarks(tmp_path / "benchmarks")}
     assert set(found) == {"im2gps3k", "osv5m_test"}
     assert found["im2gps3k"].size == 1 and found["im2gps3k"].latlon.tolist() == [[48.85, 2.35]]
-    assert next(found["im2gps3k"].images(ImageSpec())).size == (80, 60)  # never upscaled
+    assert next(found["im2gps3k"].images(ImageSpec())).size == (120, 90)  # never upscaled
     assert im2gps_style(folder, "x").size == 1 and osv5m(osv).latlon.tolist() == [[-33.9, 151.2]]
 
 
