@@ -184,6 +184,10 @@ class BalanceSpec(SpecSection):
     def _sum_to_one(cls, splits: dict[str, float]) -> dict[str, float]:
         if abs(sum(splits.values()) - 1) > 1e-6:
             raise ValueError(f"fractions must sum to 1, got {sum(splits.values()):g} from {splits}")
+        missing = [s for s in ("train", "val", "test") if s not in splits]
+        if missing:  # an evaluation with no test rows measures nothing: leaving one out must be said
+            raise ValueError(f"{', '.join(missing)} missing from {splits}: give each a share, or write it with "
+                             "0 to build without it (its evaluation is then skipped)")
         return splits
 
 

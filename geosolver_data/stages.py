@@ -25,7 +25,7 @@ from geosolver_data.ingest.progress import Progress
 from geosolver_data.ingest.sources import Opening, open_source
 from geosolver_data.publish import publish_dataset
 from geosolver_data.spec import DatasetSpec, SourceSpec
-from geosolver_data.store.artifact import Artifact
+from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.atomic import atomic_path, write_json
 from geosolver_data.store.home import DatasetLayout
 
@@ -138,8 +138,12 @@ SPLIT_SETTINGS = ("resolution", "split_resolution", "splits", "seed")
 def previous_splits(spec: DatasetSpec, layout: DatasetLayout) -> dict[int, str]:
     """Split block -> split in the latest published version, when it was built with the same split
     settings: those blocks keep their split, so no image moves from test to train on a refresh."""
-    version = layout.latest_version()
-    if version is None:
+    try:
+        version = layout.latest_version()
+    except ArtifactMissing:  # a damaged pointer: the newest intact version stands in (publishing rewrites it)
+        intact = layout.shelf.all()
+        version = intact[-1].version if intact else None
+    if version is None or not layout.shelf.exists(version):
         return {}
     manifest = json.loads((layout.version_dir(version) / "manifest.json").read_text())
     before = manifest.get("spec", {}).get("balance", {})

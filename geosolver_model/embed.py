@@ -80,5 +80,6 @@ def load_embeddings(files: list[Path], splits: tuple[str, ...] | None = None) ->
     if splits is not None:
         table = table.filter(pa.compute.is_in(table.column("split"), pa.array(list(splits))))
     emb = table.column("embedding").combine_chunks()
-    vectors = emb.values.to_numpy(zero_copy_only=False).reshape(len(emb), -1).astype(np.float32)
+    dim = emb.type.list_size
+    vectors = emb.values.to_numpy(zero_copy_only=False).reshape(len(emb), dim).astype(np.float32)
     return table.drop_columns(["embedding"]), vectors

@@ -81,10 +81,15 @@ def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
     guesses: dict[str, np.ndarray] = {}
     for test in tests:
         results[test.name] = {}
+        if not test.size:
+            log(f"eval {test.name}: skipped, the set has no images")
         for name, predictor in comparators.items():
             pred = run_predictor(predictor, test)
             results[test.name][name] = geo_metrics(pred, test.latlon, test.country)
-            log(f"eval {test.name} {name}: {results[test.name][name]}")
+            if not test.size:
+                results[test.name][name]["skipped"] = "the set has no images"
+            else:
+                log(f"eval {test.name} {name}: {results[test.name][name]}")
             if test is tests[0]:
                 guesses[name] = pred
     return results, guesses
@@ -140,6 +145,8 @@ def error_plot(errors: dict[str, np.ndarray], out: Path, title: str) -> Path:
     """Cumulative share of test images within d km, per comparator (log scale)."""
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for name, km in errors.items():
+        if not len(km):
+            continue
         xs = np.sort(np.maximum(km, 0.1))
         ax.plot(xs, np.arange(1, len(xs) + 1) / max(1, len(xs)), label=f"{name} (median {np.median(km):.0f} km)")
     for t in THRESHOLDS_KM:

@@ -15,8 +15,12 @@ def geoguessr_score(km: np.ndarray) -> np.ndarray:
     return 5000 * np.exp(-km / 1492.7)
 
 
-def geo_metrics(pred: np.ndarray, true: np.ndarray, true_country: np.ndarray | None = None) -> dict[str, float]:
-    """pred, true (N, 2) degrees -> the eval.json keys. Country of a guess: nearest gazetteer place."""
+def geo_metrics(pred: np.ndarray, true: np.ndarray, true_country: np.ndarray | None = None) -> dict[str, float | None]:
+    """pred, true (N, 2) degrees -> the eval.json keys (None with n = 0). Country of a guess: nearest gazetteer
+    place."""
+    if not len(true):  # nothing to score: every figure is None (never NaN, which is no JSON)
+        return {"n": 0, **{f"acc_{t}km": None for t in THRESHOLDS_KM}, "median_km": None, "geoguessr_score": None,
+                "country_acc": None}
     km = haversine_km(pred[:, 0], pred[:, 1], true[:, 0], true[:, 1])
     if true_country is None:
         true_country = load_gazetteer().countries(true[:, 0], true[:, 1])

@@ -271,6 +271,8 @@ def regressions(current: dict, tolerance: float) -> list[str]:
         return []
     before = previous[-1]["median_km"]
     now = current["dataset_test"][PUBLISHED]["median_km"]
+    if now is None:  # no test rows: nothing was measured, nothing can have regressed
+        return []
     if now > before * (1 + tolerance):
         return [f"median error {now} km vs {before} km for model {previous[-1]['model']} (> {tolerance:.0%} worse)"]
     return []
@@ -278,8 +280,7 @@ def regressions(current: dict, tolerance: float) -> list[str]:
 
 def winner(results: dict, objectives: tuple[str, ...]) -> str:
     """The objective with the lowest median error on the dataset's test split."""
-    return min(objectives, key=lambda o: results["dataset_test"][o]["median_km"] if o in results["dataset_test"]
-               else np.inf)
+    return min(objectives, key=lambda o: results["dataset_test"].get(o, {}).get("median_km") or np.inf)
 
 
 MAX_QUERIES = 200  # held-out queries that tune and measure each index

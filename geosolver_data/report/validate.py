@@ -48,21 +48,21 @@ def manifest_problems(version_dir: Path) -> list[str]:
 
 
 def duplicate_sha256(version_dir: Path) -> list[str]:
-    rows = connect().sql(f"SELECT sha256, count(*) FROM read_parquet('{_shard_glob(version_dir)}') "
-                      "GROUP BY 1 HAVING count(*) > 1 ORDER BY 1").fetchall()
+    rows = connect().sql("SELECT sha256, count(*) FROM read_parquet(?) GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
+                         params=[_shard_glob(version_dir)]).fetchall()
     return [f"sha256 {h[:12]}… appears {n} times" for h, n in rows]
 
 
 def near_duplicates(version_dir: Path, threshold: int) -> list[str]:
     con = connect()
-    con.execute(f"CREATE TABLE h AS SELECT row_number() OVER () AS id, phash AS h, image_id "
-                f"FROM read_parquet('{_shard_glob(version_dir)}')")
+    con.execute("CREATE TABLE h AS SELECT row_number() OVER () AS id, phash AS h, image_id FROM read_parquet(?)",
+                [_shard_glob(version_dir)])
     pairs = near_pairs(con, "h", threshold)
     return [f"rows {a} and {b} are {d} bits apart (threshold {threshold})" for a, b, d in pairs.tolist()]
 
 
 def invalid_coordinates(version_dir: Path) -> list[str]:
-    rows = connect().sql(f"SELECT image_id, lat, lon FROM read_parquet('{_shard_glob(version_dir)}')").fetchall()
+    rows = connect().sql("SELECT image_id, lat, lon FROM read_parquet(?)", params=[_shard_glob(version_dir)]).fetchall()
     return [f"{i}: {why}" for i, lat, lon in rows if (why := invalid_coordinate_reason(lat, lon))]
 
 

@@ -9,6 +9,7 @@ place, so it appears whole or not at all, and it is never modified afterwards.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 from geosolver_data.store.atomic import publish_dir, staging_dir, write_json, write_text
 
 MANIFEST = "manifest.json"
+# A version is a folder name: hex content hashes here, never a path (a pointer holding `../../etc` must not
+# lead outside the home).
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class ArtifactMissing(RuntimeError):
@@ -42,6 +46,8 @@ class Shelf:
     produced_by: str = ""  # the asset that publishes this kind, for error messages
 
     def path(self, version: str) -> Path:
+        if not VERSION.match(version) or ".." in version:
+            raise ArtifactMissing(f"{version!r} is not a {self.kind} version name (a folder under {self.root})")
         return self.root / version
 
     def exists(self, version: str) -> bool:
@@ -55,9 +61,13 @@ class Shelf:
 
     def latest_version(self) -> str | None:
         try:
-            return (self.root / self.pointer).read_text().strip() or None
+            version = (self.root / self.pointer).read_text(errors="replace").strip() or None
         except FileNotFoundError:
             return None
+        if version is not None and (not VERSION.match(version) or ".." in version):
+            raise ArtifactMissing(f"{self.root / self.pointer} holds {version[:80]!r}, which is not a version name; "
+                                  f"materialise {self.produced_by or 'the asset'} again to rewrite it")
+        return version
 
     def latest(self) -> Artifact:
         version = self.latest_version()
@@ -92,7 +102,8 @@ class Shelf:
 
     def all(self) -> list[Artifact]:
         """Every published version, oldest first (by the manifest's `created_at`)."""
-        found = [self.get(p.parent.name) for p in self.root.glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")]
+        found = [self.get(p.parent.name) for p in self.root.glob(f"*/{MANIFEST}")
+                 if VERSION.match(p.parent.name) and ".." not in p.parent.name]
         return sorted(found, key=lambda a: str(a.manifest.get("created_at", "")))
 
     def remove(self, version: str) -> None:

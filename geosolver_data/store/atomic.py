@@ -41,7 +41,8 @@ def file_sha256(path: Path) -> str:
 
 def write_json(target: Path, payload: Any) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        # allow_nan=False: NaN is no JSON (readers other than Python's refuse it); a NaN here is a bug to see
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
 
 
 def write_text(target: Path, text: str) -> None:

@@ -220,3 +220,30 @@ def test_hostile_strings_are_text_in_a_markdown_table() -> None:
     assert [int(n) for _, n in cells] == list(range(len(HOSTILE_CREATORS)))
     shown = [html.unescape(re.sub(r"<[^>]+>", "", c)) for c, _ in cells]
     assert shown == [" ".join(c.replace("\x00", " ").split()) for c in HOSTILE_CREATORS]
+
+
+def test_checks_run_under_a_home_whose_path_has_quotes(built, tmp_path: Path) -> None:
+    """The blocking checks pass paths to DuckDB as parameters, so any folder name works as a home."""
+    spec, _, published = built
+    odd = tmp_path / "it's a \"home\"" / published.version
+    shutil.copytree(published.path, odd)
+    assert validate.duplicate_sha256(odd) == [] and validate.invalid_coordinates(odd) == []
+    assert validate.near_duplicates(odd, spec.dedup.phash_threshold) == []
+
+
+def test_a_pointer_must_name_a_version_folder(built, tmp_path: Path) -> None:
+    from geosolver_data.store.artifact import ArtifactMissing, Shelf
+
+    _, _, published = built
+    root = tmp_path / "datasets" / "tiny"
+    shutil.copytree(published.path, root / published.version)
+    shelf = Shelf("dataset", root, produced_by="dataset_shards")
+    for bad in ("../../../etc", "/etc", "a/b", ".."):
+        (root / "LATEST").write_text(bad + "\n")
+        with pytest.raises(ArtifactMissing, match="not a version name"):
+            shelf.latest()
+        with pytest.raises(ArtifactMissing, match="not a dataset version name"):
+            shelf.get(bad)
+    assert [a.version for a in shelf.all()] == [published.version]
+    (root / "LATEST").write_text(published.version)
+    assert shelf.latest().version == published.version

@@ -175,3 +175,10 @@ def test_aliases_a_person_writes_still_work(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(text)
     assert [r.bbox for r in load_spec(path).regions] == [(-11.0, 35.0, 32.0, 61.0)] * 2
+
+
+def test_splits_that_leave_out_val_or_test_must_say_so() -> None:
+    with pytest.raises(SpecError, match="val, test missing"):
+        parse_spec({**TINY, "balance": {**TINY["balance"], "splits": {"train": 1.0}}})
+    explicit = parse_spec({**TINY, "balance": {**TINY["balance"], "splits": {"train": 0.9, "val": 0.0, "test": 0.1}}})
+    assert explicit.balance.splits["val"] == 0.0

@@ -228,3 +228,20 @@ def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned
                              capture_output=True, text=True, timeout=600)
     assert partial.returncode == 1 and "yfcc4k is not under" in partial.stderr
     assert str(home.benchmarks / "yfcc4k" / "images") in partial.stderr  # says exactly which files are missing
+
+
+def test_an_empty_test_set_is_skipped_in_valid_json(tmp_path: Path) -> None:
+    """A spec may build without a test split (`test: 0`): the evaluation says so, never NaN."""
+    from geosolver_data.store.atomic import write_json
+    from geosolver_model.evaluate import Predictor, evaluate, markdown_table
+    from geosolver_model.test_sets import TestSet
+
+    empty = TestSet("dataset_test", 0, lambda ingest: iter(()), np.zeros((0, 2)), np.array([]))
+    never = Predictor(ImageSpec(), lambda images: pytest.fail("nothing to predict"))
+    results, _ = evaluate({"finetuned": never}, [empty], lambda _: None)
+    metrics = results["dataset_test"]["finetuned"]
+    assert metrics["n"] == 0 and metrics["median_km"] is None and metrics["skipped"]
+    write_json(tmp_path / "eval.json", results)  # refuses NaN
+    assert json.loads((tmp_path / "eval.json").read_text()) == results
+    assert "| finetuned |" in markdown_table(results)
+    assert stages.regressions({**results, "history": [{"model": "a", "median_km": 10.0}]}, 0.1) == []
