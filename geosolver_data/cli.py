@@ -13,7 +13,7 @@ import duckdb
 import yaml
 
 from geosolver_data.report import validate
-from geosolver_data.report.catalog import open_catalog
+from geosolver_data.report.catalog import dataset_shelves, open_catalog
 from geosolver_data.spec import DatasetSpec, SpecError, load_spec
 from geosolver_data.store.home import DatasetLayout
 from geosolver_data.store.mirror import working_home
@@ -23,12 +23,18 @@ def _layout(args: argparse.Namespace) -> DatasetLayout:
     return DatasetLayout(working_home(args.home), args.load_spec(args.spec).name)
 
 
-def _version_dir(args: argparse.Namespace) -> tuple[DatasetLayout, str]:
+def _version_dir(args: argparse.Namespace, intact: bool = True) -> tuple[DatasetLayout, str]:
+    """The dataset version asked for (default: the latest); with `intact`, refused when a file the manifest
+    lists is missing or of another size (a deleted shard must not be read as a smaller dataset)."""
     layout = _layout(args)
     version = args.version or layout.latest_version()
     if not version or not (layout.version_dir(version) / "manifest.json").exists():
         raise SystemExit(f"geosolver: no published version {version or ''} of dataset {layout.name!r} "
                          f"under {layout.versions} (run `make run` first)")
+    if intact:
+        layout.shelf.require_intact(version, deep=False)
+    else:
+        layout.shelf.get(version)  # a manifest that does not read is named in one line
     return layout, version
 
 
@@ -66,12 +72,16 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> None:
-    con = open_catalog(working_home(args.home))
+    home = working_home(args.home)
+    for shelf in dataset_shelves(home):  # what the views read: refused when damaged, never answered in part
+        if (version := shelf.latest_version()) is not None:
+            shelf.require_intact(version, deep=False)
+    con = open_catalog(home)
     con.sql(args.query).show(max_rows=args.max_rows)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    layout, version = _version_dir(args)
+    layout, version = _version_dir(args, intact=False)  # validate names every problem itself
     spec, folder = args.load_spec(args.spec), layout.version_dir(version)
     checks = {name: find(folder, spec) for name, (_, find) in validate.CHECKS.items()}
     for name, problems in checks.items():

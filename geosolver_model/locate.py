@@ -78,7 +78,8 @@ class Locator:
         if not home.models.exists(model_version):
             raise IndexUnavailable(f"index {image.version} was built with model {model_version}, "
                                    f"which is not under {home.models.root}")
-        model = GeoRetriever.from_pretrained(home.models.path(model_version) / PUBLISHED, device, precision).eval()
+        weights = home.models.require_intact(model_version, PUBLISHED).path / PUBLISHED  # a flipped byte is refused
+        model = GeoRetriever.from_pretrained(weights, device, precision).eval()
         if model.config.embed_dim != image.manifest["index"]["dim"]:
             raise IndexUnavailable(f"model/index mismatch: model embeds {model.config.embed_dim}-d, "
                                    f"index {image.version} holds {image.manifest['index']['dim']}-d")

@@ -99,7 +99,7 @@ def _train_objective(spec: Spec, dataset_dir: Path, objective: str, run_dir: Pat
 
 def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> Artifact:
     """Train every objective in the spec and publish models/<version>/ (skipped if already published)."""
-    dataset_dir = home.datasets(spec.name).path(dataset_version)
+    dataset_dir = home.datasets(spec.name).require_intact(dataset_version, deep=False).path
     version = model_version(spec, dataset_version)
     if home.models.exists(version):
         log(f"model {version} already published for these inputs")
@@ -164,8 +164,15 @@ def _now() -> str:
 
 
 def dataset_of(home: Home, model: Artifact) -> Path:
-    """The dataset version a model was trained on."""
-    return home.datasets(model.manifest["dataset"]["name"]).path(model.manifest["dataset"]["version"])
+    """The dataset version a model was trained on, refused (ArtifactDamaged) when a file of it is missing."""
+    shelf = home.datasets(model.manifest["dataset"]["name"])
+    return shelf.require_intact(model.manifest["dataset"]["version"], deep=False).path
+
+
+def intact_model(home: Home, model: Artifact, under: str = "") -> Artifact:
+    """The model version (or one folder of it) with every file as its manifest says, sha256 included (once
+    per process per file); else ArtifactDamaged naming the file and the remedy."""
+    return home.models.require_intact(model.version, under)
 
 
 def eval_version(model: Artifact, tests: list[TestSet], spec: Spec) -> str:
@@ -191,6 +198,7 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
     errors.png, and predictions.parquet: every comparator's guess for each dataset test image); the
     model's own folder is never touched."""
     dataset_dir = dataset_of(home, model)
+    intact_model(home, model)
     tests = [dataset_test_split(dataset_dir, spec.model.eval_max_images),
              *public_benchmarks(home.benchmarks, spec.model.eval_max_images)]
 
@@ -288,8 +296,10 @@ MAX_QUERIES = 200  # held-out queries that tune and measure each index
 
 def embed(spec: Spec, home: Home, model: Artifact, log: Log = print) -> EmbeddingSet:
     """Embed what is not embedded yet (nothing, and no model load, on a rerun), on the spec's device."""
-    return embed_dataset(lambda: _load(spec, model.path / PUBLISHED), dataset_of(home, model),
-                         home.embeddings(model.version), log)
+    def load() -> GeoRetriever:
+        return _load(spec, intact_model(home, model, PUBLISHED).path / PUBLISHED)
+
+    return embed_dataset(load, dataset_of(home, model), home.embeddings(model.version), log)
 
 
 def coverage_problems(home: Home, model: Artifact) -> list[str]:
@@ -350,7 +360,7 @@ def gps_index(spec: Spec, home: Home, model: Artifact, embeddings: EmbeddingSet)
 
     def make() -> tuple[np.ndarray, pa.Table, np.ndarray]:
         gallery = spec_gallery(spec.model, dataset_of(home, model))
-        net = _load(spec, model.path / PUBLISHED)
+        net = _load(spec, intact_model(home, model, PUBLISHED).path / PUBLISHED)
         vectors = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device)).cpu().numpy()
         gaz = load_gazetteer()
         nearest = gaz.nearest(gallery[:, 0], gallery[:, 1])

@@ -341,7 +341,7 @@ def ingest(task: IngestTask, source: Source, ledger: Ledger, files: RegionFiles,
     raw_images and rejects files (each appears whole, by rename) and account for every candidate
     listed: AccountingError when one is in neither file (or in both)."""
     progress = progress or Progress(task.source, print)
-    ledger.check_base(files.raw, progress.log)
+    ledger.check_base(files.raw, progress.log, files.rejects)
     stats, listed = asyncio.run(ingest_async(task, source, ledger, workers, progress))
     stats.total_rows, stats.total_rejects, stats.total_to_retry = ledger.consolidate(files.raw, files.rejects)
     save_listing(listed, files.listing)

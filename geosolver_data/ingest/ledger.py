@@ -71,6 +71,22 @@ def _part_name() -> str:
     return f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}"
 
 
+def _reads(path: Path) -> bool:
+    """Whether a file opens as Parquet (its footer is whole)."""
+    try:
+        pq.ParquetFile(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged file out of the ledger's way (kept for inspection, never read again)."""
+    aside = path.with_name(f".damaged-{time.time_ns()}-{path.name}")
+    path.rename(aside)
+    return aside
+
+
 def _fingerprint(path: Path) -> list[int]:
     """What identifies a consolidated file cheaply: its size and row count."""
     return [path.stat().st_size, pq.ParquetFile(path).metadata.num_rows]
@@ -140,9 +156,16 @@ class Ledger:
         finally:
             lock.release()
 
-    def check_base(self, raw_out: Path, log: Callable[[str], None] = print) -> None:
-        """Before a run: slim parts stand for rows whose bytes are in `raw_out`; when `raw_out` is not
-        the file they were written with, drop them, so those images are fetched again."""
+    def check_base(self, raw_out: Path, log: Callable[[str], None] = print, rejects_out: Path | None = None) -> None:
+        """Before a run: a part or `raw_out` that does not read as Parquet (cut short, overwritten) is named
+        and set aside; slim parts stand for rows whose bytes are in `raw_out`, so when `raw_out` is not the
+        file they were written with, they are dropped and those images fetched again."""
+        outputs = [raw_out, *([rejects_out] if rejects_out else [])]
+        for path in [*(p for kind in ("rows", "slim", "rejects") for p in self._parts(kind)), *outputs]:
+            if path.exists() and not _reads(path):
+                aside = _set_aside(path)
+                log(f"{path} is not a whole Parquet file (cut short or overwritten): set aside as {aside.name}; "
+                    "what it held is fetched again")
         slim = self._parts("slim")
         if slim and not self._base_matches(raw_out):
             log(f"{raw_out} is not the file this ledger consolidated last (rewritten under other settings?): "
@@ -155,7 +178,7 @@ class Ledger:
             self.save_state(state)
 
     def _base_matches(self, raw_out: Path) -> bool:
-        if not raw_out.exists():
+        if not raw_out.exists() or not _reads(raw_out):
             return False
         state = self.state()
         return _fingerprint(raw_out) in (state.get("base"), state.get("pending_base"))
@@ -259,7 +282,16 @@ class Ledger:
         return self.root / "state.json"
 
     def state(self) -> dict:
-        return json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
+        """The ledger's state; one that does not parse (cut short) is set aside and the ledger starts from
+        its parts alone (the base is no longer trusted, so its images are fetched again)."""
+        if not self._state_path.exists():
+            return {}
+        try:
+            state = json.loads(self._state_path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            _set_aside(self._state_path)
+            return {}
+        return state if isinstance(state, dict) else {}
 
     def save_state(self, state: dict) -> None:
         write_json(self._state_path, state)

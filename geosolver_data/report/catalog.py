@@ -8,12 +8,12 @@ directory, or the `file_search_path` that `open_catalog` (and `geosolver sql`) s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
 
 from geosolver_data.db import connect
+from geosolver_data.store.artifact import ArtifactMissing, Shelf
 from geosolver_data.store.atomic import atomic_path
 
 
@@ -25,12 +25,19 @@ def _lit(path: Path) -> str:
     return "'" + path.as_posix().replace("'", "''") + "'"
 
 
+def dataset_shelves(home: Path) -> list[Shelf]:
+    """One shelf per dataset under the home."""
+    return [Shelf("dataset", folder, produced_by="dataset_shards")
+            for folder in sorted((home / "datasets").glob("*")) if folder.is_dir()]
+
+
 def _version_rows(home: Path) -> list[tuple]:
     rows = []
-    for manifest in sorted((home / "datasets").glob("*/*/manifest.json")):
-        m = json.loads(manifest.read_text())
-        folder = manifest.parent.relative_to(home).as_posix()
-        rows.append((m["dataset"], m["version"], m["rows"], m["created_at"], folder))
+    for shelf in dataset_shelves(home):
+        for version in shelf.all():  # versions whose manifest reads
+            m = version.manifest
+            rows.append((m["dataset"], m["version"], m["rows"], m["created_at"],
+                         version.path.relative_to(home).as_posix()))
     return rows
 
 
@@ -55,11 +62,13 @@ def rebuild_catalog(home: Path) -> Path:
         rows = _version_rows(home)
         if rows:
             con.executemany("INSERT INTO datasets VALUES (?, ?, ?, ?, ?)", rows)
-        for pointer in sorted((home / "datasets").glob("*/LATEST")):
-            version = pointer.read_text().strip()
-            folder = pointer.parent / version
-            if (folder / "manifest.json").exists():
-                _dataset_views(con, pointer.parent.name, folder.relative_to(home))
+        for shelf in dataset_shelves(home):
+            try:
+                version = shelf.latest_version()
+            except ArtifactMissing:  # a pointer that names no version folder: no views for it
+                continue
+            if version is not None and shelf.exists(version):
+                _dataset_views(con, shelf.root.name, shelf.path(version).relative_to(home))
         con.close()
     return target
 

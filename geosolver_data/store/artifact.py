@@ -9,13 +9,17 @@ place, so it appears whole or not at all, and it is never modified afterwards.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from geosolver_data.store.atomic import publish_dir, staging_dir, write_json, write_text
+from filelock import FileLock
+
+from geosolver_data.store.atomic import file_sha256, publish_dir, staging_dir, write_json, write_text
 
 MANIFEST = "manifest.json"
 # A version is a folder name: hex content hashes here, never a path (a pointer holding `../../etc` must not
@@ -25,6 +29,34 @@ VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 class ArtifactMissing(RuntimeError):
     """No such version (or none published yet); the message says what to materialise."""
+
+
+class ArtifactDamaged(ArtifactMissing):
+    """A published version whose files do not match its manifest; the message names them and the remedy."""
+
+
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) hashed intact in this process
+
+
+def file_matches(path: Path, sha256: str) -> bool:
+    """Whether the file's sha256 is the one given: hashed once per process while its size and mtime hold."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, sha256)
+    if key not in _VERIFIED:
+        if file_sha256(path) != sha256:
+            return False
+        _VERIFIED.add(key)
+    return True
+
+
+def checksums(folder: Path, known: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, int]]:
+    """sha256 and size of every file under `folder` (but the manifest), by relative path; `known` sha256s
+    (shards hashed while written) are taken as given."""
+    known = known or {}
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    rel = [p.relative_to(folder).as_posix() for p in files]
+    return ({r: known.get(r) or file_sha256(p) for r, p in zip(rel, files, strict=True)},
+            {r: p.stat().st_size for r, p in zip(rel, files, strict=True)})
 
 
 @dataclass(frozen=True)
@@ -56,8 +88,53 @@ class Shelf:
     def get(self, version: str, new: bool = False) -> Artifact:
         if not self.exists(version):
             raise ArtifactMissing(f"{self.kind} version {version!r} does not exist under {self.root}")
-        manifest = json.loads((self.path(version) / MANIFEST).read_text())
+        try:
+            manifest = json.loads((self.path(version) / MANIFEST).read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactDamaged(f"{self.path(version) / MANIFEST}: unreadable ({type(exc).__name__}); "
+                                  f"{self._remedy()}") from None
         return Artifact(self.kind, version, self.path(version), manifest, new)
+
+    def _remedy(self) -> str:
+        return f"materialise {self.produced_by or 'its asset'} again to set the damaged version aside and rebuild it"
+
+    def problems(self, version: str, under: str = "", deep: bool = True) -> list[str]:
+        """What is wrong with a published version's files against its manifest (empty: intact). `under`
+        limits the check to one subfolder; `deep` compares sha256 (once per process per file), else
+        presence and size only. A version published before manifests listed their files has nothing to
+        compare."""
+        try:
+            manifest = self.get(version).manifest
+        except ArtifactDamaged as exc:
+            return [str(exc).split(";")[0]]
+        sizes = manifest.get("file_bytes", {})
+        found = []
+        for rel, sha in manifest.get("files", {}).items():
+            if under and not rel.startswith(f"{under}/"):
+                continue
+            path = self.path(version) / rel
+            if not path.is_file():
+                found.append(f"{rel}: missing")
+            elif rel in sizes and path.stat().st_size != sizes[rel]:
+                found.append(f"{rel}: {path.stat().st_size} bytes, the manifest says {sizes[rel]}")
+            elif deep and not file_matches(path, sha):
+                found.append(f"{rel}: sha256 differs from the manifest")
+        return found
+
+    def require_intact(self, version: str, under: str = "", deep: bool = True) -> Artifact:
+        """The version, or ArtifactDamaged naming what is wrong and the remedy, in one line."""
+        found = self.problems(version, under, deep)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise ArtifactDamaged(f"{self.kind} version {version} under {self.root} is damaged: {found[0]}{more}; "
+                                  f"{self._remedy()}")
+        return self.get(version)
+
+    def _set_aside(self, version: str) -> Path:
+        """Move a damaged version out of the way (kept for inspection, hidden from readers), never overwrite it."""
+        aside = self.root / f".damaged-{version}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
+        os.rename(self.path(version), aside)
+        return aside
 
     def latest_version(self) -> str | None:
         try:
@@ -82,28 +159,45 @@ class Shelf:
     def publish(self, build: Callable[[Path], dict], version: str | None = None) -> Artifact:
         """Build a version in a staging folder and publish it; it becomes the latest.
 
-        `build(staging)` writes the files and returns the manifest. A version known beforehand
-        (a hash of the inputs) that is already published is not built again; otherwise the
-        manifest names it (a hash of the content)."""
-        if version is not None and self.exists(version):
+        `build(staging)` writes the files and returns the manifest; the manifest gets every file's sha256
+        and size. A version known beforehand (a hash of the inputs) that is already published intact is
+        not built again; a damaged one is set aside (`.damaged-<version>-<time>`) and built anew. One
+        publisher at a time per shelf, which also removes staging folders a killed publisher left."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.root / ".publish.lock"):
+            for leftover in self.root.glob(".staging-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            if version is not None and self.exists(version):
+                if not self.problems(version):
+                    self.set_latest(version)
+                    return self.get(version)
+                self._set_aside(version)
+            staging = staging_dir(self.root)
+            try:
+                manifest = build(staging)
+                version = version or manifest["version"]
+                known = {s["path"]: s["sha256"] for s in manifest.get("shards", [])} | manifest.get("files", {})
+                files, sizes = checksums(staging, known)
+                write_json(staging / MANIFEST, {"artifact": self.kind, **manifest, "version": version,
+                                                "files": files, "file_bytes": sizes})
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            if self.exists(version) and self.problems(version):  # a content-hash version, published damaged
+                self._set_aside(version)
+            new = publish_dir(staging, self.path(version))
             self.set_latest(version)
-            return self.get(version)
-        staging = staging_dir(self.root)
-        try:
-            manifest = build(staging)
-            version = version or manifest["version"]
-            write_json(staging / MANIFEST, {"artifact": self.kind, **manifest, "version": version})
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        new = publish_dir(staging, self.path(version))
-        self.set_latest(version)
-        return self.get(version, new)
+            return self.get(version, new)
 
     def all(self) -> list[Artifact]:
-        """Every published version, oldest first (by the manifest's `created_at`)."""
-        found = [self.get(p.parent.name) for p in self.root.glob(f"*/{MANIFEST}")
-                 if VERSION.match(p.parent.name) and ".." not in p.parent.name]
+        """Every published version whose manifest reads, oldest first (by the manifest's `created_at`)."""
+        found = []
+        for manifest in self.root.glob(f"*/{MANIFEST}"):
+            if VERSION.match(manifest.parent.name) and ".." not in manifest.parent.name:
+                try:
+                    found.append(self.get(manifest.parent.name))
+                except ArtifactDamaged:
+                    continue  # named by require_intact when it is asked for
         return sorted(found, key=lambda a: str(a.manifest.get("created_at", "")))
 
     def remove(self, version: str) -> None:

@@ -110,11 +110,18 @@ class Library:
         spec = spec or load_spec()
         try:
             locator = Locator.open(home, index_version, spec.locate, spec.model.device, spec.model.precision)
-        except (ArtifactMissing, IndexUnavailable) as exc:
+        except IndexUnavailable as exc:
             raise NotPlayable(f"{exc}: materialise the model and index assets first (make run)") from exc
+        except ArtifactMissing as exc:  # damaged: its message names the remedy
+            raise NotPlayable(str(exc)) from exc
         model = home.models.get(locator.versions["model"])
         evals = [e for e in home.evals.all() if e.manifest["model_version"] == model.version]
-        library = cls(home, locator, model, ShardRows.read(dataset_of(home, model)), evals[-1] if evals else None)
+        evaluation = home.evals.require_intact(evals[-1].version) if evals else None
+        try:
+            rows = ShardRows.read(dataset_of(home, model))
+        except ArtifactMissing as exc:  # a damaged dataset version: refused, never shown in part
+            raise NotPlayable(str(exc)) from exc
+        library = cls(home, locator, model, rows, evaluation)
         library.neighbours = spec.index.neighbours
         return library
 

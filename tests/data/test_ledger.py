@@ -135,3 +135,20 @@ def test_a_raw_images_file_rewritten_elsewhere_is_not_trusted_as_the_base(tmp_pa
     again = ingest_region(spec, layout, "europe", log=logs.append)["mine"]
     assert any("will be fetched again" in line for line in logs)
     assert again.ingested == 6 and _content(layout) == good
+
+
+@pytest.mark.parametrize("damaged", ["raw_images", "rejects", "state"])
+def test_damaged_ingest_state_is_named_set_aside_and_rebuilt(tmp_path: Path, damaged: str) -> None:
+    """A raw_images or rejects file cut short, or a state.json cut short: the next run names it, sets it
+    aside, fetches again what it held, and ends with the same files as before the damage."""
+    spec, layout = _ingested(tmp_path, 6)
+    before = _content(layout)
+    raw, rejects, ledger = _files(layout)
+    target = {"raw_images": raw, "rejects": rejects, "state": ledger / "state.json"}[damaged]
+    target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2])
+    logs: list[str] = []
+    ingest_region(spec, layout, "europe", log=logs.append)
+    assert _content(layout) == before
+    if damaged != "state":
+        assert any(str(target) in line and "set aside" in line for line in logs), logs
+    assert list(target.parent.glob(".damaged-*"))  # kept for inspection, out of the way

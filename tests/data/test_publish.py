@@ -247,3 +247,69 @@ def test_a_pointer_must_name_a_version_folder(built, tmp_path: Path) -> None:
     assert [a.version for a in shelf.all()] == [published.version]
     (root / "LATEST").write_text(published.version)
     assert shelf.latest().version == published.version
+
+
+def _flip(path: Path, share: float = 0.01) -> None:
+    """Flip `share` of a file's bytes, spread through it (as a failing disk or a bad copy would)."""
+    data = bytearray(path.read_bytes())
+    for i in range(0, len(data), max(1, int(1 / share))):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_every_artifact_lists_its_files_and_a_damaged_one_is_set_aside_and_rebuilt(tmp_path: Path) -> None:
+    from geosolver_data.store.artifact import ArtifactDamaged, Shelf
+
+    shelf = Shelf("model", tmp_path / "models", produced_by="finetuned_model")
+    built_count = []
+
+    def build(staging: Path) -> dict:
+        built_count.append(1)
+        (staging / "finetuned").mkdir()
+        (staging / "finetuned" / "model.safetensors").write_bytes(bytes(range(256)) * 400)
+        (staging / "card.md").write_text("a card")
+        return {"created_at": "2026-01-01T00:00:00+00:00"}
+
+    first = shelf.publish(build, "v1")
+    assert set(first.manifest["files"]) == {"finetuned/model.safetensors", "card.md"}
+    assert first.manifest["file_bytes"]["card.md"] == 6 and shelf.problems("v1") == []
+    assert shelf.publish(build, "v1").new is False and len(built_count) == 1  # intact: not built again
+    _flip(first.path / "finetuned" / "model.safetensors")
+    with pytest.raises(ArtifactDamaged) as info:
+        shelf.require_intact("v1", "finetuned")
+    message = str(info.value)
+    assert "finetuned/model.safetensors: sha256 differs" in message and "materialise finetuned_model again" in message
+    assert "\n" not in message
+    assert shelf.require_intact("v1", "other").version == "v1"  # another folder of it is intact
+    (tmp_path / "models" / ".staging-left-by-kill-9").mkdir()  # a killed publisher's leftovers
+    again = shelf.publish(build, "v1")  # the remedy the message names
+    assert again.new and len(built_count) == 2 and shelf.problems("v1") == []
+    assert len(list((tmp_path / "models").glob(".damaged-v1-*"))) == 1  # set aside, not overwritten
+    assert not list((tmp_path / "models").glob(".staging-*"))
+    (again.path / "card.md").unlink()
+    assert shelf.problems("v1") == ["card.md: missing"]
+    (again.path / "manifest.json").write_text('{"cut')
+    with pytest.raises(ArtifactDamaged, match=r"manifest\.json: unreadable"):
+        shelf.get("v1")
+
+
+def test_a_dataset_version_with_a_missing_shard_is_refused_and_rebuilt(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    spec, layout, published = build(tmp_path / "home")
+    shard = published.path / published.manifest["shards"][0]["path"]
+    shard.unlink()
+    geosolver = Path(sys.executable).parent / "geosolver"
+    env = {"GEOSOLVER_HOME": str(tmp_path / "home"), "GEOSOLVER_SPEC": str(TINY_SPEC), "PATH": "/usr/bin:/bin"}
+    for command in (["show"], ["sql", "SELECT count(*) FROM tiny"]):
+        run = subprocess.run([str(geosolver), *command], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and "is damaged" in run.stderr and "missing" in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    again = stages.publish(spec, layout)  # materialising dataset_shards again: rebuilt from the work tables
+    assert again.version == published.version and shard.exists()
+    assert layout.shelf.problems(again.version) == []
+    assert list(layout.versions.glob(f".damaged-{published.version}-*"))
+    (again.path / "manifest.json").write_text("{")
+    run = subprocess.run([str(geosolver), "validate"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "manifest.json: unreadable" in run.stderr and "Traceback" not in run.stderr

@@ -141,3 +141,38 @@ def test_the_recall_target_of_the_spec_decides_the_search_effort() -> None:
     index, truth = build(base, choice), exact_top_k(base, queries, 10)
     low, high = (tune(index, choice, queries, truth, IndexConfig(recall_target=t).recall_target) for t in (0.5, 0.99))
     assert low[1] >= 0.5 and low[0] < high[0] and high[1] > low[1]  # more recall costs more probes
+
+
+def test_damaged_weights_and_index_are_refused_and_rebuilt_by_materialising_again(built, tmp_path: Path) -> None:
+    """1% of the bytes of the published weights flipped: predict refuses with one line naming the file and
+    the remedy (it answered with other figures before); materialising the model again sets the damaged
+    version aside and retrains it; a flipped index is rebuilt by materialising the index again."""
+    from tests.data.test_publish import _flip
+
+    spec, shared, model, _, image, _ = built
+    home = Home(tmp_path / "home")
+    shutil.copytree(shared.root, home.root, ignore=shutil.ignore_patterns("training_runs"))
+    photo = next((home.root / "synthetic" / "learn" / "synthetic" / "europe").glob("seq_*/000.jpg"))
+    env = {"GEOSOLVER_HOME": str(home.root), "PATH": str(BIN)}
+
+    def predict() -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "geosolver"), "predict", str(photo), "--index", image.version], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    assert predict().returncode == 0
+    for weights in ("model.safetensors", "geo.safetensors"):
+        original = (home.models.path(model.version) / "finetuned" / weights).read_bytes()
+        _flip(home.models.path(model.version) / "finetuned" / weights)
+        refused = predict()
+        assert refused.returncode == 1 and f"finetuned/{weights}: sha256 differs" in refused.stderr, refused.stderr
+        assert "materialise finetuned_model again" in refused.stderr and "Traceback" not in refused.stderr
+        (home.models.path(model.version) / "finetuned" / weights).write_bytes(original)
+    _flip(home.models.path(model.version) / "finetuned" / "geo.safetensors")
+    rebuilt = stages.finetune(spec, home, model.manifest["dataset"]["version"], log=lambda _: None)
+    assert rebuilt.version == model.version and rebuilt.new and home.models.problems(model.version) == []
+    assert list(home.models.root.glob(f".damaged-{model.version}-*"))
+    _flip(home.indexes("image").path(image.version) / "index.faiss")
+    assert predict().returncode == 1
+    again = stages.image_index(spec, home, rebuilt, stages.embed(spec, home, rebuilt, log=lambda _: None))
+    assert again.version == image.version and again.new
+    assert predict().returncode == 0
