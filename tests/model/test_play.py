@@ -179,10 +179,13 @@ def test_hostile_strings_from_a_source_are_text_in_the_page(published, tmp_path:
                                      pa.array([value] * table.num_rows, table.schema.field(column).type))
         pq.write_table(table, path)
         shard["bytes"], shard["sha256"] = path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest["files"][shard["path"]], manifest["file_bytes"][shard["path"]] = shard["sha256"], shard["bytes"]
     (version.path / "manifest.json").write_text(json.dumps(manifest))
     proc = subprocess.Popen([str(BIN / "geosolver"), "--home", str(hostile.root), "play", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = "http://127.0.0.1:" + re.search(r"127\.0\.0\.1:(\d+)/", proc.stdout.readline()).group(1)
+    found = re.search(r"127\.0\.0\.1:(\d+)/", proc.stdout.readline())
+    assert found, proc.stderr.read() if proc.poll() is not None else "no address printed"
+    url = f"http://127.0.0.1:{found.group(1)}"
     browser = Browser(CHROMIUM, tmp_path / "chromium", width=1500, height=1100)
     try:
         rows = shard_rows(hostile)
