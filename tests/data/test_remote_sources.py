@@ -167,7 +167,8 @@ def test_commons_geosearch_with_continuation_and_big_boxes(home: Path) -> None:
     assert rejects["commons:900"]["reason"] == "unsupported_format"
     assert rejects["commons:901"]["reason"] == "not_an_image"
     row = raw["commons:100"]
-    assert row["creator"] == "Alice" and row["license"] == "CC BY-SA 4.0" and row["captured_at"].year == 2019
+    assert row["creator"] == "Alice (https://commons.wikimedia.org/wiki/User:Alice)"  # the Artist link, as text
+    assert row["license"] == "CC BY-SA 4.0" and row["captured_at"].year == 2019
     assert any("iicontinue" in c["query"] for c in fake.calls)  # imageinfo came in several replies
     assert all(c["headers"]["User-Agent"] == "GeosolverTests/1.0 (tests@example.org)" for c in fake.calls)
     spans = [[float(v) for v in c["query"]["ggsbbox"].split("|")] for c in fake.calls]
@@ -221,3 +222,12 @@ def test_two_mapillary_sources_keep_their_own_ids(mapillary, home: Path) -> None
         assert stats[label].accounting.holds
     dedup = stages.deduplicate_dataset(spec, layout)  # ids are unique across sources; the copies go as exact
     assert dedup.kept == stats["mly_city"].total_rows and dedup.dropped["exact"] == stats["mly_rural"].total_rows
+
+
+def test_commons_artist_html_becomes_text_and_a_link() -> None:
+    from geosolver_data.ingest.sources.commons import credit
+
+    assert credit('<a href="//commons.wikimedia.org/wiki/User:Jo" title="x">Jo &amp; Co</a>') == \
+        "Jo & Co (https://commons.wikimedia.org/wiki/User:Jo)"
+    assert credit('<a href="javascript:alert(1)">Eve</a><script>alert(2)</script>') == "Eve alert(2)"
+    assert credit("<span>Plain Name</span>") == "Plain Name" and credit(None) is None

@@ -27,12 +27,27 @@ PHOTO_MIMES = frozenset({"image/jpeg", "image/png", "image/webp", "image/tiff"})
 _TAGS = re.compile(r"<[^>]+>")
 
 
+_HREF = re.compile(r"""<a\s[^>]*?href\s*=\s*["']([^"'<>\s]+)["']""", re.IGNORECASE)
+
+
 def plain(value: str | None) -> str | None:
-    """extmetadata values are HTML snippets (an Artist is often a link): keep the text."""
+    """extmetadata values are HTML snippets (an Artist is often a link): keep the text, once, at ingest."""
     if not value:
         return None
     text = " ".join(html.unescape(_TAGS.sub(" ", value)).split())
     return text or None
+
+
+def credit(value: str | None) -> str | None:
+    """An Artist snippet as text, with its link where it gives one: `Jane (https://commons.wikimedia.org/…)`.
+    Only an http(s) link is kept (a `javascript:` href is dropped); the result is data, never markup."""
+    text = plain(value)
+    found = _HREF.search(value or "")
+    if text is None or found is None:
+        return text
+    link = html.unescape(found.group(1))
+    link = f"https:{link}" if link.startswith("//") else link
+    return f"{text} ({link})" if link.startswith(("https://", "http://")) else text
 
 
 def parse_when(value: str | None) -> datetime | None:
@@ -92,7 +107,7 @@ class CommonsSource(Source):
         if not url:
             return Candidate(image_id, lat, lon, rejected="no_image_url", detail="imageinfo has no url")
         return Candidate(image_id, lat, lon, url=url, captured_at=parse_when(value("DateTimeOriginal")),
-                         license=plain(value("LicenseShortName")), creator=plain(value("Artist")))
+                         license=plain(value("LicenseShortName")), creator=credit(value("Artist")))
 
     async def candidates(self, fetcher: Fetcher | None) -> AsyncIterator[Candidate]:
         assert fetcher is not None
