@@ -14,7 +14,7 @@ ifdef GEOSOLVER_SPEC
 export GEOSOLVER_SPEC := $(abspath $(GEOSOLVER_SPEC))
 endif
 
-.PHONY: init run test lint dev play bench clean
+.PHONY: init run test lint docs docs-reference dev play bench clean
 
 LOCKS := requirements.txt requirements-model.txt requirements-dev.txt
 GEOCLIP := geoclip==1.3.0
@@ -47,12 +47,23 @@ run: init
 	$(DG) launch --job build
 	$(BIN)/geosolver show
 
+# MkDocs prints a notice about its 2.0 on every build; the docs are built, strictly, either way.
+export NO_MKDOCS_2_WARNING := 1
+
 test: init
 	$(BIN)/ruff check .
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir "$$site" && rm -rf "$$site"
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10 $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+
+# The docs site on http://127.0.0.1:8000/ (sources under docs/; the configuration reference is generated first).
+docs: docs-reference
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs-reference: $(BIN)/.installed
+	$(BIN)/python -m geosolver_model.spec_reference > docs/reference/configuration.md
 
 # From DAGSTER_HOME: `dagster dev` warns when the working directory holds a dagster.yaml (the
 # template at the repo root) that is not the instance's.

@@ -36,15 +36,17 @@ Resolution = Annotated[int, Field(ge=0, le=15)]
 
 
 class SpecSection(BaseModel):
-    """One section of the spec: frozen, strict types, unknown keys refused."""
+    """One section of the spec: frozen, strict types, unknown keys refused. Each field's docstring is its
+    description, which the configuration reference (docs/reference/configuration.md) is generated from."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True)
 
 
 class Region(SpecSection):
     name: Name
-    bbox: tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+    """the region's name, an ingest partition (letters, digits, `-`, `_`)"""
+    bbox: tuple[float, float, float, float]
+    """`[min_lon, min_lat, max_lon, max_lat]` in degrees; a photo belongs to the first region that contains it"""
 
     @field_validator("bbox")
     @classmethod
@@ -66,37 +68,63 @@ _NEEDS_PATH = {"local": "a folder of geotagged photos", "urls": "a CSV or Parque
 
 class SourceSpec(SpecSection):
     type: SourceType
+    """`synthetic`, `local`, `mapillary`, `commons`, `urls` or `osv5m` (see Sources)"""
     name: Annotated[str, Field(pattern=r"^([A-Za-z0-9_-]+)?$", max_length=100)] = ""
-    path: str = ""  # local: folder of photos; synthetic: where to write (default under GEOSOLVER_HOME)
-    per_region: Annotated[int, Field(ge=1)] = 300  # synthetic: scenes per region
+    """label used in `image_id` and `source`; needed when two sources share a type"""
+    path: str = ""
+    """`local`: the folder of photos. `urls`: the CSV/Parquet list. `osv5m`: the metadata CSV. `synthetic`: where to
+    write (default `$GEOSOLVER_HOME/synthetic/<name>/<label>`)
+    """
+    per_region: Annotated[int, Field(ge=1)] = 300
+    """`synthetic`: photos per region (before planted duplicates)"""
     seed: Annotated[int, Field(ge=0)] = 0
-    exact_duplicate_share: Share = 0.05  # synthetic
-    near_duplicate_share: Share = 0.05  # synthetic
-    same_place_share: Share = 0.05  # synthetic
-    sequence_from: Literal["folder", "none"] = "folder"  # local: a folder is a sequence, or none
+    """`synthetic`: generation seed"""
+    exact_duplicate_share: Share = 0.05
+    """`synthetic`: share of photos planted again as exact copies"""
+    near_duplicate_share: Share = 0.05
+    """`synthetic`: share of photos planted again re-encoded, rescaled and re-lit"""
+    same_place_share: Share = 0.05
+    """`synthetic`: share of frames taken again 1–3 m away (a car standing still)"""
+    sequence_from: Literal["folder", "none"] = "folder"
+    """`local`: `folder` treats each folder as a sequence (for same-place dedup), `none` disables it"""
     license: str = ""
+    """a licence recorded on every row of the source (where the source gives none per image)"""
     creator: str = ""
-    # Remote sources (mapillary, commons, urls) and imports (urls, osv5m).
-    url: str = ""  # commons: API endpoint (default Wikimedia Commons); mapillary: see MAPILLARY_API_URL
-    images: str = ""  # osv5m: folder of <id>.jpg files or of zip archives holding them
-    thumb_size: Annotated[int, Field(ge=16)] = 1024  # mapillary: 256 | 1024 | 2048; commons: iiurlwidth
-    include_panoramas: bool = False  # mapillary: panoramas are skipped unless asked for
-    tile_deg: Annotated[float, Field(gt=0, le=1)] = 0.1  # mapillary/commons: side of the search tiles
-    page_limit: Annotated[int, Field(ge=0)] = 0  # results per search call; 0 = the API's maximum
-    watermark: bool = True  # mapillary: a refresh lists only images captured since the last complete run
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16  # open connections per host
-    requests_per_second: Annotated[float, Field(ge=0)] = 20.0  # per host; 0 = no limit
-    source_requests_per_second: Annotated[float, Field(ge=0)] = 0.0  # all hosts together; 0 = no cap
-    max_retries: Annotated[int, Field(ge=0)] = 5  # per request, on 429, 5xx, timeouts and dropped connections
-    timeout_s: Annotated[float, Field(gt=0)] = 30.0  # per request, connect to last byte
-    user_agent: str = ""  # sent with every request; default names Geosolver and its version
-    # Runs after the first that try again an image whose bytes came back unusable (HTML with status
-    # 200, cut short, undecodable): CDNs and captive portals do that for a while. Remote only.
+    """a creator recorded on every row of the source (where the source gives none per image)"""
+    url: str = ""
+    """`commons`: the `api.php` endpoint"""
+    images: str = ""
+    """`osv5m`: folder of `<id>.jpg` files or of the zip archives holding them"""
+    thumb_size: Annotated[int, Field(ge=16)] = 1024
+    """`mapillary`: 256, 1024 or 2048; `commons`: thumbnail width"""
+    include_panoramas: bool = False
+    """`mapillary`: keep 360° panoramas"""
+    tile_deg: Annotated[float, Field(gt=0, le=1)] = 0.1
+    """`mapillary`/`commons`: side of the search tiles in degrees (Mapillary: at most 0.1)"""
+    page_limit: Annotated[int, Field(ge=0)] = 0
+    """results per search call; 0 = the API's maximum (Mapillary 2000, Commons 500)"""
+    watermark: bool = True
+    """`mapillary`: a refresh searches only from the latest capture time already ingested"""
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    """open connections per host"""
+    requests_per_second: Annotated[float, Field(ge=0)] = 20.0
+    """per host (each host the source fetches from gets this budget); 0 = no limit"""
+    source_requests_per_second: Annotated[float, Field(ge=0)] = 0.0
+    """a cap for the whole source, every host together; 0 = none beyond the per-host budget"""
+    max_retries: Annotated[int, Field(ge=0)] = 5
+    """retries per request on 429, 408, 5xx, timeouts, dropped connections"""
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """per request, connect to last byte"""
+    user_agent: str = ""
+    """sent with every request; Commons asks for contact details"""
     content_retries: Annotated[int, Field(ge=0)] = 2
-    # Fetch from loopback and private-range addresses (a server on this machine or a LAN). Off by default:
-    # a listed URL or a redirect that resolves there is refused (`private_address`, `unsafe_redirect`).
-    # Link-local addresses, the cloud metadata endpoint among them, are refused either way.
+    """later runs that try again an image whose bytes came back unusable from a remote host (HTML with status 200, cut
+    short, undecodable) before its reject is final
+    """
     allow_private_addresses: bool = False
+    """fetch from loopback and private-range addresses (127/8, 10/8, 172.16/12, 192.168/16, fc00::/7): a server on this
+    machine or a LAN. Link-local addresses, the cloud metadata endpoint among them, are refused either way
+    """
 
     @model_validator(mode="after")
     def _per_type(self) -> SourceSpec:
@@ -126,25 +154,31 @@ class SourceSpec(SpecSection):
 
 
 class ImageSpec(SpecSection):
-    # What ingest stores: by default the short side at the model's input size (StreetCLIP: 336), so the
-    # model's own resize and centre crop see every pixel it was pretrained on; never upscaled. The long
-    # side is capped at max_side (a 4:3 photo becomes 448x336; only panoramas wider than 2:1 end with a
-    # short side under min_side). `fit: long_side` stores the long side at max_side instead (the
-    # behaviour before: max_side: 336 gives 336x252, which the model then has to upsample).
     fit: Literal["short_side", "long_side"] = "short_side"
+    """`short_side`: the short side is stored at `min_side`, the long side capped at `max_side` (a 1024×768 photo
+    becomes 448×336); `long_side`: the long side at `max_side` (the behaviour before; `max_side: 336` gives 336×252,
+    which a 336-px model must upsample). Never upscaled
+    """
     min_side: Annotated[int, Field(ge=16)] = 336
+    """the stored short side: the model's input size (StreetCLIP: 336)"""
     max_side: Annotated[int, Field(ge=16)] = 672
+    """cap on the long side (only panoramas wider than 2:1 end with a short side under `min_side`)"""
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    """re-encode quality"""
     max_pixels: Annotated[int, Field(gt=0)] = 64_000_000
+    """decompression-bomb guard, checked from the header before decoding"""
     max_file_bytes: Annotated[int, Field(gt=0)] = 50_000_000
-    # Images a model cannot use, rejected from the header before decoding: a short side under min_source_side
-    # (a 1x1 tracking pixel, a thumbnail strip), or a long/short ratio over max_aspect (a 6000x20 banner would
-    # be stored at 672x3). 4 lets equirectangular panoramas (2:1) and cinema frames (2.4:1) through.
+    """larger files are rejected unread"""
     min_source_side: Annotated[int, Field(ge=1)] = 64
+    """a photo whose short side is smaller is rejected (`too_small`, from the header): a 1×1 pixel, a thumbnail strip"""
     max_aspect: Annotated[float, Field(ge=1)] = 4.0
-    # Downscaling filter: "box" averages each output pixel's area (OpenCV's INTER_AREA, what
-    # img2dataset uses) at a third of "lanczos"'s cost; "lanczos" is a little sharper.
+    """a photo longer than this many times its short side is rejected (`bad_aspect_ratio`); 4 lets 2:1 panoramas and
+    2.4:1 frames through
+    """
     resample: Literal["box", "bilinear", "bicubic", "lanczos"] = "box"
+    """downscaling filter: `box` (area average, like OpenCV's INTER_AREA), `bilinear`, `bicubic` or `lanczos` (sharper,
+    about 3× the resize cost)
+    """
 
     @model_validator(mode="after")
     def _long_at_least_short(self) -> ImageSpec:
@@ -161,23 +195,31 @@ class ImageSpec(SpecSection):
 
 
 class DedupSpec(SpecSection):
-    phash_threshold: Annotated[int, Field(ge=0, le=16)] = 4  # bits of a 64-bit hash
+    phash_threshold: Annotated[int, Field(ge=0, le=16)] = 4
+    """max Hamming distance (bits of 64) for perceptual duplicates"""
     same_place_m: Annotated[float, Field(gt=0)] = 5.0
+    """same sequence and within this many metres: a same-place duplicate"""
 
 
 class BalanceSpec(SpecSection):
     resolution: Resolution = 3
+    """H3 resolution of the quota cells (one of `h3_resolutions`)"""
     alpha: Share = 0.5
+    """tempering: quota ∝ count^alpha (1 keeps the raw distribution, 0 is flat)"""
     cap: Annotated[int, Field(ge=1)] = 50
+    """max images per cell"""
     target_size: Annotated[int, Field(ge=1)] = 1000
-    # H3 resolution of the split blocks: a block's images are all in one split. Coarse (1: ~600,000 km²) holds
-    # out whole regions, for region-generalisation studies; fine (6: ~36 km², finer than `resolution` is
-    # allowed) puts a test photo's neighbourhood in training, as OSV-5M does, and the 1 km buffer between
-    # splits is what keeps test photos apart.
+    """total images (lowered to what the cells can give)"""
     split_resolution: Resolution = 6
+    """H3 resolution of split blocks (any 0–15; finer than `resolution` is computed from the coordinates). 6 (~36 km²)
+    puts a test photo's neighbourhood in training, as OSV-5M does; 1 (~600,000 km²) holds out whole regions, for
+    region-generalisation studies
+    """
     splits: dict[Literal["train", "val", "test"], Share] = Field(
         default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    """split fractions; blocks are assigned to the split furthest below its fraction (see Splits)"""
     seed: Annotated[int, Field(ge=0)] = 0
+    """keys the selection, split and shuffle hashes"""
 
     @field_validator("splits")
     @classmethod
@@ -193,28 +235,45 @@ class BalanceSpec(SpecSection):
 
 class ShardSpec(SpecSection):
     target_mb: Annotated[float, Field(gt=0)] = 64.0
+    """approximate shard size"""
     row_group_rows: Annotated[int, Field(ge=1)] = 256
+    """rows per Parquet row group (the unit a training loader streams)"""
     compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
+    """Parquet compression"""
 
 
 class DatasetSpec(SpecSection):
     name: Name
+    """dataset name (letters, digits, `-`, `_`)"""
     regions: Annotated[tuple[Region, ...], Field(min_length=1)]
+    """the regions to ingest, each an ingest partition (see `regions[].name`, `regions[].bbox`)"""
     sources: Annotated[tuple[SourceSpec, ...], Field(min_length=1)]
+    """where photos come from (see the `sources[].…` keys)"""
     h3_resolutions: Annotated[tuple[Resolution, ...], Field(min_length=1)] = (1, 3, 5)
+    """H3 resolutions to attach as `h3_r<N>` (increasing)"""
     image: ImageSpec = ImageSpec()
+    """how photos are checked and stored (the `image.…` keys)"""
     dedup: DedupSpec = DedupSpec()
+    """duplicate removal (the `dedup.…` keys)"""
     balance: BalanceSpec = BalanceSpec()
+    """geographic balance and splits (the `balance.…` keys)"""
     shards: ShardSpec = ShardSpec()
-    # Owned by the model package (geosolver_model.config.Spec types them); kept as given here, so
-    # the data library reads a spec without knowing the model's settings.
+    """the published Parquet shards (the `shards.…` keys)"""
     model: dict[str, Any] = Field(default_factory=dict)
+    """fine-tuning, evaluation and where the model runs (the `model.…` keys)"""
     index: dict[str, Any] = Field(default_factory=dict)
+    """the FAISS indexes (the `index.…` keys)"""
     locate: dict[str, Any] = Field(default_factory=dict)
-    workers: Annotated[int, Field(ge=0, le=512)] = 0  # processes for image work; 0 = one per core
-    # Ingest runs per region (ingest/parts.py): >1 lets a backfill spread one region over machines.
+    """how `predict` and `play` blend the gallery guess with the neighbours' vote (the `locate.…` keys)"""
+    workers: Annotated[int, Field(ge=0, le=512)] = 0
+    """processes for image work (and the threads that paint the demo's photos); 0 = one per core, at most 512"""
     sub_partitions: Annotated[int, Field(ge=1, le=4096)] = 1
-    refresh_cron: str = "0 3 * * 1"  # the scheduled refresh: Mondays 03:00 UTC
+    """ingest runs per region: above 1, each region is split into that many parts (by a hash of the image id) so a
+    backfill spreads one region over runs and pods; partition keys become `region|part` (see Scaling out). Changing
+    it starts fresh ledgers: the region is fetched again
+    """
+    refresh_cron: str = "0 3 * * 1"
+    """cron (UTC) of the `dataset_refresh` schedule"""
 
     @field_validator("refresh_cron")
     @classmethod

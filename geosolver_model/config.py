@@ -26,49 +26,80 @@ class ModelConfig(SpecSection):
     config, for offline demos and tests)."""
 
     base: Annotated[str, Field(min_length=1)] = "geolocal/StreetCLIP"
+    """hub id, local folder, or `tiny`"""
     objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = ("soft_haversine", "infonce")
-    # The shared embedding space and the location encoder (GeoCLIP's sizes by default).
+    """objectives to train; the first is published as `finetuned`"""
     embed_dim: Annotated[int, Field(ge=2)] = 512
-    loc_features: Annotated[int, Field(ge=1)] = 256  # random Fourier features per scale
-    loc_hidden: Annotated[int, Field(ge=1)] = 1024  # width of each scale's MLP
-    loc_layers: Annotated[int, Field(ge=1)] = 3  # hidden layers of each scale's MLP
-    # Where the location encoder (and, where sizes agree, the image head and temperature) starts:
-    # random, or GeoCLIP's published weights from the `geoclip` package (GeoCLIP's sizes required).
+    """dimension of the shared image/GPS embedding space (the demo's tiny model: 64)"""
+    loc_features: Annotated[int, Field(ge=1)] = 256
+    """location encoder: random Fourier features per scale (GeoCLIP: 256; the demo: 64)"""
+    loc_hidden: Annotated[int, Field(ge=1)] = 1024
+    """location encoder: width of each scale's MLP (GeoCLIP: 1024; the demo: 128)"""
+    loc_layers: Annotated[int, Field(ge=1)] = 3
+    """location encoder: hidden layers of each scale's MLP (GeoCLIP: 3; the demo: 2)"""
     location_init: Literal["random", "geoclip"] = "random"
-    # Also train the published objective from the other location_init, evaluated beside it.
+    """`geoclip`: start the location encoder (and where sizes agree the image head and temperature) from GeoCLIP's
+    weights
+    """
     compare_location_init: bool = False
-    # Where guesses are chosen from (training targets never are): `grid`, the centres of the H3 cells at
-    # `gallery_resolution` that hold a populated place (split-independent, so a test photo's place is in it);
-    # `train`, the training split's locations (one per cell; none inside a val/test block); `geoclip_mp16`,
-    # GeoCLIP's 100K MP-16 GPS gallery. Several are joined.
+    """also train the published objective from the other `location_init`, evaluated beside it"""
     gallery: Annotated[tuple[Literal["grid", "train", "geoclip_mp16"], ...], Field(min_length=1)] = ("grid",)
-    val_every: Annotated[int, Field(ge=0)] = 0  # steps between validation-split median errors (0 = never)
+    """where guesses are chosen from (evaluation, `predict`, `play`; training never uses it): `grid` (centres of the H3
+    cells at `gallery_resolution` that hold a populated place: split-independent, ~65K at res 5), `train` (the
+    training locations, one per cell: none inside a val/test block) and/or `geoclip_mp16` (GeoCLIP's 100K MP-16
+    gallery); several are joined
+    """
+    val_every: Annotated[int, Field(ge=0)] = 0
+    """steps between validation-split median errors in the training curve (0 = never)"""
     steps: Annotated[int, Field(ge=1)] = 1000
+    """optimizer steps per objective"""
     batch_size: Annotated[int, Field(ge=2)] = 32
+    """images per micro-batch and process"""
     grad_accum: Annotated[int, Field(ge=1)] = 1
-    lr: Annotated[float, Field(gt=0)] = 1e-5  # unfrozen vision blocks
-    head_lr: Annotated[float, Field(gt=0)] = 1e-3  # location encoder and image head
+    """micro-batches per optimizer step"""
+    lr: Annotated[float, Field(gt=0)] = 1e-5
+    """peak learning rate of the unfrozen vision blocks"""
+    head_lr: Annotated[float, Field(gt=0)] = 1e-3
+    """peak learning rate of the image head, the location encoder and the temperature"""
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    """AdamW's decay, on weight matrices only (never biases, norms or the temperature)"""
     warmup_steps: Annotated[int, Field(ge=0)] = 50
+    """linear warmup before the cosine decay (to 10% of the peak)"""
     unfreeze_last_blocks: Annotated[int, Field(ge=0)] = 2
+    """vision transformer blocks that train (plus post-norm and projection)"""
     queue_size: Annotated[int, Field(ge=0)] = 1024
+    """past GPS kept as extra negatives"""
     soft_target_km: Annotated[float, Field(gt=0)] = 250.0
-    # Candidates (in-batch and queued GPS) this close to an image's own location are the same place, not
-    # negatives: infonce masks them out, soft_haversine counts them as the positive (0 = no mask).
+    """τ of the soft haversine targets"""
     same_place_km: Annotated[float, Field(ge=0)] = 1.0
+    """a candidate (in-batch or queued GPS) this close to an image's own location is its place, not a negative:
+    `infonce` masks it out, `soft_haversine` gives it the positive's weight (0 = no mask)
+    """
     checkpoint_every: Annotated[int, Field(ge=1)] = 200
+    """steps between checkpoints"""
     seed: Annotated[int, Field(ge=0)] = 0
+    """seed of the initialisation, the data order and the augmentation"""
     num_workers: Annotated[int, Field(ge=0, le=128)] = 0
-    nproc: Annotated[int, Field(ge=1)] = 1  # processes (GPUs) for torchrun; 1 trains in-process
-    # Where every model stage runs (train, validate, evaluate, embed, index, predict, play): auto = a CUDA GPU
-    # when torch sees one, else the CPU; or cpu, cuda, cuda:N.
+    """data-loader worker processes per training process"""
+    nproc: Annotated[int, Field(ge=1)] = 1
+    """processes for `torchrun` (one per GPU); 1 trains in the asset's process"""
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
-    # auto = bf16 autocast on a GPU, fp32 on the CPU; bf16 forces autocast (on a CPU: slow, for tests).
-    # The location encoder is fp32 under any of them.
+    """where every model stage runs (training, validation, evaluation, embedding, index building, `predict`, `play`):
+    `auto` = a CUDA GPU when torch sees one (under torchrun, each process's own), else the CPU; or `cpu`, `cuda`,
+    `cuda:N`. Not part of the model or evaluation version
+    """
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """`auto` = bf16 autocast on a GPU, fp32 on the CPU; `bf16` forces autocast (slow on a CPU), `fp32` turns it off.
+    The location encoder computes in fp32 under all of them
+    """
     gallery_resolution: Resolution = 5
+    """H3 resolution of the `grid` gallery's cells, and at which training locations are deduplicated into the `train`
+    gallery
+    """
     top_k: Annotated[int, Field(ge=1)] = 5
-    eval_max_images: Annotated[int, Field(ge=0)] = 0  # 0 = the whole test split
+    """gallery candidates refined per image"""
+    eval_max_images: Annotated[int, Field(ge=0)] = 0
+    """cap on images per test set (0 = all)"""
 
     @field_validator("objectives", "gallery")
     @classmethod
@@ -91,8 +122,11 @@ class IndexConfig(SpecSection):
     """Embedding-index settings: the kind of FAISS index follows from the budget and the size."""
 
     memory_budget_gb: Annotated[float, Field(gt=0)] = 1.0
-    recall_target: Annotated[float, Field(gt=0, le=1)] = 0.95  # recall@10 against exact search, held out
-    neighbours: Annotated[int, Field(ge=1)] = 10  # image neighbours that vote in `geosolver predict`
+    """memory the index may take; decides Flat / HNSW / IVF-SQ8 / OPQ-IVF-PQ"""
+    recall_target: Annotated[float, Field(gt=0, le=1)] = 0.95
+    """recall@10 against exact search the search parameter is tuned to"""
+    neighbours: Annotated[int, Field(ge=1)] = 10
+    """image neighbours that vote in `geosolver predict`, `play` and the `locator` comparator"""
 
 
 class LocateConfig(SpecSection):
@@ -101,17 +135,28 @@ class LocateConfig(SpecSection):
     demo's validation split with `python -m bench.tune_locator` (the best mean GeoGuessr score of 60
     combinations), never on a test split; a real run should tune them on its own validation split."""
 
-    vote_km: Annotated[float, Field(gt=0)] = 100.0  # a neighbour's vote decays as exp(-distance / vote_km)
-    vote_temperature: Annotated[float, Field(gt=0)] = 0.01  # softmax temperature over neighbour similarities
-    vote_weight: Annotated[float, Field(ge=0, le=1)] = 1.0  # the vote's share of a candidate's score
+    vote_km: Annotated[float, Field(gt=0)] = 100.0
+    """a neighbour's vote for a candidate decays as exp(−distance / vote_km)"""
+    vote_temperature: Annotated[float, Field(gt=0)] = 0.01
+    """softmax temperature over the neighbours' similarities"""
+    vote_weight: Annotated[float, Field(ge=0, le=1)] = 1.0
+    """the vote's share of a candidate's score (the rest: the gallery's softmax, scaled to a maximum of 1; the
+    gallery's candidates stay candidates at any weight). All three were chosen on the demo's validation split with
+    `python -m bench.tune_locator` (the best mean GeoGuessr score of its 60 combinations: 3,225 points and a 484 km
+    median, against 2,024 and 1,781 km for the earlier hand-set 25 km / 0.05 / 0.5), with the tiny model; tune them
+    on your own validation split
+    """
 
 
 class Spec(DatasetSpec):
     """The whole spec: the dataset's keys plus the model's, the index's and the locator's."""
 
     model: ModelConfig = ModelConfig()
+    """fine-tuning, evaluation and where the model runs (the `model.…` keys)"""
     index: IndexConfig = IndexConfig()
+    """the FAISS indexes (the `index.…` keys)"""
     locate: LocateConfig = LocateConfig()
+    """how `predict` and `play` blend the gallery guess with the neighbours' vote (the `locate.…` keys)"""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""The configuration reference, generated from the spec's pydantic models: each key's type, bounds and
+default as declared, and its description from the field's docstring. One source of truth: the page is
+never edited by hand, and a test fails when it is stale.
+
+    python -m geosolver_model.spec_reference > docs/reference/configuration.md   (or `make docs`)
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from collections.abc import Iterator
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from geosolver_data.spec import BalanceSpec, DedupSpec, ImageSpec, Region, ShardSpec, SourceSpec
+from geosolver_model.config import IndexConfig, LocateConfig, ModelConfig, Spec
+
+SECTIONS: list[tuple[str, type[BaseModel], str]] = [
+    ("", Spec, "The top level of the spec file."),
+    ("regions[]", Region, "Each region is an ingest partition."),
+    ("sources[]", SourceSpec, "Where photos come from; several sources are ingested side by side."),
+    ("image", ImageSpec, "How every photo is checked and stored, whichever source it came from."),
+    ("dedup", DedupSpec, "Exact, perceptual and same-place duplicates."),
+    ("balance", BalanceSpec, "Per-cell quotas and spatially disjoint splits."),
+    ("shards", ShardSpec, "The published Parquet shards."),
+    ("model", ModelConfig, "Fine-tuning, evaluation and where the model stages run."),
+    ("index", IndexConfig, "The FAISS indexes `predict` and `play` search."),
+    ("locate", LocateConfig, "How `predict`, `play` and the `locator` comparator score candidates."),
+]
+NESTED = {"regions", "sources", "image", "dedup", "balance", "shards", "model", "index", "locate"}
+
+
+def _bounds(field: FieldInfo) -> str:
+    signs = {annotated_types.Ge: ("≥", "ge"), annotated_types.Gt: (">", "gt"), annotated_types.Le: ("≤", "le"),
+             annotated_types.Lt: ("<", "lt")}
+    parts = []
+    for item in field.metadata:
+        for kind, (sign, attr) in signs.items():
+            if isinstance(item, kind):
+                parts.append(f"{sign} {getattr(item, attr)}")
+        if isinstance(item, annotated_types.Interval):
+            parts += [f"{sign} {getattr(item, attr)}" for sign, attr in signs.values()
+                      if getattr(item, attr) is not None]
+        if isinstance(item, annotated_types.MinLen) and item.min_length:
+            parts.append(f"at least {item.min_length}")
+        if isinstance(item, annotated_types.MaxLen):
+            parts.append(f"at most {item.max_length} long")
+    return ", ".join(parts)
+
+
+def type_text(annotation: object) -> str:
+    """A type as a spec writer reads it: integer, number, text, one of `a`, `b`, a list of ..."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_text(args[0])
+    if origin is typing.Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in args)
+    if origin in (tuple, list):
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            return f"list of {type_text(args[0])}"
+        return f"[{', '.join(type_text(a) for a in args)}]"
+    if origin is dict:
+        return f"mapping of {type_text(args[0])} to {type_text(args[1])}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_text(a) for a in args)
+    names = {int: "integer", float: "number", str: "text", bool: "true/false", type(None): "null"}
+    if annotation in names:
+        return names[annotation]  # type: ignore[index]
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "—"
+    return f"`{json.dumps(value, ensure_ascii=False)}`"
+
+
+def rows(prefix: str, model: type[BaseModel]) -> Iterator[tuple[str, str, str, str]]:
+    for name, field in model.model_fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        bounds = _bounds(field)
+        kind = type_text(field.annotation) + (f" ({bounds})" if bounds else "")
+        if not prefix and name in NESTED:
+            kind = "section" if name not in ("regions", "sources") else "list of sections"
+        # Our own Markdown (code spans, links): kept, made one table cell
+        yield f"`{key}`", kind, _default(field), " ".join((field.description or "").split()).replace("|", "\\|")
+
+
+def render() -> str:
+    lines = ["# Configuration reference", "",
+             "Generated from the spec's pydantic models by `python -m geosolver_model.spec_reference` "
+             "(`make docs` runs it): do not edit by hand. Every key is strict (`'50'` is not a number), "
+             "unknown keys are errors, and a bad value stops with one line naming the key path.", ""]
+    for prefix, model, about in SECTIONS:
+        lines += [f"## {f'`{prefix}`' if prefix else 'Top level'}", "", about, "",
+                  "| key | type | default | meaning |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows(prefix, model)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(render(), end="")
+
+
+if __name__ == "__main__":
+    main()
