@@ -4,9 +4,8 @@
 code location, when the run's steps can run side by side. A run whose steps can only run one after
 another (one region's ingest and its check, as `dagster asset materialize --select raw_images
 --partition X` or the `ingest` job starts) runs them in the run's own process instead: processes
-would buy no concurrency there, only their start-up (~6 s of a 3,000-image ingest, bench_fetch).
-A forked step starts in well under a second instead of paying the ~5 s of imports a fresh `spawn`
-costs (the data stages of the tiny spec: 19 s instead of 38 s end to end). The `build` job's
+would buy no concurrency there, only their start-up. A forked step starts without paying again the
+imports a fresh `spawn` costs (docs/operations.md has the measured figures). The `build` job's
 forkserver also imports the model library (torch, transformers) once, when it is installed, so its
 model steps and checks do not each pay those imports again; importing torch does not initialise CUDA,
 which each step does for itself after the fork. Ingest runs never import torch. `max_concurrent` can
