@@ -9,6 +9,7 @@ import dagster as dg
 
 from geosolver_data import stages
 from geosolver_data.report import validate
+from geosolver_data.report.markdown import cell
 from geosolver_data.spec import DatasetSpec
 from pipelines.assets import DatasetAssets
 from pipelines.metadata import accounting_totals
@@ -22,8 +23,8 @@ REGRESSION_TOLERANCE = 0.10
 def _result(problems: list[str]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not problems,
-        metadata={"problems": len(problems), "first_problems": dg.MetadataValue.md(
-            "\n".join(f"- {p}" for p in problems[:20]) or "none")},
+        metadata={"problems": len(problems), "first_problems": dg.MetadataValue.md(  # they quote image ids: text
+            "\n".join(f"- {cell(p)}" for p in problems[:20]) or "none")},
     )
 
 

@@ -121,3 +121,11 @@ def test_downstream_before_ingest_fails_with_a_clear_message(tmp_path: Path) -> 
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "Materialise raw_images for every region partition first" in str(failure.step_failure_data.error)
+
+
+def test_check_problems_quote_image_ids_as_text() -> None:
+    """A check's problems name image ids, which come from sources: in the UI they are text, not markup."""
+    from pipelines.checks import _result
+
+    shown = _result(['url:<img src=x onerror=alert(1)>: coordinates out of range']).metadata["first_problems"]
+    assert "<img" not in shown.md_str and "&lt;img src=x onerror=alert(1)&gt;" in shown.md_str
