@@ -18,8 +18,7 @@ import json
 import numpy as np
 import torch
 
-from geosolver_data.store.home import Home
-from geosolver_data.store.mirror import working_home
+from geosolver_data.store.home import Home, working_home
 from geosolver_model import stages
 from geosolver_model.config import LocateConfig, load_spec
 from geosolver_model.embed import load_embeddings

@@ -15,8 +15,7 @@ import yaml
 from geosolver_data.report import validate
 from geosolver_data.report.catalog import dataset_shelves, open_catalog
 from geosolver_data.spec import DatasetSpec, SpecError, load_spec
-from geosolver_data.store.home import DatasetLayout
-from geosolver_data.store.mirror import working_home
+from geosolver_data.store.home import DatasetLayout, working_home
 
 
 def _layout(args: argparse.Namespace) -> DatasetLayout:

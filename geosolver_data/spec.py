@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geosolver_data.ingest.parts import IngestUnit, units
+from geosolver_data.parts import IngestUnit, units
 from geosolver_data.spec_errors import SpecError, describe_errors
 
 __all__ = ["SPEC_ENV", "BalanceSpec", "DatasetSpec", "DedupSpec", "ImageSpec", "Region", "ShardSpec", "SourceSpec",

@@ -20,9 +20,9 @@ from geosolver_data.geocells import assign_geocells, h3_column
 from geosolver_data.ingest.accounting import Accounting, account, load_listing
 from geosolver_data.ingest.engine import IngestStats, IngestTask, ingest
 from geosolver_data.ingest.ledger import Ledger
-from geosolver_data.ingest.parts import IngestUnit
 from geosolver_data.ingest.progress import Progress
 from geosolver_data.ingest.sources import Opening, open_source
+from geosolver_data.parts import IngestUnit
 from geosolver_data.publish import publish_dataset
 from geosolver_data.spec import DatasetSpec, SourceSpec
 from geosolver_data.store.artifact import Artifact, ArtifactMissing

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from geosolver_data import cli as data_cli
 from geosolver_data.store.artifact import ArtifactMissing
-from geosolver_data.store.home import Home
-from geosolver_data.store.mirror import working_home
+from geosolver_data.store.home import Home, working_home
 from geosolver_model.config import load_spec
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from geosolver_data.ingest.parts import IngestUnit, part_label
+from geosolver_data.parts import IngestUnit, part_label
 from geosolver_data.spec import DatasetSpec
 
 REGION, PART = "region", "subpartition"  # dimension names; Dagster orders keys by name: region|part

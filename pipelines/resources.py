@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from geosolver_data.ingest.parts import IngestUnit
+from geosolver_data.parts import IngestUnit
 from geosolver_data.store.home import DatasetLayout, Home, geosolver_home, home_setting
 from geosolver_data.store.mirror import Mirror, is_remote
 from geosolver_model.config import Spec, load_spec

@@ -32,7 +32,7 @@ from geosolver_data.ingest.candidates import Candidate
 from geosolver_data.ingest.exif import read_captured_at, read_gps
 from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
 from geosolver_data.ingest.images import DECODE_ERRORS, ImageRejected, ProcessedImage, open_image, process_opened
-from geosolver_data.ingest.parts import IngestUnit
+from geosolver_data.parts import IngestUnit
 from geosolver_data.schemas import CONTENT_REASONS
 from geosolver_data.spec import ImageSpec, Region
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geosolver_data.ingest.parts import IngestUnit
+from geosolver_data.parts import IngestUnit
 from geosolver_data.store.artifact import Shelf
-from geosolver_data.store.mirror import cache_root, is_remote
+from geosolver_data.store.mirror import Mirror, cache_root, is_remote
 
 if TYPE_CHECKING:
     from geosolver_data.spec import SourceSpec
@@ -30,6 +30,15 @@ def geosolver_home(home: str | os.PathLike[str] | None = None) -> Path:
     if is_remote(setting):
         return cache_root(setting)
     return Path(setting).absolute()
+
+
+def working_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The folder to read artifacts from: the home, or a remote home's working copy brought up to
+    date first (for commands run outside Dagster, such as `geosolver show` and `geosolver predict`)."""
+    setting = home_setting(home)
+    if is_remote(setting):
+        Mirror(setting).pull()
+    return geosolver_home(setting)
 
 
 @dataclass(frozen=True)

@@ -116,14 +116,3 @@ class Mirror:
                 count += 1
         self._save()
         return count
-
-
-def working_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """The folder to read artifacts from: the home, or a remote home's working copy brought up to
-    date first (for commands run outside Dagster, such as `geosolver show` and `geosolver predict`)."""
-    from geosolver_data.store.home import geosolver_home, home_setting
-
-    setting = home_setting(home)
-    if is_remote(setting):
-        Mirror(setting).pull()
-    return geosolver_home(setting)

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from geosolver_data import stages
-from geosolver_data.ingest.parts import IngestUnit, part_of
+from geosolver_data.parts import IngestUnit, part_of
 from geosolver_data.spec import DatasetSpec
 from geosolver_data.spec_errors import SpecError
 from geosolver_data.store.home import DatasetLayout
