@@ -17,6 +17,7 @@ Run from the repo root: .venv/bin/python -m bench.bench_data [--points 1000000] 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import platform
 import tempfile
@@ -29,7 +30,9 @@ import imagehash
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
+from bench.photos import photo
 from geosolver_data import stages
 from geosolver_data.balance import balance
 from geosolver_data.dedup import deduplicate
@@ -40,7 +43,6 @@ from geosolver_data.ingest.phash import phash
 from geosolver_data.schemas import RAW_SCHEMA, REJECT_SCHEMA
 from geosolver_data.spec import BalanceSpec, DedupSpec, ImageSpec, parse_spec
 from geosolver_data.store.home import DatasetLayout
-from tests.data.images_util import encode, noise_image
 
 
 def emit(**fields: object) -> None:
@@ -57,10 +59,10 @@ def timed(fn, *args, repeat: int = 1):
 
 
 def bench_image_work(n: int = 200) -> None:
-    files = [encode(noise_image(i, (1024, 768)), quality=90) for i in range(n)]
+    files = [photo(i, (1024, 768)) for i in range(n)]  # distinct photo-like JPEGs (bench/photos.py)
     spec = ImageSpec(max_side=336)
     t, _ = timed(lambda: [process_image(f, spec) for f in files])
-    images = [noise_image(i, (336, 252)) for i in range(n)]
+    images = [Image.open(io.BytesIO(photo(n + i, (336, 252)))).convert("RGB") for i in range(n)]
     t_ours, ours = timed(lambda: [phash(im) for im in images], repeat=3)
     t_ref, ref = timed(lambda: [int(str(imagehash.phash(im)), 16) for im in images], repeat=3)
     emit(bench="ingest_image_work_per_core", source="1024x768 JPEG", images_per_s=round(n / t, 1))
