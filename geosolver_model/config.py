@@ -131,7 +131,7 @@ class IndexConfig(SpecSection):
 
 class LocateConfig(SpecSection):
     """How `geosolver predict` and `play` blend the GPS-gallery guess with the image neighbours' vote
-    (locate.py), the same in every evaluation's `locator` comparator. The defaults were chosen on the
+    (locate.py), the same in every evaluation's `locator` comparator. The vote's defaults were chosen on the
     demo's validation split with `python -m bench.tune_locator` (the best mean GeoGuessr score of 60
     combinations), never on a test split; a real run should tune them on its own validation split."""
 
@@ -146,6 +146,8 @@ class LocateConfig(SpecSection):
     median, against 2,024 and 1,781 km for the earlier hand-set 25 km / 0.05 / 0.5), with the tiny model; tune them
     on your own validation split
     """
+    min_separation_km: Annotated[float, Field(ge=0)] = 5.0
+    """top-k candidates are distinct places: none within this distance of a better one (0 keeps them all)"""
 
 
 class Spec(DatasetSpec):

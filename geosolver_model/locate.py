@@ -52,6 +52,20 @@ def blend(gallery_part: np.ndarray, cand: np.ndarray, nb: np.ndarray, nb_sim: np
     return (1 - settings.vote_weight) * gallery_part / gallery_part.max() + settings.vote_weight * vote
 
 
+def distinct(cand: np.ndarray, order: np.ndarray, top_k: int, min_km: float) -> np.ndarray:
+    """The first `top_k` of `order` (indices into cand (C, 2), best first) that are distinct places: each
+    farther than `min_km` from every better one kept (a neighbour 25 m from a refined gallery point is the
+    same answer twice)."""
+    kept: list[int] = []
+    for i in order.tolist():
+        if len(kept) == top_k:
+            break
+        near = haversine_km(cand[i, 0], cand[i, 1], cand[kept, 0], cand[kept, 1]) if kept else np.array([np.inf])
+        if min_km <= 0 or near.min() > min_km:
+            kept.append(i)
+    return np.asarray(kept, dtype=np.int64)
+
+
 @dataclass
 class Locator:
     model: GeoRetriever
@@ -116,7 +130,7 @@ class Locator:
             cand_emb = self.model.encode_gps(torch.as_tensor(cand, dtype=torch.float32))
             gallery_part = torch.softmax(scale * (cand_emb @ img[i]), 0).cpu().numpy()
             score = blend(gallery_part, cand, nb, sims, self.settings)
-            order = np.argsort(-score, kind="stable")[:top_k]
+            order = distinct(cand, np.argsort(-score, kind="stable"), top_k, self.settings.min_separation_km)
             ranked.append(Ranked(cand[order], score[order], nrows, sims))
         return ranked
 
@@ -134,6 +148,8 @@ class Locator:
             "candidates": [{"lat": round(float(ll[0]), 5), "lon": round(float(ll[1]), 5),
                             "score": round(float(s), 4), "place": str(gaz.name[p]), "country": str(gaz.country[p])}
                            for ll, s, p in zip(found.latlon, found.score, places, strict=True)],
-            "neighbours": [{"image_id": self.image_ids["image_id"][i], "similarity": round(float(s), 4)}
+            "neighbours": [{"image_id": self.image_ids["image_id"][i], "similarity": round(float(s), 4),
+                            "lat": round(float(self.image_ids["lat"][i]), 5),
+                            "lon": round(float(self.image_ids["lon"][i]), 5)}
                            for i, s in zip(found.neighbour_rows, found.neighbour_sims, strict=True)],
         }

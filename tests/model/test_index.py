@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geosolver_data.geo import haversine_km as haversine_np
 from geosolver_data.store.home import Home
 from geosolver_model import index as ix
 from geosolver_model import stages
@@ -111,6 +112,12 @@ def test_predict_command(built, tmp_path: Path) -> None:
     for c in out[0]["candidates"]:
         assert set(c) == {"lat", "lon", "score", "place", "country"}
         assert -90 <= c["lat"] <= 90 and -180 <= c["lon"] <= 180 and c["country"]
+    # distinct places: no candidate within locate.min_separation_km (5 km) of a better one
+    cands = out[0]["candidates"]
+    for i, c in enumerate(cands):
+        assert all(haversine_np(c["lat"], c["lon"], d["lat"], d["lon"]) > 5 for d in cands[:i])
+    assert out[0]["neighbours"] and all({"image_id", "similarity", "lat", "lon"} <= set(n)
+                                        for n in out[0]["neighbours"])
     assert (tmp_path / "map.png").read_bytes()[:4] == b"\x89PNG"
     bad = subprocess.run([str(BIN / "geosolver"), "predict", str(photo), __file__, "--index", image.version],
                          env=env, capture_output=True, text=True)
@@ -176,3 +183,12 @@ def test_damaged_weights_and_index_are_refused_and_rebuilt_by_materialising_agai
     again = stages.image_index(spec, home, rebuilt, stages.embed(spec, home, rebuilt, log=lambda _: None))
     assert again.version == image.version and again.new
     assert predict().returncode == 0
+
+
+def test_top_k_candidates_are_distinct_places() -> None:
+    from geosolver_model.locate import distinct
+
+    cand = np.array([[48.85, 2.35], [48.8502, 2.3502], [45.76, 4.84], [48.86, 2.36], [43.3, 5.37]])
+    order = np.arange(len(cand))  # already best first
+    assert distinct(cand, order, 3, 5.0).tolist() == [0, 2, 4]  # 25 m and 1.3 km from Paris: the same place
+    assert distinct(cand, order, 3, 0.0).tolist() == [0, 1, 2]  # 0 keeps every candidate
