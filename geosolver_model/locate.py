@@ -76,6 +76,11 @@ class Locator:
     versions: dict = field(default_factory=dict)
     settings: LocateConfig = field(default_factory=LocateConfig)
 
+    def __post_init__(self) -> None:
+        # (N, 2) degrees of the reference rows and of the gallery, made once: every query indexes them
+        self.ref_latlon = np.stack([np.asarray(self.image_ids["lat"]), np.asarray(self.image_ids["lon"])], axis=1)
+        self.gps_latlon = np.stack([np.asarray(self.gps_ids["lat"]), np.asarray(self.gps_ids["lon"])], axis=1)
+
     @classmethod
     def open(cls, home: Home, index_version: str | None = None, settings: LocateConfig | None = None,
              device: str = "auto", precision: str = "auto") -> Locator:
@@ -113,19 +118,17 @@ class Locator:
         query = img.cpu().numpy().astype(np.float32)
         k = min(top_k, self.gps_index.ntotal)
         _, gps_rows = search(self.gps_index, query, k)
-        gps_lat, gps_lon = np.asarray(self.gps_ids["lat"]), np.asarray(self.gps_ids["lon"])
         rows = np.maximum(gps_rows, 0)  # -1 only where the gallery has fewer than k points, excluded by k
-        start = torch.as_tensor(np.stack([gps_lat[rows], gps_lon[rows]], axis=-1), dtype=torch.float32)
+        start = torch.as_tensor(self.gps_latlon[rows], dtype=torch.float32)
         refined = refine(self.model, img, start.to(img.device))
         refined_latlon = refined.latlon.double().cpu().numpy()
         nb_sims, nb_rows = search(self.image_index, query, min(neighbours, self.image_index.ntotal))
-        ref_lat, ref_lon = np.asarray(self.image_ids["lat"]), np.asarray(self.image_ids["lon"])
         scale = self.model.logit_scale.exp()
         ranked = []
         for i in range(len(img)):
             keep = nb_rows[i] >= 0
             sims, nrows = nb_sims[i][keep], nb_rows[i][keep]
-            nb = np.stack([ref_lat[nrows], ref_lon[nrows]], axis=1).reshape(-1, 2)
+            nb = self.ref_latlon[nrows].reshape(-1, 2)
             cand = np.concatenate([refined_latlon[i], nb])
             cand_emb = self.model.encode_gps(torch.as_tensor(cand, dtype=torch.float32))
             gallery_part = torch.softmax(scale * (cand_emb @ img[i]), 0).cpu().numpy()
@@ -149,7 +152,7 @@ class Locator:
                             "score": round(float(s), 4), "place": str(gaz.name[p]), "country": str(gaz.country[p])}
                            for ll, s, p in zip(found.latlon, found.score, places, strict=True)],
             "neighbours": [{"image_id": self.image_ids["image_id"][i], "similarity": round(float(s), 4),
-                            "lat": round(float(self.image_ids["lat"][i]), 5),
-                            "lon": round(float(self.image_ids["lon"][i]), 5)}
+                            "lat": round(float(self.ref_latlon[i, 0]), 5),
+                            "lon": round(float(self.ref_latlon[i, 1]), 5)}
                            for i, s in zip(found.neighbour_rows, found.neighbour_sims, strict=True)],
         }
