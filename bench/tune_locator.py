@@ -26,7 +26,6 @@ from geosolver_model.gallery import gallery_embeddings, spec_gallery
 from geosolver_model.index import flat_index
 from geosolver_model.locate import Locator
 from geosolver_model.metrics import geo_metrics
-from geosolver_model.names import PUBLISHED
 from geosolver_model.test_sets import dataset_split
 
 GRID = {"vote_km": (5.0, 25.0, 100.0, 400.0), "vote_temperature": (0.01, 0.05, 0.2),
@@ -40,7 +39,7 @@ def main() -> None:
     spec, home = load_spec(args.spec), Home(working_home(None))
     model = home.models.latest()
     dataset_dir = stages.dataset_of(home, model)
-    net = stages._load(spec, model.path / PUBLISHED).eval()
+    net = stages.published_model(spec, home, model).eval()
     meta, vectors = load_embeddings(stages.embed(spec, home, model, log=lambda _: None).files, ("train",))
     gallery = spec_gallery(spec.model, dataset_dir)
     gal_emb = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device)).cpu().numpy()

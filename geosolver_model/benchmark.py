@@ -15,13 +15,11 @@ from pathlib import Path
 
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.home import Home
-from geosolver_model import names
 from geosolver_model.config import Spec
 from geosolver_model.evaluate import evaluate, retrieval_predictor
 from geosolver_model.gallery import spec_gallery
 from geosolver_model.metrics import THRESHOLDS_KM
-from geosolver_model.model import GeoRetriever
-from geosolver_model.stages import dataset_of
+from geosolver_model.stages import dataset_of, published_model
 from geosolver_model.test_sets import TestSet, im2gps_style, osv5m
 
 SETS = ("im2gps3k", "yfcc4k", "osv5m")
@@ -77,9 +75,8 @@ def run(spec: Spec, home: Home, model: Artifact, wanted: tuple[str, ...], limit:
     results: dict[str, dict] = {}
     if tests:
         dataset_dir = dataset_of(home, model)
-        intact = home.models.require_intact(model.version, names.PUBLISHED)
-        net = GeoRetriever.from_pretrained(intact.path / names.PUBLISHED, spec.model.device, spec.model.precision)
-        predictor = retrieval_predictor(net, spec_gallery(spec.model, dataset_dir), spec.model.top_k)
+        predictor = retrieval_predictor(published_model(spec, home, model), spec_gallery(spec.model, dataset_dir),
+                                        spec.model.top_k)
         scores, _ = evaluate({"geosolver": predictor}, list(tests.values()), lambda _: None)
         results = {name: scores[test.name]["geosolver"] for name, test in tests.items()}
     return {"model_version": model.version, "results": results, "missing": missing,

@@ -38,11 +38,13 @@ class Predictor:
     run: Callable[[list[Image.Image]], np.ndarray]
 
 
-def retrieval_predictor(model: GeoRetriever, gallery: np.ndarray, top_k: int = 5) -> Predictor:
-    """The plain retrieval guess (gallery + ring refinement), computed on the model's device."""
+def retrieval_predictor(model: GeoRetriever, gallery: np.ndarray, top_k: int = 5,
+                        gallery_emb: torch.Tensor | None = None) -> Predictor:
+    """The plain retrieval guess (gallery + ring refinement), computed on the model's device; `gallery_emb`,
+    the gallery's embeddings when the caller has them already."""
     model = model.eval()
     gal = torch.as_tensor(gallery, dtype=torch.float32, device=model.device)
-    gal_emb = gallery_embeddings(model, gal)
+    gal_emb = gallery_emb if gallery_emb is not None else gallery_embeddings(model, gal)
 
     def run(images: list[Image.Image]) -> np.ndarray:
         pixels = torch.stack([model.pixels(im) for im in images])

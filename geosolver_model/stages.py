@@ -175,6 +175,11 @@ def intact_model(home: Home, model: Artifact, under: str = "") -> Artifact:
     return home.models.require_intact(model.version, under)
 
 
+def published_model(spec: Spec, home: Home, model: Artifact) -> GeoRetriever:
+    """The published geolocator of a model version, its files verified, on the spec's device and precision."""
+    return _load(spec, intact_model(home, model, PUBLISHED).path / PUBLISHED)
+
+
 def eval_version(model: Artifact, tests: list[TestSet], spec: Spec) -> str:
     """Same model, same test sets, same settings: same evaluation (it is not run again)."""
     settings = {k: spec.model.model_dump()[k] for k in sorted(USE_ONLY_SETTINGS)}
@@ -212,12 +217,15 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
             "untrained": retrieval_predictor(untrained, gallery, top_k),
             "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base), dev, spec.model.precision)),
         }
-        for name in model.manifest["objectives"]:  # the published folder is the first objective's weights
-            comparators[name] = retrieval_predictor(_load(spec, model.path / "objectives" / name), gallery, top_k)
-        comparators[LOCATOR] = locator_predictor(_in_memory_locator(spec, home, model, gallery), top_k,
-                                                 spec.index.neighbours)
-        results, guesses = evaluate(comparators, tests, log)
         published = model.manifest.get("published_objective", spec.model.objectives[0])
+        for name in model.manifest["objectives"]:  # the published folder is the first objective's weights
+            net = _load(spec, model.path / "objectives" / name).eval()
+            gal_emb = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device))
+            comparators[name] = retrieval_predictor(net, gallery, top_k, gal_emb)
+            if name == published:  # the locator runs the same net over the same gallery embeddings
+                locator = _in_memory_locator(spec, home, model, net, gallery, gal_emb)
+        comparators[LOCATOR] = locator_predictor(locator, top_k, spec.index.neighbours)
+        results, guesses = evaluate(comparators, tests, log)
         for by_comparator in results.values():  # the published weights: scored once, reported under both names
             by_comparator[PUBLISHED] = by_comparator[published]
         guesses[PUBLISHED] = guesses[published]
@@ -235,16 +243,15 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
     return home.evals.publish(build, eval_version(model, tests, spec))
 
 
-def _in_memory_locator(spec: Spec, home: Home, model: Artifact, gallery: np.ndarray) -> Locator:
-    """The locator `predict` opens, over exact in-memory indexes of the same vectors: the published model's
+def _in_memory_locator(spec: Spec, home: Home, model: Artifact, net: GeoRetriever, gallery: np.ndarray,
+                       gallery_emb: torch.Tensor) -> Locator:
+    """The locator `predict` opens, over exact in-memory indexes of the same vectors: the published net's
     gallery embeddings, and the reference rows' (train + val) image embeddings (embedded once, reused by
     image_embeddings)."""
-    net = _load(spec, model.path / PUBLISHED).eval()
     meta, vectors = load_embeddings(embed(spec, home, model, log=lambda _: None).files, ("train", "val"))
-    gal_emb = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device)).cpu().numpy()
     return Locator(net, flat_index(vectors), meta.select(["image_id", "lat", "lon"]).to_pydict(),
-                   flat_index(gal_emb), {"lat": gallery[:, 0].tolist(), "lon": gallery[:, 1].tolist()},
-                   settings=spec.locate)
+                   flat_index(gallery_emb.cpu().numpy()),
+                   {"lat": gallery[:, 0].tolist(), "lon": gallery[:, 1].tolist()}, settings=spec.locate)
 
 
 def location_init_comparison(spec: Spec, model: Artifact, results: dict) -> dict:
@@ -296,10 +303,8 @@ MAX_QUERIES = 200  # held-out queries that tune and measure each index
 
 def embed(spec: Spec, home: Home, model: Artifact, log: Log = print) -> EmbeddingSet:
     """Embed what is not embedded yet (nothing, and no model load, on a rerun), on the spec's device."""
-    def load() -> GeoRetriever:
-        return _load(spec, intact_model(home, model, PUBLISHED).path / PUBLISHED)
-
-    return embed_dataset(load, dataset_of(home, model), home.embeddings(model.version), log)
+    return embed_dataset(lambda: published_model(spec, home, model), dataset_of(home, model),
+                         home.embeddings(model.version), log)
 
 
 def coverage_problems(home: Home, model: Artifact) -> list[str]:
@@ -360,7 +365,7 @@ def gps_index(spec: Spec, home: Home, model: Artifact, embeddings: EmbeddingSet)
 
     def make() -> tuple[np.ndarray, pa.Table, np.ndarray]:
         gallery = spec_gallery(spec.model, dataset_of(home, model))
-        net = _load(spec, intact_model(home, model, PUBLISHED).path / PUBLISHED)
+        net = published_model(spec, home, model)
         vectors = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device)).cpu().numpy()
         gaz = load_gazetteer()
         nearest = gaz.nearest(gallery[:, 0], gallery[:, 1])
