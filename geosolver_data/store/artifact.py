@@ -27,6 +27,11 @@ MANIFEST = "manifest.json"
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+def is_version(name: str) -> bool:
+    """Whether a name can be a version folder: never a path, never `..`."""
+    return bool(VERSION.match(name)) and ".." not in name
+
+
 class ArtifactMissing(RuntimeError):
     """No such version (or none published yet); the message says what to materialise."""
 
@@ -68,6 +73,24 @@ class Artifact:
     new: bool = False  # False when this exact version had been published before
 
 
+def _damage(artifact: Artifact, under: str, deep: bool) -> list[str]:
+    """A published version's files against its manifest: missing, another size, or (with `deep`) another
+    sha256; only those under `under` when given."""
+    sizes = artifact.manifest.get("file_bytes", {})
+    found = []
+    for rel, sha in artifact.manifest.get("files", {}).items():
+        if under and not rel.startswith(f"{under}/"):
+            continue
+        path = artifact.path / rel
+        if not path.is_file():
+            found.append(f"{rel}: missing")
+        elif rel in sizes and path.stat().st_size != sizes[rel]:
+            found.append(f"{rel}: {path.stat().st_size} bytes, the manifest says {sizes[rel]}")
+        elif deep and not file_matches(path, sha):
+            found.append(f"{rel}: sha256 differs from the manifest")
+    return found
+
+
 @dataclass(frozen=True)
 class Shelf:
     """The published versions of one kind under `root`."""
@@ -78,7 +101,7 @@ class Shelf:
     produced_by: str = ""  # the asset that publishes this kind, for error messages
 
     def path(self, version: str) -> Path:
-        if not VERSION.match(version) or ".." in version:
+        if not is_version(version):
             raise ArtifactMissing(f"{version!r} is not a {self.kind} version name (a folder under {self.root})")
         return self.root / version
 
@@ -104,31 +127,20 @@ class Shelf:
         presence and size only. A version published before manifests listed their files has nothing to
         compare."""
         try:
-            manifest = self.get(version).manifest
-        except ArtifactDamaged as exc:
-            return [str(exc).split(";")[0]]
-        sizes = manifest.get("file_bytes", {})
-        found = []
-        for rel, sha in manifest.get("files", {}).items():
-            if under and not rel.startswith(f"{under}/"):
-                continue
-            path = self.path(version) / rel
-            if not path.is_file():
-                found.append(f"{rel}: missing")
-            elif rel in sizes and path.stat().st_size != sizes[rel]:
-                found.append(f"{rel}: {path.stat().st_size} bytes, the manifest says {sizes[rel]}")
-            elif deep and not file_matches(path, sha):
-                found.append(f"{rel}: sha256 differs from the manifest")
-        return found
+            artifact = self.get(version)
+        except ArtifactDamaged:
+            return [f"{MANIFEST}: unreadable"]
+        return _damage(artifact, under, deep)
 
     def require_intact(self, version: str, under: str = "", deep: bool = True) -> Artifact:
         """The version, or ArtifactDamaged naming what is wrong and the remedy, in one line."""
-        found = self.problems(version, under, deep)
+        artifact = self.get(version)  # an unreadable manifest: ArtifactDamaged with the remedy already
+        found = _damage(artifact, under, deep)
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise ArtifactDamaged(f"{self.kind} version {version} under {self.root} is damaged: {found[0]}{more}; "
                                   f"{self._remedy()}")
-        return self.get(version)
+        return artifact
 
     def _set_aside(self, version: str) -> Path:
         """Move a damaged version out of the way (kept for inspection, hidden from readers), never overwrite it."""
@@ -141,7 +153,7 @@ class Shelf:
             version = (self.root / self.pointer).read_text(errors="replace").strip() or None
         except FileNotFoundError:
             return None
-        if version is not None and (not VERSION.match(version) or ".." in version):
+        if version is not None and not is_version(version):
             raise ArtifactMissing(f"{self.root / self.pointer} holds {version[:80]!r}, which is not a version name; "
                                   f"materialise {self.produced_by or 'the asset'} again to rewrite it")
         return version
@@ -193,7 +205,7 @@ class Shelf:
         """Every published version whose manifest reads, oldest first (by the manifest's `created_at`)."""
         found = []
         for manifest in self.root.glob(f"*/{MANIFEST}"):
-            if VERSION.match(manifest.parent.name) and ".." not in manifest.parent.name:
+            if is_version(manifest.parent.name):
                 try:
                     found.append(self.get(manifest.parent.name))
                 except ArtifactDamaged:
