@@ -87,16 +87,22 @@ class ShardStream(IterableDataset):
         """Samples this rank (one data-loader worker) reads in an epoch."""
         return self.epoch_length(self.world_size, epoch)
 
-    def _epoch(self, slot: int, slots: int, epoch: int) -> Iterator[tuple[int, int]]:
-        """(unit, row) pairs of one slot's epoch, exactly epoch_length long (lazily: no list of the rows)."""
+    def _epoch(self, slot: int, slots: int, epoch: int, skip: int = 0) -> Iterator[tuple[int, int]]:
+        """(unit, row) pairs of one slot's epoch from position `skip` on, up to epoch_length (lazily: no list
+        of the rows; row groups wholly before `skip` are passed over by their row counts, never permuted)."""
         shares, length = self._shares(slots, epoch)
         n = 0
         while True:  # a second pass over the share only to pad a short one
             for u in shares[slot]:
-                for j in np.random.default_rng([self.seed, epoch, u]).permutation(self.units[u].rows).tolist():
+                rows = self.units[u].rows
+                if n + rows <= skip:
+                    n += rows
+                    continue
+                for j in np.random.default_rng([self.seed, epoch, u]).permutation(rows).tolist():
                     if n == length:
                         return
-                    yield u, j
+                    if n >= skip:
+                        yield u, j
                     n += 1
 
     def _samples(self, slot: int, slots: int, skip: int) -> Iterator[tuple[torch.Tensor, tuple[float, float]]]:
@@ -105,9 +111,7 @@ class ShardStream(IterableDataset):
             skip, epoch = skip - length, epoch + 1
         table, loaded = None, -1
         while True:
-            for k, (u, j) in enumerate(self._epoch(slot, slots, epoch)):
-                if k < skip:
-                    continue
+            for u, j in self._epoch(slot, slots, epoch, skip):
                 if u != loaded:  # a slot's pairs come unit by unit: each row group is read once per pass
                     unit = self.units[u]
                     table = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=["image", "lat", "lon"])
