@@ -58,7 +58,15 @@ class WorldMap {
     this.view = { x: 0, y: 0, w: 360, h: 180 };
     svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
     const clip = `clip-${svg.id}`;
-    svg.innerHTML = `<defs><clipPath id="${clip}"><rect x="0" y="0" width="360" height="180"/></clipPath></defs>`;
+    const svgEl = (tag, attrs) => {
+      const node = document.createElementNS(SVG, tag);
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      return node;
+    };
+    const clipPath = svgEl("clipPath", { id: clip });
+    clipPath.append(svgEl("rect", { x: 0, y: 0, width: 360, height: 180 }));
+    svg.replaceChildren(svgEl("defs", {}));
+    svg.firstChild.append(clipPath);
     this.land = this.layer(`url(#${clip})`);
     this.marks = this.layer(null);
     for (const f of WORLD) {
