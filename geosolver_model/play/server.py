@@ -140,8 +140,6 @@ async def explore(request: web.Request) -> web.Response:
     library = request.app[LIBRARY]
     try:
         form = await request.post()
-    except web.HTTPException:
-        raise
     except (ValueError, AssertionError, HttpProcessingError) as exc:  # a malformed multipart or urlencoded body
         raise _json_error(web.HTTPBadRequest, f"send the photo as a multipart form: {str(exc)[:120]}") from None
     photo = form.get("photo")
