@@ -115,9 +115,10 @@ def open_photo(source: Path | bytes, ingest: ImageSpec) -> Image.Image:
     the header before any pixel is decoded (a 109 KB PNG of 30000x30000 is refused at once). A ValueError
     says why it cannot be read."""
     try:
-        if not isinstance(source, bytes) and Path(source).stat().st_size > ingest.max_file_bytes:
-            raise ImageRejected("too_large", f"{Path(source).stat().st_size} bytes > max_file_bytes "
-                                             f"{ingest.max_file_bytes}")
+        if not isinstance(source, bytes):  # a file too big for the cap is refused unread
+            size = Path(source).stat().st_size
+            if size > ingest.max_file_bytes:
+                raise ImageRejected("too_large", f"{size} bytes > max_file_bytes {ingest.max_file_bytes}")
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
         with open_image(data, ingest) as im:
             return ingest_decode(im, ingest)
