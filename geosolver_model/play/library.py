@@ -97,9 +97,9 @@ class Library:
     torch modules are not reentrant across threads, so calls into it hold `lock`."""
 
     def __init__(self, home: Home, locator: Locator, model: Artifact, rows: ShardRows,
-                 evaluation: Artifact | None) -> None:
+                 evaluation: Artifact | None, neighbours: int = 10) -> None:
         self.home, self.locator, self.model, self.rows, self.evaluation = home, locator, model, rows, evaluation
-        self.neighbours = 10  # image neighbours that vote (the spec's index.neighbours, set by `open`)
+        self.neighbours = neighbours  # image neighbours that vote (the spec's index.neighbours)
         self.lock = threading.Lock()
         self.test_ids = rows.ids("test")
         self.test_set = frozenset(self.test_ids)
@@ -121,9 +121,7 @@ class Library:
             rows = ShardRows.read(dataset_of(home, model))
         except ArtifactMissing as exc:  # a damaged dataset version: refused, never shown in part
             raise NotPlayable(str(exc)) from exc
-        library = cls(home, locator, model, rows, evaluation)
-        library.neighbours = spec.index.neighbours
-        return library
+        return cls(home, locator, model, rows, evaluation, spec.index.neighbours)
 
     @property
     def versions(self) -> dict:
