@@ -26,7 +26,7 @@ from geosolver_data.geo import haversine_km
 from geosolver_data.spec import default_spec_path
 from geosolver_data.store.home import DatasetLayout
 from geosolver_model.config import parse_spec
-from geosolver_model.gallery import build_gallery, grid_gallery
+from geosolver_model.retrieval.gallery import build_gallery, grid_gallery
 
 
 def emit(**fields: object) -> None:

@@ -27,11 +27,11 @@ from bench.bench_model import VIT_L_336, bench, streetclip_sized
 from geosolver_data import stages as data_stages
 from geosolver_data.spec import default_spec_path
 from geosolver_data.store.home import Home
-from geosolver_model import device as devices
 from geosolver_model import stages
-from geosolver_model.clip import tiny_tokenizer
 from geosolver_model.config import ModelConfig, parse_spec
-from geosolver_model.images import Processing
+from geosolver_model.net import device as devices
+from geosolver_model.net.clip import tiny_tokenizer
+from geosolver_model.net.images import Processing
 
 
 def emit(**fields: object) -> None:

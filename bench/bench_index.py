@@ -19,7 +19,7 @@ import time
 import faiss
 import numpy as np
 
-from geosolver_model.index import build, choose_index, exact_top_k, latency_ms, recall_at_k, set_param, tune
+from geosolver_model.retrieval.index import build, choose_index, exact_top_k, latency_ms, recall_at_k, set_param, tune
 
 GIB = 2**30
 

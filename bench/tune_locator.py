@@ -21,12 +21,12 @@ import torch
 from geosolver_data.store.home import Home, working_home
 from geosolver_model import stages
 from geosolver_model.config import LocateConfig, load_spec
-from geosolver_model.embed import load_embeddings
-from geosolver_model.gallery import gallery_embeddings, spec_gallery
-from geosolver_model.index import flat_index
-from geosolver_model.locate import Locator
-from geosolver_model.metrics import geo_metrics
-from geosolver_model.test_sets import dataset_split
+from geosolver_model.evaluation.metrics import geo_metrics
+from geosolver_model.evaluation.test_sets import dataset_split
+from geosolver_model.retrieval.embed import load_embeddings
+from geosolver_model.retrieval.gallery import gallery_embeddings, spec_gallery
+from geosolver_model.retrieval.index import flat_index
+from geosolver_model.retrieval.locate import Locator
 
 GRID = {"vote_km": (5.0, 25.0, 100.0, 400.0), "vote_temperature": (0.01, 0.05, 0.2),
         "vote_weight": (0.0, 0.25, 0.5, 0.75, 1.0)}

@@ -24,7 +24,7 @@ def _require_image_index(home: Home, version: str | None) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     home = Home(working_home(args.home))
     _require_image_index(home, args.index)
-    from geosolver_model.locate import Locator
+    from geosolver_model.retrieval.locate import Locator
 
     spec = load_spec(args.spec)
     neighbours = spec.index.neighbours
@@ -63,7 +63,7 @@ def _draw(results: list[dict], out: Path) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    from geosolver_model import index
+    from geosolver_model.retrieval import index
 
     home = Home(working_home(args.home))
     if args.action == "list":
@@ -82,7 +82,7 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from geosolver_data.store.atomic import write_json, write_text
-    from geosolver_model import benchmark
+    from geosolver_model.evaluation import benchmark
 
     home = Home(working_home(args.home))
     model = home.models.get(args.model) if args.model else home.models.latest()

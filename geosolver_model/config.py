@@ -131,7 +131,7 @@ class IndexConfig(SpecSection):
 
 class LocateConfig(SpecSection):
     """How `geosolver predict` and `play` blend the GPS-gallery guess with the image neighbours' vote
-    (locate.py), the same in every evaluation's `locator` comparator. The vote's defaults were chosen on the
+    (retrieval/locate.py), the same in every evaluation's `locator` comparator. The vote's defaults were chosen on the
     demo's validation split with `python -m bench.tune_locator` (the best mean GeoGuessr score of 60
     combinations), never on a test split; a real run should tune them on its own validation split."""
 

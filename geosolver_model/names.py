@@ -3,3 +3,4 @@
 
 PUBLISHED = "finetuned"  # a model version's published geolocator folder
 PREDICTIONS = "predictions.parquet"  # in an evaluation's folder
+LOCATOR = "locator"  # the evaluation comparator that scores what `predict` and `play` answer

@@ -23,12 +23,9 @@ from geosolver_data.geo import h3_cells
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.atomic import write_json, write_text
 from geosolver_data.store.home import Home
-from geosolver_model import device as devices
-from geosolver_model.card import model_card
-from geosolver_model.clip import load_clip
 from geosolver_model.config import Spec
-from geosolver_model.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
-from geosolver_model.evaluate import (
+from geosolver_model.evaluation.card import model_card
+from geosolver_model.evaluation.evaluate import (
     error_plot,
     errors_km,
     evaluate,
@@ -38,28 +35,31 @@ from geosolver_model.evaluate import (
     retrieval_predictor,
     zeroshot_predictor,
 )
-from geosolver_model.gallery import gallery_embeddings, spec_gallery
-from geosolver_model.index import flat_index, write_index
-from geosolver_model.locate import Locator
-from geosolver_model.model import GeoRetriever
-from geosolver_model.names import PREDICTIONS, PUBLISHED
-from geosolver_model.shard_stream import dataset_image_spec
-from geosolver_model.test_sets import TestSet, dataset_split, dataset_test_split, public_benchmarks
-from geosolver_model.train import build_model, save_final, train
-from geosolver_model.validation import validator
-from geosolver_model.zeroshot import ZeroShot
+from geosolver_model.evaluation.test_sets import TestSet, dataset_split, dataset_test_split, public_benchmarks
+from geosolver_model.evaluation.validation import validator
+from geosolver_model.evaluation.zeroshot import ZeroShot
+from geosolver_model.names import LOCATOR, PREDICTIONS, PUBLISHED
+from geosolver_model.net import device as devices
+from geosolver_model.net.clip import load_clip
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.retrieval.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
+from geosolver_model.retrieval.gallery import gallery_embeddings, spec_gallery
+from geosolver_model.retrieval.index import flat_index, write_index
+from geosolver_model.retrieval.locate import Locator
+from geosolver_model.retrieval.published import dataset_of, intact_model, load_geolocator, published_model
+from geosolver_model.train.loop import build_model, save_final, train
+from geosolver_model.train.shard_stream import dataset_image_spec
 
 Log = Callable[[str], None]
 # 2: evaluations carry predictions.parquet; 3: the shipped locator is a comparator, identical weights are
 # scored once (an older evaluation is run again, once)
 EVAL_FORMAT = 3
-LOCATOR = "locator"  # the comparator that scores what `predict` and `play` answer
 
-# What decides a model's weights, declared once: the code the training runs and the model settings,
-# less those that only matter when the model is used. A change anywhere else (the CLI, locate, the
-# index or evaluation code) keeps the model version, so nothing is retrained or re-embedded for it.
-WEIGHTS_CODE = ("clip.py", "config.py", "device.py", "distributed.py", "functional.py", "images.py",
-                "location_encoder.py", "losses.py", "model.py", "shard_stream.py", "train.py", "train_cli.py")
+# What decides a model's weights, declared once: the code in the folders that make them (net/: the network,
+# its image loader and precision; train/: the loop, the losses, the shard stream) and the model settings,
+# less those that only matter when the model is used. A change anywhere else (the CLI, retrieval,
+# evaluation, the settings' docstrings) keeps the model version, so nothing is retrained or re-embedded.
+WEIGHTS_FOLDERS = ("net", "train")
 USE_ONLY_SETTINGS = frozenset({"gallery_resolution", "gallery", "top_k", "eval_max_images"})
 # Where the stages run: changes neither a model's version nor an evaluation's.
 RUNTIME_SETTINGS = frozenset({"device"})
@@ -70,10 +70,12 @@ def _hash(key: object) -> str:
 
 
 def code_version(package: Path = Path(__file__).parent) -> str:
-    """A hash of the training code (WEIGHTS_CODE): changed training code means a new model version."""
+    """A hash of every Python file under WEIGHTS_FOLDERS: changed training code means a new model version
+    (a file added there counts without anyone listing it)."""
     digest = hashlib.sha256()
-    for name in WEIGHTS_CODE:
-        digest.update(name.encode() + (package / name).read_bytes())
+    for folder in WEIGHTS_FOLDERS:
+        for path in sorted((package / folder).rglob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -145,7 +147,7 @@ def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: dict, l
         folder = staging / "objectives" / name
         metrics = None
         if val.size:
-            predictor = retrieval_predictor(_load(spec, folder), gallery, spec.model.top_k)
+            predictor = retrieval_predictor(load_geolocator(spec, folder), gallery, spec.model.top_k)
             metrics = evaluate({name: predictor}, [val], lambda _: None)[0][val.name][name]
             log(f"{name} on the validation split: median {metrics['median_km']} km")
         scored[name] = metrics
@@ -154,30 +156,8 @@ def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: dict, l
     write_text(staging / PUBLISHED / "README.md", model_card(manifest, first, scored[first]))
 
 
-def _load(spec: Spec, folder: Path) -> GeoRetriever:
-    """A saved geolocator on the spec's device and precision."""
-    return GeoRetriever.from_pretrained(folder, spec.model.device, spec.model.precision)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def dataset_of(home: Home, model: Artifact) -> Path:
-    """The dataset version a model was trained on, refused (ArtifactDamaged) when a file of it is missing."""
-    shelf = home.datasets(model.manifest["dataset"]["name"])
-    return shelf.require_intact(model.manifest["dataset"]["version"], deep=False).path
-
-
-def intact_model(home: Home, model: Artifact, under: str = "") -> Artifact:
-    """The model version (or one folder of it) with every file as its manifest says, sha256 included (once
-    per process per file); else ArtifactDamaged naming the file and the remedy."""
-    return home.models.require_intact(model.version, under)
-
-
-def published_model(spec: Spec, home: Home, model: Artifact) -> GeoRetriever:
-    """The published geolocator of a model version, its files verified, on the spec's device and precision."""
-    return _load(spec, intact_model(home, model, PUBLISHED).path / PUBLISHED)
 
 
 def eval_version(model: Artifact, tests: list[TestSet], spec: Spec) -> str:
@@ -219,7 +199,7 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
         }
         published = model.manifest.get("published_objective", spec.model.objectives[0])
         for name in model.manifest["objectives"]:  # the published folder is the first objective's weights
-            net = _load(spec, model.path / "objectives" / name).eval()
+            net = load_geolocator(spec, model.path / "objectives" / name).eval()
             gal_emb = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device))
             comparators[name] = retrieval_predictor(net, gallery, top_k, gal_emb)
             if name == published:  # the locator runs the same net over the same gallery embeddings

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from geosolver_model import distributed as D
 from geosolver_model.config import ModelConfig
-from geosolver_model.train import save_final, train
-from geosolver_model.validation import validator
+from geosolver_model.evaluation.validation import validator
+from geosolver_model.train import distributed as D
+from geosolver_model.train.loop import save_final, train
 
 
 def main() -> None:

@@ -157,8 +157,8 @@ def _finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverReso
 
 def _geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
     """Distance accuracies, median km, GeoGuessr score and country accuracy against the comparators."""
-    from geosolver_model import evaluate
     from geosolver_model import stages as model_stages
+    from geosolver_model.evaluation import evaluate
 
     spec, home = geosolver.spec(), geosolver.store()
     model = home.models.latest()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geosolver_data.geo import haversine_km
-from geosolver_model.metrics import geoguessr_score
+from geosolver_model.evaluation.metrics import geoguessr_score
 
 ROUNDS = 5
 KEPT_GAMES = 1000  # games in memory; the oldest is forgotten first

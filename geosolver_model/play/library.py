@@ -24,11 +24,11 @@ from PIL import Image
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.home import Home
 from geosolver_model.config import Spec, load_spec
-from geosolver_model.images import decode
-from geosolver_model.index import IndexUnavailable
-from geosolver_model.locate import Locator
-from geosolver_model.names import PREDICTIONS, PUBLISHED
-from geosolver_model.stages import LOCATOR, dataset_of
+from geosolver_model.names import LOCATOR, PREDICTIONS, PUBLISHED
+from geosolver_model.net.images import decode
+from geosolver_model.retrieval.index import IndexUnavailable
+from geosolver_model.retrieval.locate import Locator
+from geosolver_model.retrieval.published import dataset_of
 
 ROW_COLUMNS = ["image_id", "split", "lat", "lon", "country", "license", "creator", "source"]
 THUMB_SIDE = 256

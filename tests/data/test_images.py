@@ -130,7 +130,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 def test_every_decode_path_refuses_a_bomb_from_its_header() -> None:
     """Ingest and the model's raw-photo path (predict, play uploads, public test sets) share one safe decode."""
-    from geosolver_model.images import open_photo
+    from geosolver_model.net.images import open_photo
 
     bomb = png_header_only(30_000, 30_000)
     with pytest.raises(ImageRejected, match="too_many_pixels"):

@@ -130,7 +130,7 @@ def test_every_objective_has_a_loss() -> None:
     from typing import get_args
 
     from geosolver_model.config import Objective
-    from geosolver_model.losses import LOSSES
+    from geosolver_model.train.losses import LOSSES
 
     assert set(LOSSES) == set(get_args(Objective))
 

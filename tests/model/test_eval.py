@@ -17,14 +17,14 @@ from geosolver_data.ingest.sources.scene import render_scene
 from geosolver_data.spec import ImageSpec
 from geosolver_data.store.home import Home
 from geosolver_model import stages
-from geosolver_model.clip import BaseModelUnavailable, load_clip, load_vision
 from geosolver_model.config import load_spec
-from geosolver_model.gallery import build_gallery, predict
-from geosolver_model.metrics import geo_metrics, geoguessr_score
-from geosolver_model.model import GeoRetriever
-from geosolver_model.test_sets import im2gps_style, osv5m, public_benchmarks
-from geosolver_model.train import build_model
-from geosolver_model.zeroshot import ZeroShot
+from geosolver_model.evaluation.metrics import geo_metrics, geoguessr_score
+from geosolver_model.evaluation.test_sets import im2gps_style, osv5m, public_benchmarks
+from geosolver_model.evaluation.zeroshot import ZeroShot
+from geosolver_model.net.clip import BaseModelUnavailable, load_clip, load_vision
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.retrieval.gallery import build_gallery, predict
+from geosolver_model.train.loop import build_model
 from tests.model.conftest import LEARN_SPEC, TINY, with_model
 
 EVAL_KEYS = {"n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "geoguessr_score",
@@ -175,10 +175,17 @@ def test_only_training_code_decides_the_model_version(tmp_path: Path) -> None:
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
     original = stages.code_version(package)
     assert stages.code_version(copy) == original
-    for name in ("cli.py", "locate.py", "index.py", "evaluate.py", "stages.py", "gallery.py", "embed.py"):
+    for name in ("cli.py", "config.py", "stages.py", "retrieval/locate.py", "retrieval/index.py",
+                 "retrieval/embed.py", "retrieval/gallery.py", "evaluation/evaluate.py", "play/server.py"):
         (copy / name).write_text((copy / name).read_text() + "\n# a typo fixed\n")
     assert stages.code_version(copy) == original  # nothing retrains, nothing is re-embedded
-    (copy / "train.py").write_text((copy / "train.py").read_text() + "\n# a training change\n")
+    for name in ("train/loop.py", "net/images.py", "net/geoclip.py"):
+        changed = copy / name
+        before = changed.read_text()
+        changed.write_text(before + "\n# a training change\n")
+        assert stages.code_version(copy) != original, name
+        changed.write_text(before)
+    (copy / "train" / "schedule.py").write_text("WARMUP = 10\n")  # a new file, listed nowhere
     assert stages.code_version(copy) != original
     used_only = with_model(load_spec(LEARN_SPEC), top_k=3, eval_max_images=10, gallery_resolution=4)
     assert stages.model_version(used_only, "v1") == stages.model_version(load_spec(LEARN_SPEC), "v1")
@@ -233,8 +240,8 @@ def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned
 def test_an_empty_test_set_is_skipped_in_valid_json(tmp_path: Path) -> None:
     """A spec may build without a test split (`test: 0`): the evaluation says so, never NaN."""
     from geosolver_data.store.atomic import write_json
-    from geosolver_model.evaluate import Predictor, evaluate, markdown_table
-    from geosolver_model.test_sets import TestSet
+    from geosolver_model.evaluation.evaluate import Predictor, evaluate, markdown_table
+    from geosolver_model.evaluation.test_sets import TestSet
 
     empty = TestSet("dataset_test", 0, lambda ingest: iter(()), np.zeros((0, 2)), np.array([]))
     never = Predictor(ImageSpec(), lambda images: pytest.fail("nothing to predict"))

@@ -5,8 +5,8 @@ import numpy as np
 
 from geosolver_data.geo import haversine_km
 from geosolver_model.config import ModelConfig
-from geosolver_model.gallery import build_gallery, grid_gallery, spec_gallery
-from geosolver_model.test_sets import dataset_test_split
+from geosolver_model.evaluation.test_sets import dataset_test_split
+from geosolver_model.retrieval.gallery import build_gallery, grid_gallery, spec_gallery
 
 
 def _nearest_km(points: np.ndarray, gallery: np.ndarray) -> np.ndarray:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from geosolver_model import geoclip
 from geosolver_model.config import ModelConfig
-from geosolver_model.gallery import spec_gallery
-from geosolver_model.location_encoder import LocationEncoder
-from geosolver_model.train import build_model
+from geosolver_model.net import geoclip
+from geosolver_model.net.location_encoder import LocationEncoder
+from geosolver_model.retrieval.gallery import spec_gallery
+from geosolver_model.train.loop import build_model
 
 # GeoCLIP's rff module decorates its functions with torch.jit.script, which torch 2.13 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

@@ -16,9 +16,9 @@ from transformers import AutoImageProcessor, CLIPImageProcessorPil, CLIPVisionMo
 from geosolver_data.ingest.images import process_image
 from geosolver_data.ingest.sources.scene import render_scene
 from geosolver_data.spec import ImageSpec
-from geosolver_model.images import Processing, decode, to_pixels
-from geosolver_model.model import GeoRetriever
-from geosolver_model.train import build_model
+from geosolver_model.net.images import Processing, decode, to_pixels
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.train.loop import build_model
 from tests.data.images_util import encode, noise_image
 from tests.model.conftest import TINY
 

@@ -9,10 +9,10 @@ import pytest
 
 from geosolver_data.geo import haversine_km as haversine_np
 from geosolver_data.store.home import Home
-from geosolver_model import index as ix
 from geosolver_model import stages
 from geosolver_model.config import IndexConfig
-from geosolver_model.index import build, choose_index, exact_top_k, recall_at_k, search, set_param, tune
+from geosolver_model.retrieval import index as ix
+from geosolver_model.retrieval.index import build, choose_index, exact_top_k, recall_at_k, search, set_param, tune
 from tests.model.conftest import with_model
 
 BIN = Path(sys.executable).parent
@@ -186,7 +186,7 @@ def test_damaged_weights_and_index_are_refused_and_rebuilt_by_materialising_agai
 
 
 def test_top_k_candidates_are_distinct_places() -> None:
-    from geosolver_model.locate import distinct
+    from geosolver_model.retrieval.locate import distinct
 
     cand = np.array([[48.85, 2.35], [48.8502, 2.3502], [45.76, 4.84], [48.86, 2.36], [43.3, 5.37]])
     order = np.arange(len(cand))  # already best first

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geosolver_model.functional import equal_earth, fourier_features, haversine_km
-from geosolver_model.location_encoder import LocationEncoder
-from geosolver_model.losses import contrastive_loss, soft_targets
+from geosolver_model.net.functional import equal_earth, fourier_features, haversine_km
+from geosolver_model.net.location_encoder import LocationEncoder
+from geosolver_model.train.losses import contrastive_loss, soft_targets
 
 
 def _unit(*rows: list[float]) -> torch.Tensor:

@@ -13,16 +13,16 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from PIL import Image
 
-from geosolver_model import device as devices
 from geosolver_model.config import ModelConfig
-from geosolver_model.embed import embed_images
-from geosolver_model.evaluate import retrieval_predictor
-from geosolver_model.gallery import grid_gallery
-from geosolver_model.location_encoder import LocationEncoder
-from geosolver_model.losses import contrastive_loss
-from geosolver_model.train import build_model, decays, make_optimizer, train_step
-from geosolver_model.validation import val_errors_km
-from geosolver_model.zeroshot import country_names
+from geosolver_model.evaluation.evaluate import retrieval_predictor
+from geosolver_model.evaluation.validation import val_errors_km
+from geosolver_model.evaluation.zeroshot import country_names
+from geosolver_model.net import device as devices
+from geosolver_model.net.location_encoder import LocationEncoder
+from geosolver_model.retrieval.embed import embed_images
+from geosolver_model.retrieval.gallery import grid_gallery
+from geosolver_model.train.loop import build_model, decays, make_optimizer, train_step
+from geosolver_model.train.losses import contrastive_loss
 
 SMALL = ModelConfig(base="tiny-64", steps=6, batch_size=8, warmup_steps=2, queue_size=16, embed_dim=64,
                     loc_features=64, loc_hidden=128, precision="bf16")
@@ -134,7 +134,7 @@ def test_a_copy_of_the_positives_place_in_the_queue_is_not_a_negative() -> None:
     _, unmasked_grad = loss_and_grad(dup_emb, dup_gps, "infonce", 0.0)
     assert float(-unmasked_grad[0] @ gps[0]) < float(-clean_grad[0] @ gps[0])
     # soft_haversine counts the copy as the positive: exactly the target weight the image's own entry gets.
-    from geosolver_model.losses import soft_targets
+    from geosolver_model.train.losses import soft_targets
 
     t = soft_targets(latlon, torch.cat([latlon, dup_gps]), 250.0, 1.0)
     assert float(t[0, 0]) == pytest.approx(float(t[0, -1]))
@@ -166,7 +166,7 @@ def _val_worker(rank: int, port: int, version_dir: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     torch.set_num_threads(1)
     spec = SMALL.model_copy(update={"precision": "fp32", "gallery": ("train",), "gallery_resolution": 3})
-    from geosolver_model.gallery import spec_gallery
+    from geosolver_model.retrieval.gallery import spec_gallery
 
     km = val_errors_km(build_model(spec), Path(version_dir), spec, spec_gallery(spec, Path(version_dir)))
     if rank == 0:
@@ -182,7 +182,7 @@ def test_validation_is_sharded_over_ranks_and_gathered(learn_dataset, tmp_path: 
     out = tmp_path / "km.npy"
     mp.spawn(_val_worker, args=(port, str(version_dir), str(out)), nprocs=2, join=True)
     spec = SMALL.model_copy(update={"precision": "fp32", "gallery": ("train",), "gallery_resolution": 3})
-    from geosolver_model.gallery import spec_gallery
+    from geosolver_model.retrieval.gallery import spec_gallery
 
     single = val_errors_km(build_model(spec), version_dir, spec, spec_gallery(spec, version_dir))
     gathered = np.load(out)

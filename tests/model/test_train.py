@@ -8,14 +8,14 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from geosolver_model.config import ModelConfig
-from geosolver_model.evaluate import retrieval_predictor, run_predictor
-from geosolver_model.gallery import build_gallery
-from geosolver_model.images import Processing
-from geosolver_model.metrics import geo_metrics
-from geosolver_model.model import GeoRetriever
-from geosolver_model.shard_stream import ShardStream, loader, row_groups
-from geosolver_model.test_sets import dataset_test_split
-from geosolver_model.train import build_model, train, train_step
+from geosolver_model.evaluation.evaluate import retrieval_predictor, run_predictor
+from geosolver_model.evaluation.metrics import geo_metrics
+from geosolver_model.evaluation.test_sets import dataset_test_split
+from geosolver_model.net.images import Processing
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.retrieval.gallery import build_gallery
+from geosolver_model.train.loop import build_model, train, train_step
+from geosolver_model.train.shard_stream import ShardStream, loader, row_groups
 from tests.model.conftest import with_model
 
 PROC = Processing.for_size(64)

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from geosolver_data.geo import haversine_km
-from geosolver_model import distributed as D
 from geosolver_model.config import ModelConfig
-from geosolver_model.evaluate import retrieval_predictor, run_predictor
-from geosolver_model.gallery import spec_gallery
-from geosolver_model.model import GeoRetriever
-from geosolver_model.test_sets import dataset_split
-from geosolver_model.train import Validate
+from geosolver_model.evaluation.evaluate import retrieval_predictor, run_predictor
+from geosolver_model.evaluation.test_sets import dataset_split
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.retrieval.gallery import spec_gallery
+from geosolver_model.train import distributed as D
+from geosolver_model.train.loop import Validate
 
 
 def val_errors_km(model: GeoRetriever, version_dir: Path, spec: ModelConfig, gallery: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import torch
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import cell_centres, h3_cells
 from geosolver_model.config import ModelConfig
-from geosolver_model.model import GeoRetriever
+from geosolver_model.net.model import GeoRetriever
 
 
 def spec_gallery(model: ModelConfig, version_dir: Path) -> np.ndarray:
@@ -36,7 +36,7 @@ def spec_gallery(model: ModelConfig, version_dir: Path) -> np.ndarray:
     if "train" in model.gallery:
         parts.append(build_gallery(version_dir, model.gallery_resolution))
     if "geoclip_mp16" in model.gallery:
-        from geosolver_model.geoclip import mp16_gallery
+        from geosolver_model.net.geoclip import mp16_gallery
 
         parts.append(mp16_gallery())
     return np.concatenate(parts)

@@ -16,11 +16,11 @@ from pathlib import Path
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.home import Home
 from geosolver_model.config import Spec
-from geosolver_model.evaluate import evaluate, retrieval_predictor
-from geosolver_model.gallery import spec_gallery
-from geosolver_model.metrics import THRESHOLDS_KM
-from geosolver_model.stages import dataset_of, published_model
-from geosolver_model.test_sets import TestSet, im2gps_style, osv5m
+from geosolver_model.evaluation.evaluate import evaluate, retrieval_predictor
+from geosolver_model.evaluation.metrics import THRESHOLDS_KM
+from geosolver_model.evaluation.test_sets import TestSet, im2gps_style, osv5m
+from geosolver_model.retrieval.gallery import spec_gallery
+from geosolver_model.retrieval.published import dataset_of, published_model
 
 SETS = ("im2gps3k", "yfcc4k", "osv5m")
 COLUMNS = [f"acc_{t}km" for t in THRESHOLDS_KM] + ["median_km", "geoguessr_score", "country_acc"]

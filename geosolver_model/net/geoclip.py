@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geosolver_model.model import GeoRetriever
+from geosolver_model.net.model import GeoRetriever
 
 INSTALL = "pip install --no-deps geoclip==1.3.0"
 

@@ -14,8 +14,8 @@ from transformers import CLIPModel, CLIPTokenizer
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.spec import ImageSpec
-from geosolver_model import device as devices
-from geosolver_model.images import Processing
+from geosolver_model.net import device as devices
+from geosolver_model.net.images import Processing
 
 CITIES_PER_COUNTRY = 30
 

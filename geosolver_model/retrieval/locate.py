@@ -24,10 +24,10 @@ from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
 from geosolver_data.store.home import Home
 from geosolver_model.config import LocateConfig
-from geosolver_model.gallery import refine
-from geosolver_model.index import IndexUnavailable, load_index, search
-from geosolver_model.model import GeoRetriever
 from geosolver_model.names import PUBLISHED
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.retrieval.gallery import refine
+from geosolver_model.retrieval.index import IndexUnavailable, load_index, search
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from geosolver_data.spec import ImageSpec
-from geosolver_model.images import Processing, augment, decode, to_pixels
+from geosolver_model.net.images import Processing, augment, decode, to_pixels
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ from PIL import Image
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
 from geosolver_data.spec import ImageSpec
-from geosolver_model.gallery import gallery_embeddings, predict
-from geosolver_model.images import to_pixels
-from geosolver_model.locate import Locator
-from geosolver_model.metrics import THRESHOLDS_KM, geo_metrics, geoguessr_score
-from geosolver_model.model import GeoRetriever
-from geosolver_model.test_sets import TestSet
-from geosolver_model.zeroshot import ZeroShot
+from geosolver_model.evaluation.metrics import THRESHOLDS_KM, geo_metrics, geoguessr_score
+from geosolver_model.evaluation.test_sets import TestSet
+from geosolver_model.evaluation.zeroshot import ZeroShot
+from geosolver_model.net.images import to_pixels
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.retrieval.gallery import gallery_embeddings, predict
+from geosolver_model.retrieval.locate import Locator
 
 BATCH = 64
 

@@ -15,7 +15,7 @@ import itertools
 import torch
 from torch import nn
 
-from geosolver_model.functional import equal_earth, fourier_features
+from geosolver_model.net.functional import equal_earth, fourier_features
 
 SIGMAS = (2.0**0, 2.0**4, 2.0**8)
 

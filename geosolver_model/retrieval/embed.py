@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import torch
 
 from geosolver_data.store.atomic import atomic_path
-from geosolver_model.images import decode
-from geosolver_model.model import GeoRetriever
+from geosolver_model.net.images import decode
+from geosolver_model.net.model import GeoRetriever
 
 BATCH = 64
 META = ["image_id", "lat", "lon", "country", "split"]

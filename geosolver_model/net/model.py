@@ -23,11 +23,11 @@ from torch import nn
 from transformers import CLIPVisionModelWithProjection
 
 from geosolver_data.spec import ImageSpec
-from geosolver_model import device as devices
-from geosolver_model.clip import load_processing, load_vision
 from geosolver_model.config import GeoConfig
-from geosolver_model.images import Processing, open_photo, to_pixels
-from geosolver_model.location_encoder import LocationEncoder
+from geosolver_model.net import device as devices
+from geosolver_model.net.clip import load_processing, load_vision
+from geosolver_model.net.images import Processing, open_photo, to_pixels
+from geosolver_model.net.location_encoder import LocationEncoder
 
 GEO_WEIGHTS = "geo.safetensors"
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from geosolver_model.functional import haversine_km
+from geosolver_model.net.functional import haversine_km
 
 
 def soft_targets(true_gps: torch.Tensor, candidates: torch.Tensor, tau_km: float,

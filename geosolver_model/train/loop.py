@@ -20,16 +20,16 @@ from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
 from geosolver_data.spec import ImageSpec
-from geosolver_model import device as devices
-from geosolver_model import distributed as D
 from geosolver_model.config import GeoConfig, ModelConfig
-from geosolver_model.losses import contrastive_loss
-from geosolver_model.model import GeoRetriever
-from geosolver_model.shard_stream import ShardStream, dataset_image_spec, loader
+from geosolver_model.net import device as devices
+from geosolver_model.net.model import GeoRetriever
+from geosolver_model.train import distributed as D
+from geosolver_model.train.losses import contrastive_loss
+from geosolver_model.train.shard_stream import ShardStream, dataset_image_spec, loader
 
 Log = Callable[[str], None]
 # The validation median error (km) of the model in training, or None when there is nothing to validate on.
-# Under DDP every rank calls it at the same step (validation.py shards the split over the ranks).
+# Under DDP every rank calls it at the same step (evaluation/validation.py shards the split over the ranks).
 Validate = Callable[[GeoRetriever], float | None]
 
 
@@ -46,7 +46,7 @@ def build_model(spec: ModelConfig, ingest: ImageSpec | None = None) -> GeoRetrie
     images (raw photos are resized the same way)."""
     model = GeoRetriever.from_base(spec.base, GeoConfig.of(spec), ingest)
     if spec.location_init == "geoclip":
-        from geosolver_model.geoclip import warm_start
+        from geosolver_model.net.geoclip import warm_start
 
         warm_start(model)
     return model

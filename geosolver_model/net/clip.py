@@ -18,7 +18,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from geosolver_model.images import Processing
+from geosolver_model.net.images import Processing
 
 hf_logging.disable_progress_bar()  # progress bars would flood Dagster's captured logs
 hf_logging.set_verbosity_error()

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from geosolver_data.spec import ImageSpec
-from geosolver_model.images import decode, open_photo
+from geosolver_model.net.images import decode, open_photo
 
 
 @dataclass(frozen=True)

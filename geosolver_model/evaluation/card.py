@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import yaml
 
-from geosolver_model.metrics import THRESHOLDS_KM
+from geosolver_model.evaluation.metrics import THRESHOLDS_KM
 
 # Licences of the bases we know; any other base's own licence applies to the fine-tuned weights.
 BASE_LICENSES = {"geolocal/StreetCLIP": "cc-by-nc-4.0", "tiny": "mit", "tiny-64": "mit"}
@@ -39,7 +39,7 @@ def model_card(manifest: dict, objective: str, val: dict | None) -> str:
              "from transformers import AutoImageProcessor, CLIPVisionModelWithProjection",
              "vision = CLIPVisionModelWithProjection.from_pretrained(folder)  # the fine-tuned tower",
              "processor = AutoImageProcessor.from_pretrained(folder)",
-             "from geosolver_model.model import GeoRetriever",
+             "from geosolver_model.net.model import GeoRetriever",
              "geolocator = GeoRetriever.from_pretrained(folder)  # tower, image head, location encoder",
              "```", ""]
     if val:
