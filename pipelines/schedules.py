@@ -7,18 +7,14 @@ progress, and a rebuild on unchanged content publishes no new version.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dagster as dg
 
 from pipelines.scope import Scope
 
-if TYPE_CHECKING:  # what define_asset_job returns; not exported at the top level
-    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-
-def refresh_schedule(scope: Scope, job: UnresolvedAssetJobDefinition, partitions: dg.PartitionsDefinition,
+def refresh_schedule(scope: Scope, job: object, partitions: dg.PartitionsDefinition,
                      cron: str) -> dg.ScheduleDefinition:
+    """`job`: the ingest job, as `define_asset_job` returns it (a type Dagster does not export)."""
     @dg.schedule(name=scope.name("dataset_refresh"), cron_schedule=cron,
                  job=job, execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.STOPPED)
     def refresh(context: dg.ScheduleEvaluationContext):

@@ -4,7 +4,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipelines.executors import build_executor, executor_from_env, forkserver_executor
+from pipelines.executors import build_executor, executor_from_env, forkserver_executor, ingest_executor
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -36,9 +36,11 @@ def test_the_build_job_preloads_the_model_library_and_ingest_does_not(monkeypatc
     monkeypatch.delenv("GEOSOLVER_EXECUTOR", raising=False)
     assert build_executor().name == "forkserver_model_executor"
     assert defs.resolve_job_def("build").executor_def.name == "forkserver_model_executor"
-    assert defs.resolve_job_def("ingest").executor_def is forkserver_executor  # ingest never imports torch
+    assert defs.resolve_job_def("ingest").executor_def is dg.in_process_executor  # ingest never imports torch
     monkeypatch.setenv("GEOSOLVER_EXECUTOR", "in_process")
     assert build_executor() is None  # another executor chosen: the build job follows it
+    monkeypatch.setenv("GEOSOLVER_EXECUTOR", "k8s")
+    assert ingest_executor() is None  # a pod per step there, ingest included
 
 
 @dg.op
@@ -51,7 +53,7 @@ def where_after(_context: dg.OpExecutionContext, _before: int) -> int:
     return os.getpid()
 
 
-@dg.job(executor_def=forkserver_executor)
+@dg.job(executor_def=dg.in_process_executor)
 def chain() -> None:
     where_after(where())
 
@@ -62,15 +64,18 @@ def side_by_side() -> None:
     where.alias("right")()
 
 
-def _step_pids(job: dg.JobDefinition, tmp_path: Path) -> set[int]:
+def _step_pids(job: dg.JobDefinition, tmp_path: Path, run_config: dict | None = None) -> set[int]:
     tmp_path.mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance, \
-            dg.execute_job(dg.reconstructable(job), instance) as result:
+            dg.execute_job(dg.reconstructable(job), instance, run_config=run_config) as result:
         assert result.success
         return {result.output_for_node(node.name) for node in job.nodes}
 
 
-def test_steps_that_can_only_run_in_turn_run_in_the_run_process_and_others_in_processes(tmp_path: Path) -> None:
+def test_ingest_steps_run_in_the_run_process_and_build_steps_in_forked_ones(tmp_path: Path) -> None:
+    assert ingest_executor() is chain.executor_def
     assert _step_pids(chain, tmp_path / "chain") == {os.getpid()}  # no process start-up for a chain
     pids = _step_pids(side_by_side, tmp_path / "side")
-    assert len(pids) == 2 and os.getpid() not in pids  # two steps at once: forked processes
+    assert len(pids) == 2 and os.getpid() not in pids  # forked from the forkserver, one per step
+    one_at_a_time = {"execution": {"config": {"max_concurrent": 1}}}
+    assert os.getpid() not in _step_pids(side_by_side, tmp_path / "capped", one_at_a_time)
