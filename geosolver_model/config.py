@@ -17,6 +17,9 @@ from pydantic import Field, field_validator, model_validator
 from geosolver_data import spec as data_spec
 from geosolver_data.spec import DatasetSpec, Resolution, SpecSection
 
+# GeoCLIP's sizes (Vivanco et al. 2023): the defaults, and what its published weights need. Declared once.
+GEOCLIP_SIZES = {"embed_dim": 512, "loc_features": 256, "loc_hidden": 1024, "loc_layers": 3}
+
 # The objective names; losses.LOSSES maps each to its loss (a test keeps the two in step).
 Objective = Literal["soft_haversine", "infonce"]
 
@@ -29,13 +32,13 @@ class ModelConfig(SpecSection):
     """hub id, local folder, or `tiny`"""
     objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = ("soft_haversine", "infonce")
     """objectives to train; the first is published as `finetuned`"""
-    embed_dim: Annotated[int, Field(ge=2)] = 512
+    embed_dim: Annotated[int, Field(ge=2)] = GEOCLIP_SIZES["embed_dim"]
     """dimension of the shared image/GPS embedding space (the demo's tiny model: 64)"""
-    loc_features: Annotated[int, Field(ge=1)] = 256
+    loc_features: Annotated[int, Field(ge=1)] = GEOCLIP_SIZES["loc_features"]
     """location encoder: random Fourier features per scale (GeoCLIP: 256; the demo: 64)"""
-    loc_hidden: Annotated[int, Field(ge=1)] = 1024
+    loc_hidden: Annotated[int, Field(ge=1)] = GEOCLIP_SIZES["loc_hidden"]
     """location encoder: width of each scale's MLP (GeoCLIP: 1024; the demo: 128)"""
-    loc_layers: Annotated[int, Field(ge=1)] = 3
+    loc_layers: Annotated[int, Field(ge=1)] = GEOCLIP_SIZES["loc_layers"]
     """location encoder: hidden layers of each scale's MLP (GeoCLIP: 3; the demo: 2)"""
     location_init: Literal["random", "geoclip"] = "random"
     """`geoclip`: start the location encoder (and where sizes agree the image head and temperature) from GeoCLIP's
@@ -110,11 +113,10 @@ class ModelConfig(SpecSection):
 
     @model_validator(mode="after")
     def _geoclip_sizes(self) -> ModelConfig:
-        geoclip = {"embed_dim": 512, "loc_features": 256, "loc_hidden": 1024, "loc_layers": 3}
         if self.location_init == "geoclip" or self.compare_location_init:  # either run starts from GeoCLIP
-            wrong = {k: getattr(self, k) for k, v in geoclip.items() if getattr(self, k) != v}
+            wrong = {k: getattr(self, k) for k, v in GEOCLIP_SIZES.items() if getattr(self, k) != v}
             if wrong:
-                raise ValueError(f"GeoCLIP's weights need GeoCLIP's sizes {geoclip}; this spec has {wrong}")
+                raise ValueError(f"GeoCLIP's weights need GeoCLIP's sizes {GEOCLIP_SIZES}; this spec has {wrong}")
         return self
 
 
@@ -163,14 +165,15 @@ class Spec(DatasetSpec):
 
 @dataclass(frozen=True)
 class GeoConfig:
-    """The sizes a saved GeoRetriever is rebuilt from (its geo_config.json)."""
+    """The sizes a saved GeoRetriever is rebuilt from (its geo_config.json; `loc_layers` defaults for
+    models saved before it was a setting)."""
 
-    embed_dim: int = 512
-    loc_features: int = 256
-    loc_hidden: int = 1024
-    queue_size: int = 1024
+    embed_dim: int
+    loc_features: int
+    loc_hidden: int
+    queue_size: int
     seed: int = 0
-    loc_layers: int = 3
+    loc_layers: int = GEOCLIP_SIZES["loc_layers"]
 
     @classmethod
     def of(cls, model: ModelConfig) -> GeoConfig:

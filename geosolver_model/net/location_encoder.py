@@ -40,8 +40,8 @@ class ScaleBranch(nn.Module):
 class LocationEncoder(nn.Module):
     """(N, 2) degrees (lat, lon) -> (N, out_dim) embeddings (not normalised)."""
 
-    def __init__(self, out_dim: int, features: int = 256, hidden: int = 1024, layers: int = 3,
-                 sigmas: tuple[float, ...] = SIGMAS, seed: int = 0) -> None:
+    def __init__(self, out_dim: int, features: int, hidden: int, layers: int, sigmas: tuple[float, ...] = SIGMAS,
+                 seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's RNG
