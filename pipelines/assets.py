@@ -20,6 +20,7 @@ from pipelines.metadata import (
     history_table,
     human_bytes,
     inline_png,
+    published_artifact,
     table_metadata,
 )
 from pipelines.partitions import ingest_unit
@@ -113,20 +114,14 @@ def _dataset_shards(context: dg.AssetExecutionContext, geosolver: GeosolverResou
     published = stages.publish(spec, geosolver.layout(spec))
     m = published.manifest
     size = sum(s["bytes"] for s in m["shards"])
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(published.version),
-        metadata={
-            **table_metadata(m["rows"], pq.read_schema(published.path / m["shards"][0]["path"])),
-            "version": published.version,
-            "new_version": published.new,
-            "shards": len(m["shards"]),
-            "size": human_bytes(size),
-            "size_per_image": human_bytes(size / max(1, m["rows"])),
-            "splits": dg.MetadataValue.json(m["splits"]),
-            "coverage_map": inline_png(published.path / "coverage.png", "coverage map"),
-            "path": dg.MetadataValue.path(str(published.path)),
-        },
-    )
+    return published_artifact(published, {
+        **table_metadata(m["rows"], pq.read_schema(published.path / m["shards"][0]["path"])),
+        "shards": len(m["shards"]),
+        "size": human_bytes(size),
+        "size_per_image": human_bytes(size / max(1, m["rows"])),
+        "splits": dg.MetadataValue.json(m["splits"]),
+        "coverage_map": inline_png(published.path / "coverage.png", "coverage map"),
+    })
 
 
 # The model and index assets import the model package (torch, transformers, faiss) inside their bodies:
@@ -141,18 +136,12 @@ def _finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverReso
     spec, home = geosolver.spec(), geosolver.store()
     model = model_stages.finetune(spec, home, stages.latest_dataset(home.dataset(spec.name)), log=context.log.info)
     runs = model.manifest["objectives"]
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(model.version),
-        metadata={
-            "version": model.version,
-            "new_version": model.new,
-            "dataset_version": model.manifest["dataset"]["version"],
-            "base": model.manifest["base"],
-            "final_loss": dg.MetadataValue.json({o: r["final_loss"] for o, r in runs.items()}),
-            "samples_per_s": dg.MetadataValue.json({o: r["samples_per_s"] for o, r in runs.items()}),
-            "path": dg.MetadataValue.path(str(model.path)),
-        },
-    )
+    return published_artifact(model, {
+        "dataset_version": model.manifest["dataset"]["version"],
+        "base": model.manifest["base"],
+        "final_loss": dg.MetadataValue.json({o: r["final_loss"] for o, r in runs.items()}),
+        "samples_per_s": dg.MetadataValue.json({o: r["samples_per_s"] for o, r in runs.items()}),
+    })
 
 
 def _geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
@@ -165,24 +154,19 @@ def _geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverRes
     evaluation = model_stages.evaluate_model(spec, home, model, log=context.log.info)
     results = model_stages.eval_results(evaluation)
     test = results["dataset_test"]
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(evaluation.version),
-        metadata={
-            "version": evaluation.version,
-            "new_version": evaluation.new,
-            "model_version": model.version,
-            "median_km": test[model_stages.PUBLISHED]["median_km"],
-            "median_km_untrained": test["untrained"]["median_km"],
-            "median_km_locator": test[model_stages.LOCATOR]["median_km"],  # what predict and play answer
-            "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
-            "best_objective": model_stages.winner(results, spec.model.objectives),
-            # two narrower tables, so every column fits the UI's metadata panel
-            "distance_accuracy": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.ACCURACY_KEYS)),
-            "error_and_score": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.SUMMARY_KEYS)),
-            "history": dg.MetadataValue.md(history_table(results["history"])),
-            "error_plot": inline_png(evaluation.path / "errors.png", "error distribution"),
-        },
-    )
+    return published_artifact(evaluation, {
+        "model_version": model.version,
+        "median_km": test[model_stages.PUBLISHED]["median_km"],
+        "median_km_untrained": test["untrained"]["median_km"],
+        "median_km_locator": test[model_stages.LOCATOR]["median_km"],  # what predict and play answer
+        "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
+        "best_objective": model_stages.winner(results, spec.model.objectives),
+        # two narrower tables, so every column fits the UI's metadata panel
+        "distance_accuracy": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.ACCURACY_KEYS)),
+        "error_and_score": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.SUMMARY_KEYS)),
+        "history": dg.MetadataValue.md(history_table(results["history"])),
+        "error_plot": inline_png(evaluation.path / "errors.png", "error distribution"),
+    })
 
 
 def _image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
@@ -208,13 +192,9 @@ def _index(geosolver: GeosolverResource, series: str) -> dg.MaterializeResult:
     build = model_stages.image_index if series == "image" else model_stages.gps_index
     artifact = build(spec, home, model, embeddings)
     m = artifact.manifest
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(artifact.version),
-        metadata={"version": artifact.version, "new_version": artifact.new, "model_version": m["model_version"],
-                  "index_key": m["index"]["key"], "vectors": m["index"]["count"], "recall_at_10": m["recall_at_10"],
-                  "p50_ms": m["latency_ms"]["p50"], "p99_ms": m["latency_ms"]["p99"],
-                  "path": dg.MetadataValue.path(str(artifact.path))},
-    )
+    return published_artifact(artifact, {
+        "model_version": m["model_version"], "index_key": m["index"]["key"], "vectors": m["index"]["count"],
+        "recall_at_10": m["recall_at_10"], "p50_ms": m["latency_ms"]["p50"], "p99_ms": m["latency_ms"]["p99"]})
 
 
 def _embedding_index(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:

@@ -12,6 +12,7 @@ import pyarrow as pa
 from PIL import Image
 
 from geosolver_data.report.markdown import table
+from geosolver_data.store.artifact import Artifact
 
 
 def human_bytes(n: float) -> str:
@@ -30,6 +31,15 @@ def inline_png(path: Path, alt: str, width: int = 720) -> dg.MetadataValue:
         out = io.BytesIO()
         image.convert("RGB").save(out, "PNG", optimize=True)
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(out.getvalue()).decode()})")
+
+
+def published_artifact(artifact: Artifact, metadata: dict) -> dg.MaterializeResult:
+    """A versioned artifact's materialisation: its version is Dagster's data version (downstream
+    automation sees a change only when the content changed), shown with whether it is new and its path."""
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(artifact.version),
+        metadata={"version": artifact.version, "new_version": artifact.new, **metadata,
+                  "path": dg.MetadataValue.path(str(artifact.path))})
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
