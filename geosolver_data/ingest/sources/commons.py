@@ -114,7 +114,4 @@ class CommonsSource(Source):
         walk = TileWalk(lambda tile: self._search(fetcher, tile), self.limit)
         async for page in walk.walk(self.region.bbox, self.src.tile_deg):
             yield self._candidate(page)
-        for tile, why in walk.failed:
-            self.log(f"{self.src.label}: tile {tile} was not listed ({why}); a later run lists it again")
-        self.complete = not walk.failed
-        self.log(f"{self.src.label}: {walk.requests} geosearch requests, {len(walk.failed)} failed")
+        self.complete = walk.report(self.src.label, "geosearch", self.log)

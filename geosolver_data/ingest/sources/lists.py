@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geosolver_data.db import connect
+from geosolver_data.ingest.candidates import Candidate
 from geosolver_data.ingest.sources.base import SourceError
 from geosolver_data.spec import Region
 
@@ -211,3 +212,10 @@ def first_of(row: dict, column: str | None) -> int | None:
         return None
     first = row.get(_first(column))
     return first if first is not None and first != row[ROW] else None
+
+
+def malformed(label: str, row: dict) -> Candidate:
+    """A row the reader could not parse, rejected as `malformed_row` under its line number, so it is
+    accounted for like every other row."""
+    line, error = row[MALFORMED]
+    return Candidate(f"{label}:malformed-line-{line}", rejected="malformed_row", detail=f"line {line}: {error}")

@@ -100,10 +100,7 @@ class MapillarySource(Source):
                 candidate = Candidate(candidate.image_id, candidate.lat, candidate.lon, rejected="no_image_url",
                                       detail=f"the search gave no {self.thumb_field}")
             yield candidate
-        for tile, why in walk.failed:
-            self.log(f"{self.src.label}: tile {tile} was not listed ({why}); a later run lists it again")
-        self.complete = not walk.failed
-        self.log(f"{self.src.label}: {walk.requests} search requests, {len(walk.failed)} failed")
+        self.complete = walk.report(self.src.label, "search", self.log)
 
     async def refresh_url(self, fetcher: Fetcher, candidate: Candidate) -> str | None:
         try:

@@ -17,7 +17,16 @@ import pyarrow as pa
 from geosolver_data.ingest.archives import MemberAt, image_index
 from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.sources.base import SourceError
-from geosolver_data.ingest.sources.lists import DONE, MALFORMED, ROW, as_float, first_of, parse_time, region_rows
+from geosolver_data.ingest.sources.lists import (
+    DONE,
+    MALFORMED,
+    ROW,
+    as_float,
+    first_of,
+    malformed,
+    parse_time,
+    region_rows,
+)
 from geosolver_data.spec import Region, SourceSpec
 
 LICENSE = "CC BY-SA 4.0"
@@ -42,9 +51,7 @@ def osv5m_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...
             yield FinishedIds([prefix + key for key in row[DONE]])
             continue
         if MALFORMED in row:
-            line, error = row[MALFORMED]
-            yield Candidate(f"{src.label}:malformed-line-{line}", rejected="malformed_row",
-                            detail=f"line {line}: {error}")
+            yield malformed(src.label, row)
             continue
         key = str(row.get("id") or "").strip()
         repeats = first_of(row, "id" if "id" in row else None)

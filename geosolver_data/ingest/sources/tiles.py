@@ -73,3 +73,11 @@ class TileWalk:
                 queue = more + queue
                 for item in items:
                     yield item
+
+    def report(self, label: str, what: str, log: Callable[[str], None]) -> bool:
+        """Log the tiles left unlisted (a later run lists them again) and the requests made; whether the
+        listing was complete."""
+        for tile, why in self.failed:
+            log(f"{label}: tile {tile} was not listed ({why}); a later run lists it again")
+        log(f"{label}: {self.requests} {what} requests, {len(self.failed)} failed")
+        return not self.failed

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from geosolver_data.ingest.candidates import Candidate
-from geosolver_data.ingest.sources.lists import MALFORMED, ROW, as_float, first_of, parse_time, region_rows
+from geosolver_data.ingest.sources.lists import MALFORMED, ROW, as_float, first_of, malformed, parse_time, region_rows
 from geosolver_data.spec import Region, SourceSpec
 
 LAT, LON = ("lat", "latitude"), ("lon", "lng", "longitude")
@@ -29,9 +29,7 @@ def url_candidates(src: SourceSpec, region: Region, regions: tuple[Region, ...],
     for raw in region_rows(Path(src.path).expanduser(), LAT, LON, region, regions, owns_strays,
                            unique=(("url",), IDS)):
         if MALFORMED in raw:
-            line, error = raw[MALFORMED]
-            yield Candidate(f"{src.label}:malformed-line-{line}", rejected="malformed_row",
-                            detail=f"line {line}: {error}")
+            yield malformed(src.label, raw)
             continue
         yield _candidate(src, raw)
 
