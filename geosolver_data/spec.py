@@ -28,8 +28,6 @@ SourceType = Literal["synthetic", "local", "mapillary", "commons", "urls", "osv5
 REMOTE_TYPES = ("mapillary", "commons", "urls")  # fetched over HTTP by the async fetcher
 # Settings that change how fast or politely a source is read, not what it yields: changing them
 # keeps the ledger of finished images (see SourceSpec.content_key).
-OPERATIONAL_KEYS = frozenset({"concurrency", "requests_per_second", "source_requests_per_second", "max_retries",
-                              "timeout_s", "user_agent", "content_retries", "allow_private_addresses"})
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=100)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Resolution = Annotated[int, Field(ge=0, le=15)]
@@ -66,7 +64,34 @@ _NEEDS_PATH = {"local": "a folder of geotagged photos", "urls": "a CSV or Parque
                "osv5m": "the OSV-5M metadata CSV (e.g. train.csv)"}
 
 
-class SourceSpec(SpecSection):
+class HttpSettings(SpecSection):
+    """How a source's hosts are fetched: declared once, here, for the spec's `sources[]` keys and the
+    fetcher's policy (ingest/fetch.py's FetchPolicy extends it with the fetcher's own limits)."""
+
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    """open connections per host"""
+    requests_per_second: Annotated[float, Field(ge=0)] = 20.0
+    """per host (each host the source fetches from gets this budget); 0 = no limit"""
+    source_requests_per_second: Annotated[float, Field(ge=0)] = 0.0
+    """a cap for the whole source, every host together; 0 = none beyond the per-host budget"""
+    max_retries: Annotated[int, Field(ge=0)] = 5
+    """retries per request on 429, 408, 5xx, timeouts, dropped connections"""
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """per request, connect to last byte"""
+    user_agent: str = ""
+    """sent with every request; Commons asks for contact details"""
+    allow_private_addresses: bool = False
+    """fetch from loopback and private-range addresses (127/8, 10/8, 172.16/12, 192.168/16, fc00::/7): a server on this
+    machine or a LAN. Link-local addresses, the cloud metadata endpoint among them, are refused either way
+    """
+
+
+# Settings that change how fast or politely a source is read, not what it yields: changing them
+# keeps the ledger of finished images (see SourceSpec.content_key).
+OPERATIONAL_KEYS = frozenset({*HttpSettings.model_fields, "content_retries"})
+
+
+class SourceSpec(HttpSettings):
     type: SourceType
     """`synthetic`, `local`, `mapillary`, `commons`, `urls` or `osv5m` (see Sources)"""
     name: Annotated[str, Field(pattern=r"^([A-Za-z0-9_-]+)?$", max_length=100)] = ""
@@ -105,27 +130,10 @@ class SourceSpec(SpecSection):
     """results per search call; 0 = the API's maximum (Mapillary 2000, Commons 500)"""
     watermark: bool = True
     """`mapillary`: a refresh searches only from the latest capture time already ingested"""
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
-    """open connections per host"""
-    requests_per_second: Annotated[float, Field(ge=0)] = 20.0
-    """per host (each host the source fetches from gets this budget); 0 = no limit"""
-    source_requests_per_second: Annotated[float, Field(ge=0)] = 0.0
-    """a cap for the whole source, every host together; 0 = none beyond the per-host budget"""
-    max_retries: Annotated[int, Field(ge=0)] = 5
-    """retries per request on 429, 408, 5xx, timeouts, dropped connections"""
-    timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    """per request, connect to last byte"""
-    user_agent: str = ""
-    """sent with every request; Commons asks for contact details"""
     content_retries: Annotated[int, Field(ge=0)] = 2
     """later runs that try again an image whose bytes came back unusable from a remote host (HTML with status 200, cut
     short, undecodable) before its reject is final
     """
-    allow_private_addresses: bool = False
-    """fetch from loopback and private-range addresses (127/8, 10/8, 172.16/12, 192.168/16, fc00::/7): a server on this
-    machine or a LAN. Link-local addresses, the cloud metadata endpoint among them, are refused either way
-    """
-
     @model_validator(mode="after")
     def _per_type(self) -> SourceSpec:
         if self.type in _NEEDS_PATH and not self.path:

@@ -82,8 +82,14 @@ def _default(field: FieldInfo) -> str:
     return f"`{json.dumps(value, ensure_ascii=False)}`"
 
 
+def _fields_own_first(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
+    """A section's own keys, then those it shares with others (SourceSpec's HTTP settings)."""
+    own = model.__annotations__
+    return sorted(model.model_fields.items(), key=lambda item: item[0] not in own)
+
+
 def rows(prefix: str, model: type[BaseModel]) -> Iterator[tuple[str, str, str, str]]:
-    for name, field in model.model_fields.items():
+    for name, field in _fields_own_first(model):
         key = f"{prefix}.{name}" if prefix else name
         bounds = _bounds(field)
         kind = type_text(field.annotation) + (f" ({bounds})" if bounds else "")

@@ -84,9 +84,9 @@ def default_workers(requested: int = 0) -> int:
 def worker_share(policy: FetchPolicy, workers: int) -> FetchPolicy:
     """Each worker's part of the source's connections per host and requests per second (per host, and
     the source's cap across hosts)."""
-    return dataclasses.replace(policy, concurrency=max(1, math.ceil(policy.concurrency / workers)),
-                               requests_per_second=policy.requests_per_second / workers,
-                               source_requests_per_second=policy.source_requests_per_second / workers)
+    return policy.model_copy(update={"concurrency": max(1, math.ceil(policy.concurrency / workers)),
+                                     "requests_per_second": policy.requests_per_second / workers,
+                                     "source_requests_per_second": policy.source_requests_per_second / workers})
 
 
 @contextlib.contextmanager

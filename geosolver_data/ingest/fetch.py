@@ -17,7 +17,6 @@ import random
 import time
 import urllib.request
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +28,7 @@ from aiohttp.abc import AbstractResolver
 from geosolver_data import __version__
 from geosolver_data.ingest.addresses import PolicyResolver, UnsafeAddress, check_literal, unsafe_cause
 from geosolver_data.ingest.images import looks_like_image
+from geosolver_data.spec import HttpSettings
 
 DEFAULT_USER_AGENT = f"Geosolver/{__version__} (street-level geolocation dataset builder; python-aiohttp)"
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -44,20 +44,19 @@ class FetchError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class FetchPolicy:
-    concurrency: int = 16  # connections per host
-    requests_per_second: float = 20.0  # per host; 0 = unlimited
-    source_requests_per_second: float = 0.0  # every host together; 0 = no cap beyond the per-host one
-    max_retries: int = 5
-    timeout_s: float = 30.0
+class FetchPolicy(HttpSettings):
+    """The source's HTTP settings (spec.HttpSettings: per-host connections and rate, retries, timeout,
+    user agent, private addresses) plus the fetcher's own limits, which the spec does not set."""
+
     max_bytes: int = 50_000_000
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
     max_retry_after_s: float = 300.0  # a longer Retry-After gives up on the image (retried next run)
     max_redirects: int = 3
-    user_agent: str = DEFAULT_USER_AGENT
-    allow_private_addresses: bool = False  # loopback and private ranges (never link-local): see addresses.py
+
+    @property
+    def agent(self) -> str:
+        return self.user_agent or DEFAULT_USER_AGENT
 
 
 def backoff_s(policy: FetchPolicy, attempt: int) -> float:
@@ -165,7 +164,7 @@ class Fetcher:
         # (aiohttp would inflate it whole first: 1 MB of gzip on the wire became 1 GiB in memory).
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
                                               trust_env=environment_configures_http(), auto_decompress=False,
-                                              headers={"User-Agent": self.policy.user_agent,
+                                              headers={"User-Agent": self.policy.agent,
                                                        "Accept-Encoding": "gzip, deflate"})
         return self
 

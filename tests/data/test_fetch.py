@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def test_concurrency_per_host_is_bounded(host: tuple[Imagery, str]) -> None:
 
 def test_rate_limit_spaces_requests(host: tuple[Imagery, str]) -> None:
     imagery, base = host
-    policy = dataclasses.replace(POLICY, requests_per_second=20.0)
+    policy = POLICY.model_copy(update={"requests_per_second": 20.0})
 
     async def ten() -> None:
         async with Fetcher(policy) as fetcher:
@@ -125,14 +124,14 @@ def test_the_rate_budget_is_per_host_with_an_optional_cap_for_the_source() -> No
     app = web.Application()
     app.router.add_get("/{n}.jpg", image)
     with LoopbackServer(app, hosts=tuple(f"127.0.0.{i}" for i in range(2, 7))) as server:
-        per_host = dataclasses.replace(POLICY, requests_per_second=4.0)
+        per_host = POLICY.model_copy(update={"requests_per_second": 4.0})
         urls = [f"{base}/{i}.jpg" for i in range(8) for base in server.urls]
         by_host = _arrivals(server, urls, per_host, seen)
         assert sorted(len(t) for t in by_host.values()) == [8] * 6
         assert all(_rate(t) <= 4.0 * 1.25 for t in by_host.values())  # each host within its own budget
         assert _rate([t for ts in by_host.values() for t in ts]) > 2 * 4.0  # not throttled as one host
 
-        capped = dataclasses.replace(per_host, source_requests_per_second=8.0)
+        capped = per_host.model_copy(update={"source_requests_per_second": 8.0})
         by_host = _arrivals(server, urls[:24], capped, seen)
         assert sum(len(t) for t in by_host.values()) == 24
         assert _rate([t for ts in by_host.values() for t in ts]) <= 8.0 * 1.25  # the source's cap holds

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
-from geosolver_data.spec import SourceSpec
+from geosolver_data.spec import HttpSettings, SourceSpec
 
 
 class SourceError(RuntimeError):
@@ -14,11 +14,7 @@ class SourceError(RuntimeError):
 
 
 def fetch_policy(src: SourceSpec, max_bytes: int) -> FetchPolicy:
-    agent = {"user_agent": src.user_agent} if src.user_agent else {}
-    return FetchPolicy(concurrency=src.concurrency, requests_per_second=src.requests_per_second,
-                       source_requests_per_second=src.source_requests_per_second,
-                       max_retries=src.max_retries, timeout_s=src.timeout_s, max_bytes=max_bytes,
-                       allow_private_addresses=src.allow_private_addresses, **agent)
+    return FetchPolicy(**{key: getattr(src, key) for key in HttpSettings.model_fields}, max_bytes=max_bytes)
 
 
 class Source:
