@@ -63,7 +63,7 @@ docs: docs-reference
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 docs-reference: $(BIN)/.installed
-	$(BIN)/python -m geosolver_model.spec_reference > docs/reference/configuration.md
+	$(BIN)/python -m geosolver_data.spec_reference > docs/reference/configuration.md
 
 # From DAGSTER_HOME: `dagster dev` warns when the working directory holds a dagster.yaml (the
 # template at the repo root) that is not the instance's.

@@ -23,9 +23,9 @@ import yaml
 
 from geosolver_data import stages as data_stages
 from geosolver_data.geo import haversine_km
+from geosolver_data.model_spec import parse_spec
 from geosolver_data.spec import default_spec_path
 from geosolver_data.store.home import DatasetLayout
-from geosolver_model.config import parse_spec
 from geosolver_model.retrieval.gallery import build_gallery, grid_gallery
 
 

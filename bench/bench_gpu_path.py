@@ -25,10 +25,10 @@ from transformers import CLIPConfig, CLIPModel
 
 from bench.bench_model import VIT_L_336, bench, streetclip_sized
 from geosolver_data import stages as data_stages
+from geosolver_data.model_spec import ModelConfig, parse_spec
 from geosolver_data.spec import default_spec_path
 from geosolver_data.store.home import Home
 from geosolver_model import stages
-from geosolver_model.config import ModelConfig, parse_spec
 from geosolver_model.net import device as devices
 from geosolver_model.net.clip import tiny_tokenizer
 from geosolver_model.net.images import Processing

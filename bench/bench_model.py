@@ -20,9 +20,9 @@ from collections.abc import Callable
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from geosolver_model.config import GeoConfig, ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.net.images import Processing
-from geosolver_model.net.model import GeoRetriever
+from geosolver_model.net.model import GeoConfig, GeoRetriever
 from geosolver_model.train.loop import build_model, make_optimizer, train_step
 
 VIT_L_336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,

@@ -22,10 +22,10 @@ from pathlib import Path
 import yaml
 
 from geosolver_data import stages as data_stages
+from geosolver_data.model_spec import parse_spec
 from geosolver_data.spec import default_spec_path
 from geosolver_data.store.home import Home
 from geosolver_model import stages
-from geosolver_model.config import parse_spec
 
 
 def emit(**fields: object) -> None:

@@ -18,9 +18,9 @@ import json
 import numpy as np
 import torch
 
+from geosolver_data.model_spec import LocateConfig, load_spec
 from geosolver_data.store.home import Home, working_home
 from geosolver_model import stages
-from geosolver_model.config import LocateConfig, load_spec
 from geosolver_model.evaluation.metrics import geo_metrics
 from geosolver_model.evaluation.test_sets import dataset_split
 from geosolver_model.retrieval.embed import load_embeddings

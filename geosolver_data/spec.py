@@ -353,7 +353,7 @@ class DatasetSpec(SpecSection):
 
 def parse_spec(raw: Any, cls: type[DatasetSpec] = DatasetSpec) -> DatasetSpec:
     """Build a validated spec from parsed YAML (or any JSON-like mapping); `cls` may be a richer
-    spec class (geosolver_model.config.Spec types the model and index sections)."""
+    spec class (geosolver_data.model_spec.Spec types the model and index sections)."""
     if not isinstance(raw, dict):
         raise SpecError(f"the spec must be a YAML mapping of keys to values, got {type(raw).__name__}")
     try:

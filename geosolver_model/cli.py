@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geosolver_data import cli as data_cli
+from geosolver_data.model_spec import load_spec
 from geosolver_data.store.artifact import ArtifactMissing
 from geosolver_data.store.home import Home, working_home
-from geosolver_model.config import load_spec
 
 
 def _require_image_index(home: Home, version: str | None) -> None:

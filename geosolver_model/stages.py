@@ -20,10 +20,10 @@ import torch
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import h3_cells
+from geosolver_data.model_spec import Spec
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.atomic import write_json, write_text
 from geosolver_data.store.home import Home
-from geosolver_model.config import Spec
 from geosolver_model.evaluation.card import model_card
 from geosolver_model.evaluation.evaluate import (
     error_plot,

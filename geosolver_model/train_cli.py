@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from geosolver_model.config import ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.evaluation.validation import validator
 from geosolver_model.train import distributed as D
 from geosolver_model.train.loop import save_final, train

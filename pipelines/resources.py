@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from geosolver_data.model_spec import Spec, load_spec
 from geosolver_data.parts import IngestUnit
 from geosolver_data.store.home import DatasetLayout, Home, geosolver_home, home_setting
 from geosolver_data.store.mirror import Mirror, is_remote
-from geosolver_model.config import Spec, load_spec
 
 
 class GeosolverResource(dg.ConfigurableResource):

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from geosolver_data.model_spec import Spec
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.home import Home
-from geosolver_model.config import Spec
 from geosolver_model.evaluation.evaluate import evaluate, retrieval_predictor
 from geosolver_model.evaluation.metrics import THRESHOLDS_KM
 from geosolver_model.evaluation.test_sets import TestSet, im2gps_style, osv5m

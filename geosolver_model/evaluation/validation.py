@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from geosolver_data.geo import haversine_km
-from geosolver_model.config import ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.evaluation.evaluate import retrieval_predictor, run_predictor
 from geosolver_model.evaluation.test_sets import dataset_split
 from geosolver_model.net.model import GeoRetriever

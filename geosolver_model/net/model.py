@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -22,14 +22,32 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPVisionModelWithProjection
 
+from geosolver_data.model_spec import GEOCLIP_SIZES, ModelConfig
 from geosolver_data.spec import ImageSpec
-from geosolver_model.config import GeoConfig
 from geosolver_model.net import device as devices
 from geosolver_model.net.clip import load_processing, load_vision
 from geosolver_model.net.images import Processing, open_photo, to_pixels
 from geosolver_model.net.location_encoder import LocationEncoder
 
 GEO_WEIGHTS = "geo.safetensors"
+
+
+@dataclass(frozen=True)
+class GeoConfig:
+    """The sizes a saved GeoRetriever is rebuilt from (its geo_config.json; `loc_layers` defaults for
+    models saved before it was a setting)."""
+
+    embed_dim: int
+    loc_features: int
+    loc_hidden: int
+    queue_size: int
+    seed: int = 0
+    loc_layers: int = GEOCLIP_SIZES["loc_layers"]
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> GeoConfig:
+        return cls(model.embed_dim, model.loc_features, model.loc_hidden, model.queue_size, model.seed,
+                   model.loc_layers)
 
 
 class GeoRetriever(nn.Module):

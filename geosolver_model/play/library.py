@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from geosolver_data.model_spec import Spec, load_spec
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.home import Home
-from geosolver_model.config import Spec, load_spec
 from geosolver_model.names import LOCATOR, PREDICTIONS, PUBLISHED
 from geosolver_model.net.images import decode
 from geosolver_model.retrieval.index import IndexUnavailable

@@ -23,7 +23,7 @@ import torch
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import cell_centres, h3_cells
-from geosolver_model.config import ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.net.model import GeoRetriever
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from geosolver_data.model_spec import IndexConfig
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.atomic import file_sha256
 from geosolver_data.store.home import Home
-from geosolver_model.config import IndexConfig
 
 FLAT_MAX = 200_000  # beyond this, exact search is too slow per query even when it fits
 

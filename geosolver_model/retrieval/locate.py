@@ -22,8 +22,8 @@ from PIL import Image
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
+from geosolver_data.model_spec import LocateConfig
 from geosolver_data.store.home import Home
-from geosolver_model.config import LocateConfig
 from geosolver_model.names import PUBLISHED
 from geosolver_model.net.model import GeoRetriever
 from geosolver_model.retrieval.gallery import refine

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from geosolver_data.model_spec import Spec
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.home import Home
-from geosolver_model.config import Spec
 from geosolver_model.names import PUBLISHED
 from geosolver_model.net.model import GeoRetriever
 

@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 
+from geosolver_data.model_spec import ModelConfig
 from geosolver_data.spec import ImageSpec
-from geosolver_model.config import GeoConfig, ModelConfig
 from geosolver_model.net import device as devices
-from geosolver_model.net.model import GeoRetriever
+from geosolver_model.net.model import GeoConfig, GeoRetriever
 from geosolver_model.train import distributed as D
 from geosolver_model.train.losses import contrastive_loss
 from geosolver_model.train.shard_stream import ShardStream, dataset_image_spec, loader

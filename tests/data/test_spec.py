@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from geosolver_data.model_spec import load_spec, parse_spec  # the whole spec, as every command reads it
 from geosolver_data.spec import SpecError, default_spec_path
-from geosolver_model.config import load_spec, parse_spec  # the whole spec, as every command reads it
 
 TINY_PATH = Path(__file__).parents[1] / "specs" / "tiny.yaml"
 TINY = yaml.safe_load(TINY_PATH.read_text())
@@ -129,7 +129,7 @@ def test_every_source_type_has_a_factory() -> None:
 def test_every_objective_has_a_loss() -> None:
     from typing import get_args
 
-    from geosolver_model.config import Objective
+    from geosolver_data.model_spec import Objective
     from geosolver_model.train.losses import LOSSES
 
     assert set(LOSSES) == set(get_args(Objective))

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from geosolver_data import stages
+from geosolver_data.model_spec import ModelConfig, Spec, load_spec
 from geosolver_data.store.home import DatasetLayout
-from geosolver_model.config import ModelConfig, Spec, load_spec
 
 LEARN_SPEC = Path(__file__).parents[1] / "specs" / "learn.yaml"
 TINY = ModelConfig(base="tiny", embed_dim=64, loc_features=64, loc_hidden=128)  # the demo's model sizes

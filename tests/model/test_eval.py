@@ -14,10 +14,10 @@ from PIL import Image
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.ingest.sources.scene import render_scene
+from geosolver_data.model_spec import load_spec
 from geosolver_data.spec import ImageSpec
 from geosolver_data.store.home import Home
 from geosolver_model import stages
-from geosolver_model.config import load_spec
 from geosolver_model.evaluation.metrics import geo_metrics, geoguessr_score
 from geosolver_model.evaluation.test_sets import im2gps_style, osv5m, public_benchmarks
 from geosolver_model.evaluation.zeroshot import ZeroShot
@@ -175,7 +175,7 @@ def test_only_training_code_decides_the_model_version(tmp_path: Path) -> None:
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
     original = stages.code_version(package)
     assert stages.code_version(copy) == original
-    for name in ("cli.py", "config.py", "stages.py", "retrieval/locate.py", "retrieval/index.py",
+    for name in ("cli.py", "names.py", "stages.py", "retrieval/locate.py", "retrieval/index.py",
                  "retrieval/embed.py", "retrieval/gallery.py", "evaluation/evaluate.py", "play/server.py"):
         (copy / name).write_text((copy / name).read_text() + "\n# a typo fixed\n")
     assert stages.code_version(copy) == original  # nothing retrains, nothing is re-embedded

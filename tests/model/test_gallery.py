@@ -4,7 +4,7 @@ training locations (with whole-region split blocks, as the learn spec has) have 
 import numpy as np
 
 from geosolver_data.geo import haversine_km
-from geosolver_model.config import ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.evaluation.test_sets import dataset_test_split
 from geosolver_model.retrieval.gallery import build_gallery, grid_gallery, spec_gallery
 

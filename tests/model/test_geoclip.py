@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from geosolver_model.config import ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.net import geoclip
 from geosolver_model.net.location_encoder import LocationEncoder
 from geosolver_model.retrieval.gallery import spec_gallery
@@ -70,8 +70,8 @@ def test_warm_start_loads_what_fits() -> None:
 
 
 def test_geoclip_sizes_are_required() -> None:
+    from geosolver_data.model_spec import parse_spec
     from geosolver_data.spec import SpecError
-    from geosolver_model.config import parse_spec
     from tests.data.test_spec import TINY
 
     with pytest.raises(SpecError, match="GeoCLIP's weights need GeoCLIP's sizes"):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from geosolver_data.geo import haversine_km as haversine_np
+from geosolver_data.model_spec import IndexConfig
 from geosolver_data.store.home import Home
 from geosolver_model import stages
-from geosolver_model.config import IndexConfig
 from geosolver_model.retrieval import index as ix
 from geosolver_model.retrieval.index import build, choose_index, exact_top_k, recall_at_k, search, set_param, tune
 from tests.model.conftest import with_model

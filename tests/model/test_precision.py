@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from PIL import Image
 
-from geosolver_model.config import ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.evaluation.evaluate import retrieval_predictor
 from geosolver_model.evaluation.validation import val_errors_km
 from geosolver_model.evaluation.zeroshot import country_names

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from geosolver_model.config import ModelConfig
+from geosolver_data.model_spec import ModelConfig
 from geosolver_model.evaluation.evaluate import retrieval_predictor, run_predictor
 from geosolver_model.evaluation.metrics import geo_metrics
 from geosolver_model.evaluation.test_sets import dataset_test_split

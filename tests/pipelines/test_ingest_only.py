@@ -26,6 +26,7 @@ results.append(job.execute_in_process(instance=instance, asset_selection=data))
 assert all(r.success for r in results)
 print("checks passed:", sum(e.passed for r in results for e in r.get_asset_check_evaluations()))
 print("model stack imported:", any(sys.modules.get(n) for n in ("torch", "transformers", "faiss")))
+print("model package imported:", any(n.startswith("geosolver_model") for n in sys.modules))
 """
 
 
@@ -37,3 +38,4 @@ def test_the_data_assets_run_without_the_model_stack(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "checks passed: 8" in done.stdout  # the six shard checks and each region's accounting check
     assert "model stack imported: False" in done.stdout
+    assert "model package imported: False" in done.stdout  # the spec, model sections included, is read below it

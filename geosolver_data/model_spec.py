@@ -1,15 +1,15 @@
-"""The model package's configuration: the spec's `model` and `index` sections, and the architecture
-sizes a saved model carries. Plain pydantic and dataclasses, no torch: an ingest-only machine
-validates a whole spec without installing the model stack.
+"""The spec's `model`, `index` and `locate` sections, and the whole `Spec` (the dataset's keys plus
+these). They sit here, at the bottom, beside the dataset's sections: every layer reads the one
+document (the Dagster layer never imports the model package for it), and an ingest-only machine
+validates a whole spec without the model stack. Plain pydantic, no torch.
 
-`Spec` is the dataset spec with these sections typed; `load_spec` is what every command and the
-Dagster code location use, so a typo under `model:` is caught before any run starts.
+`load_spec` is what every command and the Dagster code location use, so a typo under `model:` is
+caught before any run starts.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -161,24 +161,6 @@ class Spec(DatasetSpec):
     """the FAISS indexes (the `index.…` keys)"""
     locate: LocateConfig = LocateConfig()
     """how `predict` and `play` blend the gallery guess with the neighbours' vote (the `locate.…` keys)"""
-
-
-@dataclass(frozen=True)
-class GeoConfig:
-    """The sizes a saved GeoRetriever is rebuilt from (its geo_config.json; `loc_layers` defaults for
-    models saved before it was a setting)."""
-
-    embed_dim: int
-    loc_features: int
-    loc_hidden: int
-    queue_size: int
-    seed: int = 0
-    loc_layers: int = GEOCLIP_SIZES["loc_layers"]
-
-    @classmethod
-    def of(cls, model: ModelConfig) -> GeoConfig:
-        return cls(model.embed_dim, model.loc_features, model.loc_hidden, model.queue_size, model.seed,
-                   model.loc_layers)
 
 
 def parse_spec(raw: object) -> Spec:

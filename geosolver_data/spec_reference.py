@@ -2,7 +2,7 @@
 default as declared, and its description from the field's docstring. One source of truth: the page is
 never edited by hand, and a test fails when it is stale.
 
-    python -m geosolver_model.spec_reference > docs/reference/configuration.md   (or `make docs`)
+    python -m geosolver_data.spec_reference > docs/reference/configuration.md   (or `make docs`)
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from geosolver_data.model_spec import IndexConfig, LocateConfig, ModelConfig, Spec
 from geosolver_data.spec import BalanceSpec, DedupSpec, ImageSpec, Region, ShardSpec, SourceSpec
-from geosolver_model.config import IndexConfig, LocateConfig, ModelConfig, Spec
 
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("", Spec, "The top level of the spec file."),
@@ -101,7 +101,7 @@ def rows(prefix: str, model: type[BaseModel]) -> Iterator[tuple[str, str, str, s
 
 def render() -> str:
     lines = ["# Configuration reference", "",
-             "Generated from the spec's pydantic models by `python -m geosolver_model.spec_reference` "
+             "Generated from the spec's pydantic models by `python -m geosolver_data.spec_reference` "
              "(`make docs` runs it): do not edit by hand. Every key is strict (`'50'` is not a number), "
              "unknown keys are errors, and a bad value stops with one line naming the key path.", ""]
     for prefix, model, about in SECTIONS:

@@ -3,7 +3,7 @@ description (a new field without a docstring fails here, not in a reader's head)
 
 from pathlib import Path
 
-from geosolver_model import spec_reference
+from geosolver_data import spec_reference
 
 PAGE = Path(__file__).parents[2] / "docs" / "reference" / "configuration.md"
 
