@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 import duckdb
 import yaml
 
+from geosolver_data.errors import GeosolverError
 from geosolver_data.report import validate
 from geosolver_data.report.catalog import dataset_shelves, open_catalog
-from geosolver_data.spec import DatasetSpec, SpecError, load_spec
+from geosolver_data.spec import DatasetSpec, load_spec
+from geosolver_data.store.artifact import ArtifactMissing
 from geosolver_data.store.home import DatasetLayout, working_home
 
 
@@ -28,8 +30,8 @@ def _version_dir(args: argparse.Namespace, intact: bool = True) -> tuple[Dataset
     layout = _layout(args)
     version = args.version or layout.latest_version()
     if not version or not (layout.version_dir(version) / "manifest.json").exists():
-        raise SystemExit(f"geosolver: no published version {version or ''} of dataset {layout.name!r} "
-                         f"under {layout.versions} (run `make run` first)")
+        raise ArtifactMissing(f"no published version {version or ''} of dataset {layout.name!r} "
+                              f"under {layout.versions} (run `make run` first)")
     if intact:
         layout.shelf.require_intact(version, deep=False)
     else:
@@ -123,16 +125,18 @@ def build_parser(description: str | None = __doc__,
     return parser, sub
 
 
-def run(args: argparse.Namespace, failures: tuple[type[Exception], ...] = ()) -> None:
-    """Run the chosen command: a bad spec exits 2 with one line, like argparse's own usage errors;
-    the `failures` the caller names exit 1 with their message; neither prints a traceback."""
+def run(args: argparse.Namespace) -> None:
+    """Run the chosen command. Every error a user can act on is a GeosolverError, caught here once: its
+    one line on stderr, no traceback, and its exit code (2 for a bad spec, like argparse's own usage
+    errors; 1 otherwise). So is a DuckDB error, which `sql` gets from the user's own query."""
     try:
         args.func(args)
-    except SpecError as exc:
+    except GeosolverError as exc:
         print(f"geosolver: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except (duckdb.Error, *failures) as exc:
-        sys.exit(f"geosolver: {exc}")
+        sys.exit(exc.exit_code)
+    except duckdb.Error as exc:
+        print(f"geosolver: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from geosolver_data.errors import UsageError
 
-class SpecError(ValueError):
+
+class SpecError(UsageError, ValueError):
     """The spec is malformed; the message names the key and what is wrong."""
 
 

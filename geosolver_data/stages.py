@@ -32,10 +32,6 @@ from geosolver_data.store.home import DatasetLayout
 Log = Callable[[str], None]
 
 
-class MissingInputError(RuntimeError):
-    """An upstream stage has not been run (or not for every region)."""
-
-
 def ledger_key(spec: DatasetSpec, src: SourceSpec) -> str:
     """What decides an ingest's content: the source's content settings, the image work, the regions."""
     blob = json.dumps([src.content_key(), spec.image.model_dump(), [r.bbox for r in spec.regions],
@@ -84,7 +80,7 @@ def region_accounting(spec: DatasetSpec, layout: DatasetLayout, region: str, par
     for src in spec.sources:
         files = layout.region_files(unit.folder, src.label)
         if not all(p.exists() for p in (files.listing, files.raw, files.rejects)):
-            raise MissingInputError(f"raw_images[{unit.name}] has not been materialised for source {src.label!r}")
+            raise ArtifactMissing(f"raw_images[{unit.name}] has not been materialised for source {src.label!r}")
         found[src.label] = account(load_listing(files.listing), files.raw, files.rejects)
     return found
 
@@ -94,7 +90,7 @@ def _expected(spec: DatasetSpec, path_of: Callable[[str, str], Path]) -> list[Pa
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         what, keys = ("region", "region") if spec.sub_partitions == 1 else ("region part", "region|part")
-        raise MissingInputError(
+        raise ArtifactMissing(
             f"raw_images is missing for {len(missing)} {what}/source pair(s): {missing[:5]}. "
             f"Materialise raw_images for every {keys} partition first."
         )
@@ -115,7 +111,7 @@ def deduplicate_dataset(spec: DatasetSpec, layout: DatasetLayout) -> DedupStats:
 
 def assign_cells(spec: DatasetSpec, layout: DatasetLayout) -> dict:
     if not layout.dedup_kept.exists():
-        raise MissingInputError("deduplicated_images has not been materialised")
+        raise ArtifactMissing("deduplicated_images has not been materialised")
     table = assign_geocells(layout.dedup_kept, layout.geocells, spec.h3_resolutions)
     countries = table.column("country").unique()
     return {"rows": table.num_rows, "countries": len(countries),
@@ -124,7 +120,7 @@ def assign_cells(spec: DatasetSpec, layout: DatasetLayout) -> dict:
 
 def balance_dataset(spec: DatasetSpec, layout: DatasetLayout) -> dict:
     if not layout.geocells.exists():
-        raise MissingInputError("geocells has not been materialised")
+        raise ArtifactMissing("geocells has not been materialised")
     result = balance(pq.read_table(layout.geocells), spec.balance, previous_splits(spec, layout))
     with atomic_path(layout.balanced) as tmp:
         pq.write_table(result.table, tmp, compression="zstd")
@@ -159,7 +155,7 @@ def previous_splits(spec: DatasetSpec, layout: DatasetLayout) -> dict[int, str]:
 
 def publish(spec: DatasetSpec, layout: DatasetLayout) -> Artifact:
     if not layout.balanced.exists():
-        raise MissingInputError("balanced_dataset has not been materialised")
+        raise ArtifactMissing("balanced_dataset has not been materialised")
     report = json.loads(layout.balance_report.read_text())
     return publish_dataset(layout, spec, pq.read_table(layout.balanced), report,
                            raw_files(spec, layout), reject_files(spec, layout))
@@ -168,7 +164,7 @@ def publish(spec: DatasetSpec, layout: DatasetLayout) -> Artifact:
 def latest_dataset(layout: DatasetLayout) -> str:
     version = layout.latest_version()
     if version is None:
-        raise MissingInputError("dataset_shards has not been materialised: no dataset version is published")
+        raise ArtifactMissing("dataset_shards has not been materialised: no dataset version is published")
     return version
 
 

@@ -18,7 +18,11 @@ from geosolver_data.store.home import Home, working_home
 def _require_image_index(home: Home, version: str | None) -> None:
     """ArtifactMissing at once when the index to load is not there, before torch is imported (~10 s)."""
     shelf = home.indexes("image")
-    shelf.get(version) if version else shelf.latest()
+    if version:
+        shelf.get(version)
+    elif shelf.latest_version() is None:
+        raise ArtifactMissing(f"no image index is published under {shelf.root}: materialise the model and index "
+                              "assets first (`make run` builds the demo's)")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -105,17 +109,11 @@ def cmd_play(args: argparse.Namespace) -> None:
     import contextlib
 
     home = Home(working_home(args.home))
-    try:
-        _require_image_index(home, args.index)
-    except ArtifactMissing as exc:
-        sys.exit(f"geosolver: {exc}: materialise the model and index assets first (make run)")
-    from geosolver_model.play.library import Library, NotPlayable
+    _require_image_index(home, args.index)
+    from geosolver_model.play.library import Library
     from geosolver_model.play.server import PlaySettings, serve
 
-    try:
-        library = Library.open(home, args.index, load_spec(args.spec))
-    except NotPlayable as exc:
-        sys.exit(f"geosolver: {exc}")
+    library = Library.open(home, args.index, load_spec(args.spec))
     settings = PlaySettings(args.host, args.port, args.max_upload_mb, args.top_k, args.seed)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
         asyncio.run(serve(library, settings))
@@ -157,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    data_cli.run(build_parser().parse_args(argv), failures=(ArtifactMissing,))
+    data_cli.run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from geosolver_data.errors import GeosolverError
 from geosolver_data.store.atomic import atomic_path
 
 SHOWN = 20  # ids named in a failure message
 
 
-class AccountingError(RuntimeError):
+class AccountingError(GeosolverError, RuntimeError):
     """Some listed candidates are in neither table (or in both): the run must not count as done."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from geosolver_data.errors import GeosolverError
 from geosolver_data.ingest.accounting import Accounting, AccountingError, account, save_listing
 from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
@@ -72,7 +73,7 @@ class IngestStats:
         return self.ingested + sum(self.rejected.values())
 
 
-class WorkerCrashed(RuntimeError):
+class WorkerCrashed(GeosolverError, RuntimeError):
     """A worker process died (killed, out of memory, a crash in a decoder): the run fails, keeping
     everything finished so far in the ledger for the rerun."""
 

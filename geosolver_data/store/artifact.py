@@ -19,6 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from geosolver_data.errors import GeosolverError
 from geosolver_data.store.atomic import file_sha256, publish_dir, staging_dir, write_json, write_text
 
 MANIFEST = "manifest.json"
@@ -32,8 +33,9 @@ def is_version(name: str) -> bool:
     return bool(VERSION.match(name)) and ".." not in name
 
 
-class ArtifactMissing(RuntimeError):
-    """No such version (or none published yet); the message says what to materialise."""
+class ArtifactMissing(GeosolverError, RuntimeError):
+    """No such version, or an input not materialised yet (for every region); the message says what to
+    materialise."""
 
 
 class ArtifactDamaged(ArtifactMissing):

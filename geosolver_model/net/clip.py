@@ -18,6 +18,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from geosolver_data.errors import GeosolverError
 from geosolver_model.net.images import Processing
 
 hf_logging.disable_progress_bar()  # progress bars would flood Dagster's captured logs
@@ -28,7 +29,7 @@ TINY_64 = "tiny-64"
 STREETCLIP = "geolocal/StreetCLIP"
 
 
-class BaseModelUnavailable(RuntimeError):
+class BaseModelUnavailable(GeosolverError, RuntimeError):
     """The base model's weights cannot be loaded; the message says how to provide them."""
 
 

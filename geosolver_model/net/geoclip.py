@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geosolver_data.errors import GeosolverError
 from geosolver_model.net.model import GeoRetriever
 
 INSTALL = "pip install --no-deps geoclip==1.3.0"
 
 
-class GeoCLIPUnavailable(RuntimeError):
+class GeoCLIPUnavailable(GeosolverError, RuntimeError):
     """The geoclip package (its weight files) is not installed; the message says how to install it."""
 
 

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from geosolver_data.errors import GeosolverError
 from geosolver_data.model_spec import Spec, load_spec
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.home import Home
@@ -34,7 +35,7 @@ ROW_COLUMNS = ["image_id", "split", "lat", "lon", "country", "license", "creator
 THUMB_SIDE = 256
 
 
-class NotPlayable(RuntimeError):
+class NotPlayable(GeosolverError, RuntimeError):
     """The home lacks something the app needs (a model, an index, an evaluation's predictions)."""
 
 

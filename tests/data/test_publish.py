@@ -164,9 +164,9 @@ def test_a_copied_home_queries_its_own_files(built, tmp_path: Path) -> None:
 def test_downstream_stage_without_upstream_says_what_to_run(tmp_path: Path) -> None:
     spec = load_spec(TINY_SPEC)
     layout = DatasetLayout(tmp_path, spec.name)
-    with pytest.raises(stages.MissingInputError, match="Materialise raw_images"):
+    with pytest.raises(stages.ArtifactMissing, match="Materialise raw_images"):
         stages.deduplicate_dataset(spec, layout)
-    with pytest.raises(stages.MissingInputError, match="balanced_dataset"):
+    with pytest.raises(stages.ArtifactMissing, match="balanced_dataset"):
         stages.publish(spec, layout)
     assert json.dumps(spec.to_dict())
 

@@ -86,5 +86,5 @@ def test_an_unknown_part_and_a_missing_part_are_clear_errors(tmp_path: Path) -> 
     with pytest.raises(SpecError, match=r"part 4 of region 'north' is not in 0..3 \(sub_partitions: 4\)"):
         stages.ingest_region(split, layout, "north", part=4)
     missing = r"8 region part/source pair\(s\).*part-0-of-4.*every region\|part partition"
-    with pytest.raises(stages.MissingInputError, match=missing):
+    with pytest.raises(stages.ArtifactMissing, match=missing):
         stages.deduplicate_dataset(split, layout)

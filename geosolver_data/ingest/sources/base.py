@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 
+from geosolver_data.errors import GeosolverError
 from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
 from geosolver_data.spec import HttpSettings, SourceSpec
 
 
-class SourceError(RuntimeError):
+class SourceError(GeosolverError, RuntimeError):
     """A source that cannot be read at all (bad token, missing file): the run stops with this message."""
 
 
