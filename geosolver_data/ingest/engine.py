@@ -32,18 +32,10 @@ from geosolver_data.ingest.accounting import Accounting, AccountingError, accoun
 from geosolver_data.ingest.candidates import Candidate, FinishedIds
 from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
 from geosolver_data.ingest.ledger import Ledger, Resume
+from geosolver_data.ingest.outcomes import REFRESH, Outcome, Rejected, Stored
 from geosolver_data.ingest.progress import Progress
 from geosolver_data.ingest.sources.base import Source
-from geosolver_data.ingest.worker import (
-    REFRESH,
-    IngestTask,
-    Outcome,
-    close_worker,
-    init_worker,
-    placement,
-    reject,
-    work_batch,
-)
+from geosolver_data.ingest.worker import IngestTask, close_worker, init_worker, misplaced, reject, work_batch
 from geosolver_data.schemas import is_final
 from geosolver_data.store.home import RegionFiles
 
@@ -109,9 +101,6 @@ def _executors(task: IngestTask, workers: int) -> Iterator[list[Executor]]:
                                                        initargs=(task, os.getpid()))) for _ in range(workers)]
 
 
-_NEEDS_WORK = ("work", {})
-
-
 class _Run:
     """The state of one ingest run: outcomes are recorded in the loop's thread, flushed as parts.
 
@@ -140,22 +129,22 @@ class _Run:
         self.slots = asyncio.Semaphore(2 * len(pools))  # a call running and one queued per worker
         self.failure: BaseException | None = None  # the first call that failed as a whole
 
-    def precheck(self, c: Candidate) -> Outcome:
-        """What can be decided without reading a byte; _NEEDS_WORK otherwise."""
+    def precheck(self, c: Candidate) -> Outcome | None:
+        """What can be decided without reading a byte; None when a worker must read it."""
         if c.rejected and c.lat is None:  # a row with no position the source could not use (malformed)
             return reject(self.task, c.image_id, c.rejected, c.detail)
         if c.lat is not None or c.url is not None or c.member is not None or c.rejected:
             # The source gives the position, so the region is known before any byte is read.
             if c.lat is None or c.lon is None:
                 return reject(self.task, c.image_id, "missing_gps", "the source gives no position")
-            placed = placement(self.task, c, c.lat, c.lon)
-            if placed is not True:
-                return placed  # type: ignore[return-value]
+            elsewhere = misplaced(self.task, c, c.lat, c.lon)
+            if elsewhere is not None:
+                return elsewhere
         if c.rejected:
             return reject(self.task, c.image_id, c.rejected, c.detail, routed=True)
         if c.url is None and c.path is None:
             return reject(self.task, c.image_id, "image_missing", "the source lists no file or URL for it", True)
-        return _NEEDS_WORK
+        return None
 
     def pick(self) -> int:
         return min(range(len(self.pools)), key=lambda w: (self.calls[w], len(self.holding[w])))
@@ -203,21 +192,19 @@ class _Run:
 
     def record(self, image_id: str, outcome: Outcome) -> None:
         self.progress.advance()
-        if outcome is None:
+        if isinstance(outcome, Stored):
+            self.rows.append(outcome.row)
+            self.stats.ingested += 1
+            self.stats.bytes_written += len(outcome.row["image"])
+            self.pending_bytes += len(outcome.row["image"])
+        elif isinstance(outcome, Rejected):
+            attempts = self.resume.attempts.get(image_id, 0) + 1
+            final = is_final(outcome.reason, outcome.remote, attempts, self.task.content_retries)
+            self.rejects.append({**outcome.row(), "attempts": attempts, "final": final})
+            self.stats.rejected[outcome.reason] += 1
+        else:  # Elsewhere (a Refresh is handled before it is recorded)
             self.stats.skipped_other_region += 1
             self.elsewhere.add(image_id)
-        elif outcome[0] == "raw":
-            self.rows.append(outcome[1])
-            self.stats.ingested += 1
-            self.stats.bytes_written += len(outcome[1]["image"])
-            self.pending_bytes += len(outcome[1]["image"])
-        else:
-            row = dict(outcome[1])
-            attempts = self.resume.attempts.get(image_id, 0) + 1
-            row["attempts"] = attempts
-            row["final"] = is_final(row["reason"], row.pop("remote", False), attempts, self.task.content_retries)
-            self.rejects.append(row)
-            self.stats.rejected[row["reason"]] += 1
         if (len(self.rows) + len(self.rejects) >= _FLUSH_ROWS or self.pending_bytes >= _FLUSH_BYTES
                 or time.monotonic() - self.last_flush >= _FLUSH_SECONDS):
             self.flush()
@@ -245,7 +232,7 @@ class _Run:
             self.progress.advance()
             return False
         decided = self.precheck(c)
-        if decided is not _NEEDS_WORK:
+        if decided is not None:
             self.record(c.image_id, decided)
             return False
         return True

@@ -32,12 +32,10 @@ from geosolver_data.ingest.candidates import Candidate
 from geosolver_data.ingest.exif import read_captured_at, read_gps
 from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
 from geosolver_data.ingest.images import DECODE_ERRORS, ImageRejected, ProcessedImage, open_image, process_opened
+from geosolver_data.ingest.outcomes import ELSEWHERE, REFRESH, Outcome, Rejected, Stored
 from geosolver_data.parts import IngestUnit
 from geosolver_data.schemas import CONTENT_REASONS
 from geosolver_data.spec import ImageSpec, Region
-
-Outcome = tuple[str, dict] | None  # ("raw", row) | ("reject", row) | None: another region's
-REFRESH: Outcome = ("refresh", {})  # a signed URL expired: the main process asks the source for a new one
 
 
 @dataclass(frozen=True)
@@ -63,12 +61,11 @@ def route(lat: float, lon: float, regions: tuple[Region, ...]) -> str | None:
 
 def reject(task: IngestTask, image_id: str, reason: str, detail: str, routed: bool = False,
            remote: bool = False) -> Outcome:
-    """A reject row, or None when the image's region is unknown and another region records strays.
+    """The image's reject, or Elsewhere when its region is unknown and another region records strays.
     `remote`: the bytes came from a host, so unusable bytes may come good on a later run."""
     if not (routed or task.owns_strays):
-        return None
-    return ("reject", {"image_id": image_id, "source": task.source, "region": task.region,
-                       "reason": reason, "detail": detail[:300], "remote": remote})
+        return ELSEWHERE
+    return Rejected(image_id, task.source, task.region, reason, detail[:300], remote)
 
 
 _URL = re.compile(r"(https?://[^\s?#'\"]*)[?#][^\s'\"]*")
@@ -88,20 +85,20 @@ def guarded(task: IngestTask, c: Candidate, handle: Callable[[], Outcome]) -> Ou
         return reject(task, c.image_id, "worker_error", failure_detail(exc), routed=c.lat is not None)
 
 
-def placement(task: IngestTask, c: Candidate, lat: float, lon: float) -> Outcome | bool:
-    """True when the point is this region's; otherwise the outcome (a reject, or None: not ours)."""
+def misplaced(task: IngestTask, c: Candidate, lat: float, lon: float) -> Outcome | None:
+    """None when the point is this region's to store; otherwise its outcome (a reject, or Elsewhere)."""
     bad = invalid_coordinate_reason(lat, lon)
     if bad:
         return reject(task, c.image_id, "invalid_coordinates", bad)
     region = route(lat, lon, task.regions)
     if region is None:
         return reject(task, c.image_id, "outside_regions", f"lat={lat:.5f}, lon={lon:.5f}")
-    return True if region == task.region else None
+    return None if region == task.region else ELSEWHERE
 
 
 def _row(task: IngestTask, c: Candidate, lat: float, lon: float, captured_at: datetime | None,
          done: ProcessedImage) -> Outcome:
-    return ("raw", {
+    return Stored({
         "image_id": c.image_id, "source": task.source, "lat": lat, "lon": lon, "captured_at": captured_at,
         "sequence_id": c.sequence_id, "license": c.license or task.license or None,
         "creator": c.creator or task.creator or None, "width": done.width, "height": done.height,
@@ -145,9 +142,9 @@ def ingest_file(task: IngestTask, c: Candidate) -> Outcome:
             return reject(task, c.image_id, "missing_gps", f"unreadable EXIF: {type(exc).__name__}: {exc}"[:300])
         if gps is None:
             return reject(task, c.image_id, "missing_gps", "no EXIF GPS position")
-        placed = placement(task, c, *gps)
-        if placed is not True:
-            return placed  # type: ignore[return-value]
+        elsewhere = misplaced(task, c, *gps)
+        if elsewhere is not None:
+            return elsewhere
         (lat, lon), captured_at = gps, read_captured_at(exif)
     try:
         done = process_opened(image, task.image)
@@ -252,7 +249,7 @@ def _download_outcome(task: IngestTask, c: Candidate, future: concurrent.futures
 
 
 def _unusable_bytes(outcome: Outcome) -> bool:
-    return outcome is not None and outcome[0] == "reject" and outcome[1]["reason"] in CONTENT_REASONS
+    return isinstance(outcome, Rejected) and outcome.reason in CONTENT_REASONS
 
 
 Pending = dict[concurrent.futures.Future[bytes], tuple[Candidate, int]]  # download -> (candidate, attempt)

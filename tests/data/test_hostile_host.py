@@ -17,7 +17,7 @@ import pytest
 from geosolver_data.ingest import engine
 from geosolver_data.ingest.accounting import AccountingError
 from geosolver_data.ingest.engine import WorkerCrashed
-from geosolver_data.ingest.worker import REFRESH
+from geosolver_data.ingest.outcomes import REFRESH
 from geosolver_data.spec import DatasetSpec
 from geosolver_data.stages import ingest_region
 from geosolver_data.store.home import DatasetLayout
