@@ -77,7 +77,7 @@ def main() -> None:
                 data_stages.balance_dataset(spec, layout)
                 published = data_stages.publish(spec, layout)
             emit(split_resolution=split_resolution, dataset_version=published.version,
-                 splits=json.loads((published.path / "manifest.json").read_text())["balance"]["splits"])
+                 splits=published.info.balance.splits)
             measure(published.path, split_resolution, spec.model.gallery_resolution)
 
 

@@ -85,12 +85,12 @@ def main() -> None:
     spec = parse_spec(raw)
     dataset = timed("dataset (CPU: ingest, dedup, balance, shards)",
                     lambda: data_stages.build_dataset(spec, home.dataset(spec.name), log=lambda _: None))
-    rows = dataset.manifest["rows"]
+    rows = dataset.info.rows
     samples = spec.model.steps * spec.model.batch_size * len(spec.model.objectives)
     model = timed("train + validate (every objective)", lambda: stages.finetune(spec, home, dataset.version,
                                                                                  log=lambda _: None), samples)
-    emit(stage="train", samples_per_s={o: r["samples_per_s"] for o, r in model.manifest["objectives"].items()},
-         val_median_km={o: r["curve"][-1].get("val_median_km") for o, r in model.manifest["objectives"].items()})
+    emit(stage="train", samples_per_s={o: r.samples_per_s for o, r in model.info.objectives.items()},
+         val_median_km={o: r.curve[-1].get("val_median_km") for o, r in model.info.objectives.items()})
     # image_embeddings and geolocation_eval are siblings in the graph; embedding first times it on its own
     # (the evaluation's locator comparator then reuses the embeddings, as it does after the asset).
     embeddings = timed("embed (every shard row)", lambda: stages.embed(spec, home, model, log=lambda _: None), rows)

@@ -45,7 +45,7 @@ def main() -> None:
     home = Home(args.home or Path(tempfile.mkdtemp(prefix="warmstart-")))
     started = time.perf_counter()
     dataset = data_stages.build_dataset(spec, home.dataset(spec.name), log=lambda _: None)
-    emit(bench="dataset", version=dataset.version, rows=dataset.manifest["rows"],
+    emit(bench="dataset", version=dataset.version, rows=dataset.info.rows,
          seconds=round(time.perf_counter() - started, 1))
     started = time.perf_counter()
     model = stages.finetune(spec, home, dataset.version, log=lambda _: None)

@@ -16,15 +16,16 @@ from geosolver_data.errors import GeosolverError
 from geosolver_data.report import validate
 from geosolver_data.report.catalog import dataset_shelves, open_catalog
 from geosolver_data.spec import DatasetSpec, load_spec
-from geosolver_data.store.artifact import ArtifactMissing
+from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.home import DatasetLayout, working_home
+from geosolver_data.store.manifests import DatasetManifest
 
 
 def _layout(args: argparse.Namespace) -> DatasetLayout:
     return DatasetLayout(working_home(args.home), args.load_spec(args.spec).name)
 
 
-def _version_dir(args: argparse.Namespace, intact: bool = True) -> tuple[DatasetLayout, str]:
+def _version(args: argparse.Namespace, intact: bool = True) -> tuple[DatasetLayout, Artifact[DatasetManifest]]:
     """The dataset version asked for (default: the latest); with `intact`, refused when a file the manifest
     lists is missing or of another size (a deleted shard must not be read as a smaller dataset)."""
     layout = _layout(args)
@@ -33,10 +34,8 @@ def _version_dir(args: argparse.Namespace, intact: bool = True) -> tuple[Dataset
         raise ArtifactMissing(f"no published version {version or ''} of dataset {layout.name!r} "
                               f"under {layout.versions} (run `make run` first)")
     if intact:
-        layout.shelf.require_intact(version, deep=False)
-    else:
-        layout.shelf.get(version)  # a manifest that does not read is named in one line
-    return layout, version
+        return layout, layout.shelf.require_intact(version, deep=False)
+    return layout, layout.shelf.get(version)  # a manifest that does not read is named in one line
 
 
 def cmd_regions(args: argparse.Namespace) -> None:
@@ -54,20 +53,20 @@ def cmd_spec(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    layout, version = _version_dir(args)
-    manifest = json.loads((layout.version_dir(version) / "manifest.json").read_text())
+    layout, dataset = _version(args)
     if args.json:
-        print(json.dumps(manifest, indent=2))
+        print(json.dumps(dataset.manifest, indent=2))
         return
-    print(f"dataset {manifest['dataset']} version {version}: {manifest['rows']} rows in "
-          f"{len(manifest['shards'])} shards, splits {manifest['splits']}")
-    print(f"  path      {layout.version_dir(version)}")
-    print(f"  rejects   {manifest['rejects']}")
-    print(f"  dropped   {manifest['dedup_dropped']}")
-    before, after = manifest["balance"]["before"], manifest["balance"]["after"]
-    print(f"  balance   cells {before['cells']} -> {after['cells']}, gini {before['gini']} -> {after['gini']}, "
-          f"entropy {before['entropy']} -> {after['entropy']}, top-1% share {before['top1pct_share']} -> "
-          f"{after['top1pct_share']}")
+    m = dataset.info
+    print(f"dataset {m.dataset} version {dataset.version}: {m.rows} rows in {len(m.shards)} shards, "
+          f"splits {m.splits}")
+    print(f"  path      {dataset.path}")
+    print(f"  rejects   {m.rejects}")
+    print(f"  dropped   {m.dedup_dropped}")
+    before, after = m.balance.before, m.balance.after
+    print(f"  balance   cells {before.cells} -> {after.cells}, gini {before.gini} -> {after.gini}, "
+          f"entropy {before.entropy} -> {after.entropy}, top-1% share {before.top1pct_share} -> "
+          f"{after.top1pct_share}")
     print(f"  catalog   {layout.catalog}  (try: geosolver sql \"SELECT country, count(*) FROM {layout.name} "
           "GROUP BY 1 ORDER BY 2 DESC\")")
 
@@ -82,8 +81,8 @@ def cmd_sql(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    layout, version = _version_dir(args, intact=False)  # validate names every problem itself
-    spec, folder = args.load_spec(args.spec), layout.version_dir(version)
+    _, dataset = _version(args, intact=False)  # validate names every problem itself
+    spec, folder = args.load_spec(args.spec), dataset.path
     checks = {name: find(folder, spec) for name, (_, find) in validate.CHECKS.items()}
     for name, problems in checks.items():
         print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n     {p}" for p in problems[:10]))

@@ -21,6 +21,7 @@ from geosolver_data.spec import DatasetSpec
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.atomic import write_text
 from geosolver_data.store.home import DatasetLayout
+from geosolver_data.store.manifests import DatasetManifest
 
 VERSION_CHARS = 16
 
@@ -66,7 +67,7 @@ def publish_dataset(layout: DatasetLayout, spec: DatasetSpec, balanced: pa.Table
             "spec_fingerprint": spec.fingerprint(),
         }
         schema = pq.read_schema(staging / shard_set.shards[0].path)
-        write_text(staging / "README.md", dataset_card(manifest, balanced, schema))
+        write_text(staging / "README.md", dataset_card(DatasetManifest.model_validate(manifest), balanced, schema))
         return manifest
 
     published = layout.shelf.publish(build)

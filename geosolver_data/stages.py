@@ -141,13 +141,13 @@ def previous_splits(spec: DatasetSpec, layout: DatasetLayout) -> dict[int, str]:
         version = intact[-1].version if intact else None
     if version is None or not layout.shelf.exists(version):
         return {}
-    manifest = json.loads((layout.version_dir(version) / "manifest.json").read_text())
-    before = manifest.get("spec", {}).get("balance", {})
+    manifest = layout.shelf.get(version).info
+    before = manifest.spec.get("balance", {})
     if any(before.get(k) != spec.balance.model_dump()[k] for k in SPLIT_SETTINGS):
         return {}
     column = h3_column(spec.balance.resolution)
-    table = pa.concat_tables(pq.read_table(layout.version_dir(version) / s["path"],
-                                           columns=[column, "lat", "lon", "split"]) for s in manifest["shards"])
+    table = pa.concat_tables(pq.read_table(path, columns=[column, "lat", "lon", "split"])
+                             for path in manifest.shard_paths(layout.version_dir(version)))
     blocks = split_blocks(table.column(column).to_numpy(), table.column("lat").to_numpy(),
                           table.column("lon").to_numpy(), spec.balance).tolist()
     return dict(zip(blocks, table.column("split").to_pylist(), strict=True))

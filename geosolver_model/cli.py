@@ -72,9 +72,9 @@ def cmd_index(args: argparse.Namespace) -> None:
     home = Home(working_home(args.home))
     if args.action == "list":
         for a in index.all_indexes(home):
-            m = a.manifest
-            print(f"{a.version}  {m['kind']:5}  {m['index']['key']:28}  {m['index']['count']:>9} vectors  "
-                  f"recall@10 {m['recall_at_10']}  model {m['model_version']}  {m['created_at']}")
+            m = a.info
+            print(f"{a.version}  {m.kind:5}  {m.index.key:28}  {m.index.count:>9} vectors  "
+                  f"recall@10 {m.recall_at_10}  model {m.model_version}  {m.created_at}")
     elif args.action == "show":
         shelf = home.indexes(args.kind)
         found = shelf.get(args.version) if args.version else shelf.latest()

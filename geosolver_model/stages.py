@@ -24,6 +24,7 @@ from geosolver_data.model_spec import Spec
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.atomic import write_json, write_text
 from geosolver_data.store.home import Home
+from geosolver_data.store.manifests import ModelManifest, read_dataset_manifest
 from geosolver_model.evaluation.card import model_card
 from geosolver_model.evaluation.evaluate import (
     error_plot,
@@ -117,7 +118,7 @@ def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> 
                     "dataset": {"name": spec.name, "version": dataset_version}, "base": spec.model.base,
                     "published_objective": spec.model.objectives[0], "model_spec": spec.model.model_dump(),
                     "code_version": code_version(), "objectives": objectives}
-        _write_cards(spec, dataset_dir, staging, manifest, log)
+        _write_cards(spec, dataset_dir, staging, ModelManifest.model_validate(manifest), log)
         return manifest
 
     model = home.models.publish(build, version)
@@ -136,7 +137,7 @@ def training_runs(spec: Spec) -> dict[str, tuple[str, Spec]]:
     return runs
 
 
-def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: dict, log: Log) -> None:
+def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: ModelManifest, log: Log) -> None:
     """Each saved model folder gets its README.md, with its figures on the dataset's validation split
     (each trained model scored once: the published folder holds the first objective's weights)."""
     val = dataset_split(dataset_dir, "val", spec.model.eval_max_images)
@@ -172,9 +173,9 @@ def _history(home: Home, model_version: str) -> list[dict]:
     """Other model versions' published median error on the dataset test split, oldest first."""
     rows = []
     for earlier in home.evals.all():
-        if earlier.manifest["model_version"] != model_version:
-            rows.append({"model": earlier.manifest["model_version"], "created_at": earlier.manifest["created_at"],
-                         "median_km": earlier.manifest["dataset_test_median_km"]})
+        if earlier.info.model_version != model_version:
+            rows.append({"model": earlier.info.model_version, "created_at": earlier.info.created_at,
+                         "median_km": earlier.info.dataset_test_median_km})
     return rows
 
 
@@ -197,8 +198,8 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
             "untrained": retrieval_predictor(untrained, gallery, top_k),
             "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base), dev, spec.model.precision)),
         }
-        published = model.manifest.get("published_objective", spec.model.objectives[0])
-        for name in model.manifest["objectives"]:  # the published folder is the first objective's weights
+        published = model.info.published_objective or spec.model.objectives[0]
+        for name in model.info.objectives:  # the published folder is the first objective's weights
             net = load_geolocator(spec, model.path / "objectives" / name).eval()
             gal_emb = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device))
             comparators[name] = retrieval_predictor(net, gallery, top_k, gal_emb)
@@ -216,7 +217,7 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
         plotted = {k: v for k, v in guesses.items() if k != published}  # one curve for the published weights
         error_plot(errors_km(plotted, tests[0]), staging / "errors.png", f"model {model.version} on {tests[0].name}")
         pq.write_table(predictions_table(guesses, tests[0]), staging / PREDICTIONS)
-        return {"created_at": _now(), "model_version": model.version, "dataset": model.manifest["dataset"],
+        return {"created_at": _now(), "model_version": model.version, "dataset": model.info.dataset.model_dump(),
                 "test_sets": {t.name: {"size": t.size, "fingerprint": t.fingerprint} for t in tests},
                 "dataset_test_median_km": results["dataset_test"][PUBLISHED]["median_km"]}
 
@@ -241,9 +242,9 @@ def location_init_comparison(spec: Spec, model: Artifact, results: dict) -> dict
     if not spec.model.compare_location_init:
         return {}
     objective = spec.model.objectives[0]
-    other = next(n for n in model.manifest["objectives"] if n.startswith(f"{objective}@"))
+    other = next(n for n in model.info.objectives if n.startswith(f"{objective}@"))
     runs = {spec.model.location_init: objective, other.split("@", 1)[1]: other}
-    curves = {init: [c for c in model.manifest["objectives"][name]["curve"] if c.get("val_median_km") is not None]
+    curves = {init: [c for c in model.info.objectives[name].curve if c.get("val_median_km") is not None]
               for init, name in runs.items()}
     target = curves["random"][-1]["val_median_km"] if curves["random"] else None
     summary = {}
@@ -287,17 +288,17 @@ def embed(spec: Spec, home: Home, model: Artifact, log: Log = print) -> Embeddin
                          home.embeddings(model.version), log)
 
 
-def coverage_problems(home: Home, model: Artifact) -> list[str]:
+def coverage_problems(home: Home, model: Artifact[ModelManifest]) -> list[str]:
     """Embedding rows must be exactly the dataset's rows, each once."""
-    manifest = json.loads((dataset_of(home, model) / "manifest.json").read_text())
+    manifest = read_dataset_manifest(dataset_of(home, model))
     files = embedding_files(home.embeddings(model.version), manifest)
     missing = [f.name for f in files if not f.exists()]
     if missing:
         return [f"no embeddings for {len(missing)} shard(s): {missing[:3]}"]
     ids = pa.concat_tables([pq.read_table(f, columns=["image_id"]) for f in files]).column("image_id")
     problems = []
-    if len(ids) != manifest["rows"]:
-        problems.append(f"{len(ids)} embeddings for {manifest['rows']} rows")
+    if len(ids) != manifest.rows:
+        problems.append(f"{len(ids)} embeddings for {manifest.rows} rows")
     if len(ids.unique()) != len(ids):
         problems.append(f"{len(ids) - len(ids.unique())} image ids embedded more than once")
     return problems
@@ -313,13 +314,13 @@ def _queries(test: np.ndarray, fallback: np.ndarray) -> np.ndarray:
 def _publish_index(spec: Spec, home: Home, series: str, model: Artifact, key: dict,
                    make: Callable[[], tuple[np.ndarray, pa.Table, np.ndarray]]) -> Artifact:
     """An index version is a hash of what it is built from; `make` runs only for a new one."""
-    version = _hash({"kind": series, "model": model.version, "dataset": model.manifest["dataset"]["version"],
+    version = _hash({"kind": series, "model": model.version, "dataset": model.info.dataset.version,
                      "index": spec.index.model_dump(), **key})
 
     def build(staging: Path) -> dict:
         vectors, ids, queries = make()
         return {"kind": series, "created_at": _now(), "model_version": model.version,
-                "dataset": model.manifest["dataset"], **key,
+                "dataset": model.info.dataset.model_dump(), **key,
                 **write_index(staging, vectors, ids, queries, spec.index,
                               gpu=devices.resolve(spec.model.device).type == "cuda")}
 

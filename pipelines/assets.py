@@ -112,14 +112,14 @@ def _dataset_shards(context: dg.AssetExecutionContext, geosolver: GeosolverResou
     """Parquet shards and manifest.json: one immutable dataset version, named by its content hash."""
     spec = geosolver.spec()
     published = stages.publish(spec, geosolver.layout(spec))
-    m = published.manifest
-    size = sum(s["bytes"] for s in m["shards"])
+    m = published.info
+    size = sum(s.bytes for s in m.shards)
     return published_artifact(published, {
-        **table_metadata(m["rows"], pq.read_schema(published.path / m["shards"][0]["path"])),
-        "shards": len(m["shards"]),
+        **table_metadata(m.rows, pq.read_schema(published.path / m.shards[0].path)),
+        "shards": len(m.shards),
         "size": human_bytes(size),
-        "size_per_image": human_bytes(size / max(1, m["rows"])),
-        "splits": dg.MetadataValue.json(m["splits"]),
+        "size_per_image": human_bytes(size / max(1, m.rows)),
+        "splits": dg.MetadataValue.json(m.splits),
         "coverage_map": inline_png(published.path / "coverage.png", "coverage map"),
     })
 
@@ -135,12 +135,12 @@ def _finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverReso
 
     spec, home = geosolver.spec(), geosolver.store()
     model = model_stages.finetune(spec, home, stages.latest_dataset(home.dataset(spec.name)), log=context.log.info)
-    runs = model.manifest["objectives"]
+    runs = model.info.objectives
     return published_artifact(model, {
-        "dataset_version": model.manifest["dataset"]["version"],
-        "base": model.manifest["base"],
-        "final_loss": dg.MetadataValue.json({o: r["final_loss"] for o, r in runs.items()}),
-        "samples_per_s": dg.MetadataValue.json({o: r["samples_per_s"] for o, r in runs.items()}),
+        "dataset_version": model.info.dataset.version,
+        "base": model.info.base,
+        "final_loss": dg.MetadataValue.json({o: r.final_loss for o, r in runs.items()}),
+        "samples_per_s": dg.MetadataValue.json({o: r.samples_per_s for o, r in runs.items()}),
     })
 
 
@@ -177,7 +177,7 @@ def _image_embeddings(context: dg.AssetExecutionContext, geosolver: GeosolverRes
     model = home.models.latest()
     result = model_stages.embed(spec, home, model, log=context.log.info)
     return dg.MaterializeResult(
-        data_version=dg.DataVersion(model.version + ":" + model.manifest["dataset"]["version"]),
+        data_version=dg.DataVersion(model.version + ":" + model.info.dataset.version),
         metadata={"model_version": model.version, "embedded": result.embedded, "reused": result.reused,
                   "rows": result.embedded + result.reused, "files": len(result.files)},
     )
@@ -191,10 +191,10 @@ def _index(geosolver: GeosolverResource, series: str) -> dg.MaterializeResult:
     embeddings = model_stages.embed(spec, home, model, log=lambda _: None)  # reuses what is on disk
     build = model_stages.image_index if series == "image" else model_stages.gps_index
     artifact = build(spec, home, model, embeddings)
-    m = artifact.manifest
+    m = artifact.info
     return published_artifact(artifact, {
-        "model_version": m["model_version"], "index_key": m["index"]["key"], "vectors": m["index"]["count"],
-        "recall_at_10": m["recall_at_10"], "p50_ms": m["latency_ms"]["p50"], "p99_ms": m["latency_ms"]["p99"]})
+        "model_version": m.model_version, "index_key": m.index.key, "vectors": m.index.count,
+        "recall_at_10": m.recall_at_10, "p50_ms": m.latency_ms.p50, "p99_ms": m.latency_ms.p99})
 
 
 def _embedding_index(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:

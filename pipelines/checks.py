@@ -64,10 +64,9 @@ def _embeddings_cover_every_row(_context: dg.AssetCheckExecutionContext,
 
 def _recall(kind: str) -> Callable:
     def check(_context: dg.AssetCheckExecutionContext, geosolver: GeosolverResource) -> dg.AssetCheckResult:
-        manifest = geosolver.store().indexes(kind).latest().manifest
+        recall = geosolver.store().indexes(kind).latest().info.recall_at_10
         target = geosolver.spec().index.recall_target
-        ok = manifest["recall_at_10"] >= target
-        return _result([] if ok else [f"recall@10 {manifest['recall_at_10']} < target {target}"])
+        return _result([] if recall >= target else [f"recall@10 {recall} < target {target}"])
 
     return check
 

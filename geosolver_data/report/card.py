@@ -9,6 +9,7 @@ import pyarrow as pa
 import yaml
 
 from geosolver_data.report.markdown import table
+from geosolver_data.store.manifests import DatasetManifest
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # ours: Hugging Face's names
 
@@ -21,22 +22,22 @@ def _hf_dtype(name: str, arrow_type: pa.DataType) -> str:
     return str(arrow_type)  # string, uint64, int32, timestamp[us, tz=…] are spelled alike
 
 
-def hf_front_matter(manifest: dict, schema: pa.Schema) -> str:
+def hf_front_matter(manifest: DatasetManifest, schema: pa.Schema) -> str:
     """YAML front matter that makes the version folder a Hugging Face dataset."""
-    present = [s for s in HF_SPLITS if any(shard["split"] == s for shard in manifest["shards"])]
+    present = [s for s in HF_SPLITS if any(shard.split == s for shard in manifest.shards)]
     meta = {
-        "pretty_name": f"{manifest['dataset']} {manifest['version']}",
+        "pretty_name": f"{manifest.dataset} {manifest.version}",
         "license": "other",
         "license_name": "per-image licences",
         "license_details": "Each row's `license` and `creator` columns; see Licences and Attribution below.",
         "task_categories": ["image-feature-extraction"],  # retrieval: images and places in one space
         "tags": ["geolocation", "street-level imagery", "h3", "geosolver"],
-        "size_categories": [_size_category(manifest["rows"])],
+        "size_categories": [_size_category(manifest.rows)],
         "configs": [{"config_name": "default", "data_files": [
             {"split": HF_SPLITS[s], "path": f"shards/{s}-*.parquet"} for s in present]}],
         "dataset_info": {
             "features": [{"name": f.name, "dtype": _hf_dtype(f.name, f.type)} for f in schema],
-            "splits": [{"name": HF_SPLITS[s], "num_examples": manifest["splits"][s]} for s in present],
+            "splits": [{"name": HF_SPLITS[s], "num_examples": manifest.splits[s]} for s in present],
         },
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
@@ -56,15 +57,15 @@ def _counts(table: pa.Table, keys: list[str]) -> list[tuple]:
     return sorted(rows, key=lambda r: (-r[-1], *(str(v) for v in r[:-1])))
 
 
-def dataset_card(manifest: dict, balanced: pa.Table, schema: pa.Schema) -> str:
+def dataset_card(manifest: DatasetManifest, balanced: pa.Table, schema: pa.Schema) -> str:
     """README.md for one version; `balanced` carries source, license and creator per image, `schema`
     is the shards'."""
-    splits = ", ".join(f"{k} {v}" for k, v in manifest["splits"].items())
+    splits = ", ".join(f"{k} {v}" for k, v in manifest.splits.items())
     parts = [
-        f"# Dataset card: {manifest['dataset']} {manifest['version']}",
+        f"# Dataset card: {manifest.dataset} {manifest.version}",
         "",
-        f"{manifest['rows']} street-level images ({splits}), built {manifest['created_at']} by Geosolver from "
-        f"spec fingerprint `{manifest['spec_fingerprint']}`. Each shard row carries its image's source, "
+        f"{manifest.rows} street-level images ({splits}), built {manifest.created_at} by Geosolver from "
+        f"spec fingerprint `{manifest.spec_fingerprint}`. Each shard row carries its image's source, "
         "licence and creator; reuse each image under its own licence with the attribution below.",
         "",
         "## Sources",
@@ -77,9 +78,9 @@ def dataset_card(manifest: dict, balanced: pa.Table, schema: pa.Schema) -> str:
         "",
         "## What was left out",
         "",
-        table(["reason", "images"], sorted(manifest["rejects"].items(), key=lambda kv: (-kv[1], kv[0])))
+        table(["reason", "images"], sorted(manifest.rejects.items(), key=lambda kv: (-kv[1], kv[0])))
         + "\n\nDuplicates dropped: "
-        + (", ".join(f"{k} {v}" for k, v in manifest["dedup_dropped"].items()) or "none") + ".",
+        + (", ".join(f"{k} {v}" for k, v in manifest.dedup_dropped.items()) or "none") + ".",
         "",
         "## Attribution",
         "",

@@ -15,6 +15,7 @@ import duckdb
 from geosolver_data.db import connect
 from geosolver_data.store.artifact import ArtifactMissing, Shelf
 from geosolver_data.store.atomic import atomic_path
+from geosolver_data.store.manifests import DatasetManifest
 
 
 def _q(name: str) -> str:
@@ -25,7 +26,7 @@ def _lit(path: Path) -> str:
     return "'" + path.as_posix().replace("'", "''") + "'"
 
 
-def dataset_shelves(home: Path) -> list[Shelf]:
+def dataset_shelves(home: Path) -> list[Shelf[DatasetManifest]]:
     """One shelf per dataset under the home."""
     return [Shelf("dataset", folder, produced_by="dataset_shards")
             for folder in sorted((home / "datasets").glob("*")) if folder.is_dir()]
@@ -35,9 +36,8 @@ def _version_rows(home: Path) -> list[tuple]:
     rows = []
     for shelf in dataset_shelves(home):
         for version in shelf.all():  # versions whose manifest reads
-            m = version.manifest
-            rows.append((m["dataset"], m["version"], m["rows"], m["created_at"],
-                         version.path.relative_to(home).as_posix()))
+            m = version.info
+            rows.append((m.dataset, m.version, m.rows, m.created_at, version.path.relative_to(home).as_posix()))
     return rows
 
 

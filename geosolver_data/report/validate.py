@@ -6,7 +6,6 @@ something is.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from geosolver_data.geo import invalid_coordinate_reason
 from geosolver_data.hamming import near_pairs
 from geosolver_data.spec import DatasetSpec
 from geosolver_data.store.atomic import file_sha256
+from geosolver_data.store.manifests import read_dataset_manifest
 
 
 def _shard_glob(version_dir: Path) -> str:
@@ -27,21 +27,21 @@ def _shard_glob(version_dir: Path) -> str:
 
 def manifest_problems(version_dir: Path) -> list[str]:
     """Every listed shard exists with its size, sha256 and row count; no unlisted shard exists."""
-    manifest = json.loads((version_dir / "manifest.json").read_text())
+    manifest = read_dataset_manifest(version_dir)
     problems = []
     listed = set()
-    for shard in manifest["shards"]:
-        path = version_dir / shard["path"]
+    for shard in manifest.shards:
+        path = version_dir / shard.path
         listed.add(path.name)
         if not path.exists():
-            problems.append(f"{shard['path']}: listed but missing")
+            problems.append(f"{shard.path}: listed but missing")
             continue
-        if path.stat().st_size != shard["bytes"]:
-            problems.append(f"{shard['path']}: {path.stat().st_size} bytes, manifest says {shard['bytes']}")
-        if file_sha256(path) != shard["sha256"]:
-            problems.append(f"{shard['path']}: sha256 differs from the manifest")
-        elif pq.ParquetFile(path).metadata.num_rows != shard["rows"]:
-            problems.append(f"{shard['path']}: row count differs from the manifest")
+        if path.stat().st_size != shard.bytes:
+            problems.append(f"{shard.path}: {path.stat().st_size} bytes, manifest says {shard.bytes}")
+        if file_sha256(path) != shard.sha256:
+            problems.append(f"{shard.path}: sha256 differs from the manifest")
+        elif pq.ParquetFile(path).metadata.num_rows != shard.rows:
+            problems.append(f"{shard.path}: row count differs from the manifest")
     extra = sorted(p.name for p in (version_dir / "shards").glob("*.parquet") if p.name not in listed)
     problems += [f"shards/{name}: present but not in the manifest" for name in extra]
     return problems

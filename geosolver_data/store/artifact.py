@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from filelock import FileLock
+from pydantic import ValidationError
 
 from geosolver_data.errors import GeosolverError
 from geosolver_data.store.atomic import file_sha256, publish_dir, staging_dir, write_json, write_text
+from geosolver_data.store.manifests import SCHEMAS, Manifest
 
 MANIFEST = "manifest.json"
 # A version is a folder name: hex content hashes here, never a path (a pointer holding `../../etc` must not
@@ -66,12 +69,16 @@ def checksums(folder: Path, known: dict[str, str] | None = None) -> tuple[dict[s
             {r: p.stat().st_size for r, p in zip(rel, files, strict=True)})
 
 
+M = TypeVar("M", bound=Manifest)
+
+
 @dataclass(frozen=True)
-class Artifact:
+class Artifact(Generic[M]):
     kind: str  # dataset | model | eval | index
     version: str
     path: Path
-    manifest: dict
+    manifest: dict  # manifest.json as written
+    info: M  # the same, parsed once into its kind's type (manifests.SCHEMAS: DatasetManifest, ...)
     new: bool = False  # False when this exact version had been published before
 
 
@@ -94,8 +101,9 @@ def _damage(artifact: Artifact, under: str, deep: bool) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Shelf:
-    """The published versions of one kind under `root`."""
+class Shelf(Generic[M]):
+    """The published versions of one kind under `root`; their manifests are parsed into the kind's type
+    (manifests.SCHEMAS), which `Shelf[ModelManifest]` and the like name for readers."""
 
     kind: str
     root: Path
@@ -110,15 +118,21 @@ class Shelf:
     def exists(self, version: str) -> bool:
         return (self.path(version) / MANIFEST).exists()
 
-    def get(self, version: str, new: bool = False) -> Artifact:
+    def get(self, version: str, new: bool = False) -> Artifact[M]:
         if not self.exists(version):
             raise ArtifactMissing(f"{self.kind} version {version!r} does not exist under {self.root}")
         try:
             manifest = json.loads((self.path(version) / MANIFEST).read_text())
+            info = SCHEMAS.get(self.kind, Manifest).model_validate(manifest)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ArtifactDamaged(f"{self.path(version) / MANIFEST}: not a {self.kind} manifest ({where}: "
+                                  f"{first['msg']}); {self._remedy()}") from None
         except (OSError, ValueError) as exc:
             raise ArtifactDamaged(f"{self.path(version) / MANIFEST}: unreadable ({type(exc).__name__}); "
                                   f"{self._remedy()}") from None
-        return Artifact(self.kind, version, self.path(version), manifest, new)
+        return Artifact(self.kind, version, self.path(version), manifest, info, new)
 
     def _remedy(self) -> str:
         return f"materialise {self.produced_by or 'its asset'} again to set the damaged version aside and rebuild it"
@@ -134,7 +148,7 @@ class Shelf:
             return [f"{MANIFEST}: unreadable"]
         return _damage(artifact, under, deep)
 
-    def require_intact(self, version: str, under: str = "", deep: bool = True) -> Artifact:
+    def require_intact(self, version: str, under: str = "", deep: bool = True) -> Artifact[M]:
         """The version, or ArtifactDamaged naming what is wrong and the remedy, in one line."""
         artifact = self.get(version)  # an unreadable manifest: ArtifactDamaged with the remedy already
         found = _damage(artifact, under, deep)
@@ -160,7 +174,7 @@ class Shelf:
                                   f"materialise {self.produced_by or 'the asset'} again to rewrite it")
         return version
 
-    def latest(self) -> Artifact:
+    def latest(self) -> Artifact[M]:
         version = self.latest_version()
         if version is None:
             hint = f": materialise {self.produced_by} first" if self.produced_by else ""
@@ -170,7 +184,7 @@ class Shelf:
     def set_latest(self, version: str) -> None:
         write_text(self.root / self.pointer, version + "\n")
 
-    def publish(self, build: Callable[[Path], dict], version: str | None = None) -> Artifact:
+    def publish(self, build: Callable[[Path], dict], version: str | None = None) -> Artifact[M]:
         """Build a version in a staging folder and publish it; it becomes the latest.
 
         `build(staging)` writes the files and returns the manifest; the manifest gets every file's sha256
@@ -203,7 +217,7 @@ class Shelf:
             self.set_latest(version)
             return self.get(version, new)
 
-    def all(self) -> list[Artifact]:
+    def all(self) -> list[Artifact[M]]:
         """Every published version whose manifest reads, oldest first (by the manifest's `created_at`)."""
         found = []
         for manifest in self.root.glob(f"*/{MANIFEST}"):

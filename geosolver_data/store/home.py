@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from geosolver_data.parts import IngestUnit
 from geosolver_data.store.artifact import Shelf
+from geosolver_data.store.manifests import DatasetManifest, EvalManifest, IndexManifest, ModelManifest
 from geosolver_data.store.mirror import Mirror, cache_root, is_remote
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class DatasetLayout:
         return self.work / "balanced" / "report.json"
 
     @property
-    def shelf(self) -> Shelf:
+    def shelf(self) -> Shelf[DatasetManifest]:
         """The published versions: datasets/<name>/<version>/, datasets/<name>/LATEST."""
         return Shelf("dataset", self.home / "datasets" / self.name, produced_by="dataset_shards")
 
@@ -158,11 +159,11 @@ class Home:
     def dataset(self, name: str) -> DatasetLayout:
         return DatasetLayout(self.root, name)
 
-    def datasets(self, name: str) -> Shelf:
+    def datasets(self, name: str) -> Shelf[DatasetManifest]:
         return self.dataset(name).shelf
 
     @property
-    def models(self) -> Shelf:
+    def models(self) -> Shelf[ModelManifest]:
         return Shelf("model", self.root / "models", produced_by="finetuned_model")
 
     @property
@@ -171,10 +172,10 @@ class Home:
         return self.root / "models" / ".runs"
 
     @property
-    def evals(self) -> Shelf:
+    def evals(self) -> Shelf[EvalManifest]:
         return Shelf("eval", self.root / "evals", produced_by="geolocation_eval")
 
-    def indexes(self, series: str) -> Shelf:
+    def indexes(self, series: str) -> Shelf[IndexManifest]:
         """Index versions share indexes/; each series (image, gps) has its own LATEST_<series>."""
         asset = {"image": "embedding_index", "gps": "gps_gallery_index"}.get(series, "the index assets")
         return Shelf("index", self.root / "indexes", pointer=f"LATEST_{series}", produced_by=asset)

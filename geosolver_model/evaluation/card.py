@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import yaml
 
+from geosolver_data.store.manifests import ModelManifest
 from geosolver_model.evaluation.metrics import THRESHOLDS_KM
 
 # Licences of the bases we know; any other base's own licence applies to the fine-tuned weights.
 BASE_LICENSES = {"geolocal/StreetCLIP": "cc-by-nc-4.0", "tiny": "mit", "tiny-64": "mit"}
 
 
-def model_card(manifest: dict, objective: str, val: dict | None) -> str:
-    base = manifest["base"]
-    dataset = manifest["dataset"]
+def model_card(manifest: ModelManifest, objective: str, val: dict | None) -> str:
+    base, dataset, trained = manifest.base, manifest.dataset, manifest.model_spec
     front = {
         "library_name": "transformers",
         "pipeline_tag": "image-feature-extraction",
@@ -27,14 +27,14 @@ def model_card(manifest: dict, objective: str, val: dict | None) -> str:
     if "/" in base:  # a Hub id (a local folder's name means nothing elsewhere)
         front["base_model"] = base
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
-             f"# Geosolver retrieval geolocator {manifest['version']} ({objective})", "",
+             f"# Geosolver retrieval geolocator {manifest.version} ({objective})", "",
              f"A CLIP vision tower (`{base}`) fine-tuned with the `{objective}` objective so that an image's "
              "embedding lies near the embedding of the place it was taken, plus a GeoCLIP-style location "
              "encoder for the same space. A guess is a nearest-neighbour search over embeddings of places.", "",
-             f"- dataset: `{dataset['name']}` version `{dataset['version']}`",
-             f"- training: {manifest['model_spec']['steps']} steps, batch {manifest['model_spec']['batch_size']}, "
-             f"last {manifest['model_spec']['unfreeze_last_blocks']} vision blocks unfrozen",
-             f"- embedding size: {manifest['model_spec']['embed_dim']}", "",
+             f"- dataset: `{dataset.name}` version `{dataset.version}`",
+             f"- training: {trained['steps']} steps, batch {trained['batch_size']}, "
+             f"last {trained['unfreeze_last_blocks']} vision blocks unfrozen",
+             f"- embedding size: {trained['embed_dim']}", "",
              "```python",
              "from transformers import AutoImageProcessor, CLIPVisionModelWithProjection",
              "vision = CLIPVisionModelWithProjection.from_pretrained(folder)  # the fine-tuned tower",

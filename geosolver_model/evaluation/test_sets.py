@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from geosolver_data.spec import ImageSpec
+from geosolver_data.store.manifests import read_dataset_manifest
 from geosolver_model.net.images import decode, open_photo
 
 
@@ -43,11 +43,12 @@ def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
 def dataset_split(version_dir: Path, split: str, limit: int = 0, rank: int = 0, world_size: int = 1) -> TestSet:
     """One split of a dataset version (`test` is what evaluations report; `val`, what model cards do);
     with `world_size` > 1, the rows rank, rank + world_size, ... of it (one DDP rank's share)."""
-    manifest = json.loads((version_dir / "manifest.json").read_text())
-    paths = [version_dir / s["path"] for s in manifest["shards"] if s["split"] == split]
+    manifest = read_dataset_manifest(version_dir)
+    paths = manifest.shard_paths(version_dir, split)
+    named = f"{manifest.dataset}:{manifest.version}"
     if not paths:
         return TestSet(f"dataset_{split}", 0, lambda ingest: iter(()), np.zeros((0, 2)), np.array([]),
-                       f"{manifest['dataset']}:{manifest['version']}:{split}:empty")
+                       f"{named}:{split}:empty")
     table = pq.ParquetDataset(paths).read(columns=["image_id", "image", "lat", "lon", "country"])
     if limit:
         table = table.slice(0, limit)
@@ -58,8 +59,7 @@ def dataset_split(version_dir: Path, split: str, limit: int = 0, rank: int = 0, 
         return (decode(table.column("image")[i].as_py()) for i in range(table.num_rows))
 
     return TestSet(f"dataset_{split}", table.num_rows, images, latlon, np.array(table.column("country").to_pylist()),
-                   f"{manifest['dataset']}:{manifest['version']}:{limit}" if split == "test" else
-                   f"{manifest['dataset']}:{manifest['version']}:{split}:{limit}",
+                   f"{named}:{limit}" if split == "test" else f"{named}:{split}:{limit}",
                    np.array(table.column("image_id").to_pylist()))
 
 

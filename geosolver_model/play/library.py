@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from geosolver_data.errors import GeosolverError
 from geosolver_data.model_spec import Spec, load_spec
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.home import Home
+from geosolver_data.store.manifests import read_dataset_manifest
 from geosolver_model.names import LOCATOR, PREDICTIONS, PUBLISHED
 from geosolver_model.net.images import decode
 from geosolver_model.retrieval.index import IndexUnavailable
@@ -49,10 +49,8 @@ class ShardRows:
 
     @classmethod
     def read(cls, version_dir: Path) -> ShardRows:
-        manifest = json.loads((version_dir / "manifest.json").read_text())
         files, parts = [], []
-        for number, shard in enumerate(manifest["shards"]):
-            path = version_dir / shard["path"]
+        for number, path in enumerate(read_dataset_manifest(version_dir).shard_paths(version_dir)):
             pf = pq.ParquetFile(path)
             table = pf.read(columns=[c for c in ROW_COLUMNS if c in pf.schema_arrow.names])
             sizes = np.array([pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)], dtype=np.int64)
@@ -116,7 +114,7 @@ class Library:
         except ArtifactMissing as exc:  # damaged: its message names the remedy
             raise NotPlayable(str(exc)) from exc
         model = home.models.get(locator.versions["model"])
-        evals = [e for e in home.evals.all() if e.manifest["model_version"] == model.version]
+        evals = [e for e in home.evals.all() if e.info.model_version == model.version]
         evaluation = home.evals.require_intact(evals[-1].version) if evals else None
         try:
             rows = ShardRows.read(dataset_of(home, model))
@@ -126,8 +124,8 @@ class Library:
 
     @property
     def versions(self) -> dict:
-        return {**self.locator.versions, "dataset": self.model.manifest["dataset"]["version"],
-                "dataset_name": self.model.manifest["dataset"]["name"],
+        return {**self.locator.versions, "dataset": self.model.info.dataset.version,
+                "dataset_name": self.model.info.dataset.name,
                 "evaluation": self.evaluation.version if self.evaluation else None}
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one Library per app, kept for the app's life

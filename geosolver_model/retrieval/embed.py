@@ -6,7 +6,6 @@ dataset version that shares shards with the last one only embeds the shards that
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 
 from geosolver_data.store.atomic import atomic_path
+from geosolver_data.store.manifests import DatasetManifest, read_dataset_manifest
 from geosolver_model.net.images import decode
 from geosolver_model.net.model import GeoRetriever
 
@@ -51,26 +51,26 @@ def _embed_shard(model: GeoRetriever, shard: Path, h3_cols: list[str], out: Path
     return parquet.metadata.num_rows
 
 
-def embedding_files(folder: Path, dataset_manifest: dict) -> list[Path]:
+def embedding_files(folder: Path, dataset_manifest: DatasetManifest) -> list[Path]:
     """Where each shard's embeddings live in a model's folder: named by the shard's sha256, so
     unchanged shards are reused."""
-    return [folder / f"{shard['sha256'][:32]}.parquet" for shard in dataset_manifest["shards"]]
+    return [folder / f"{shard.sha256[:32]}.parquet" for shard in dataset_manifest.shards]
 
 
 def embed_dataset(load_model: Callable[[], GeoRetriever], dataset_dir: Path, folder: Path,
                   log: Callable[[str], None] = print) -> EmbeddingSet:
     """Embed the shards that have no embeddings in `folder` yet; the model is loaded only if there are any."""
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    h3_cols = [f"h3_r{r}" for r in manifest["h3_resolutions"]]
+    manifest = read_dataset_manifest(dataset_dir)
+    h3_cols = [f"h3_r{r}" for r in manifest.h3_resolutions]
     files = embedding_files(folder, manifest)
     model, embedded, reused = None, 0, 0
-    for shard, out in zip(manifest["shards"], files, strict=True):
+    for shard, out in zip(manifest.shards, files, strict=True):
         if out.exists():
-            reused += shard["rows"]
+            reused += shard.rows
             continue
         model = model or load_model().eval()
-        embedded += _embed_shard(model, dataset_dir / shard["path"], h3_cols, out)
-        log(f"embedded {shard['path']} ({shard['rows']} rows)")
+        embedded += _embed_shard(model, dataset_dir / shard.path, h3_cols, out)
+        log(f"embedded {shard.path} ({shard.rows} rows)")
     return EmbeddingSet(files, embedded, reused)
 
 

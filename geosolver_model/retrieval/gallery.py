@@ -13,7 +13,6 @@ the location encoder and move to the best one, so a guess is not limited to gall
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import cell_centres, h3_cells
 from geosolver_data.model_spec import ModelConfig
+from geosolver_data.store.manifests import read_dataset_manifest
 from geosolver_model.net.model import GeoRetriever
 
 
@@ -51,8 +51,7 @@ def grid_gallery(resolution: int) -> np.ndarray:
 
 def build_gallery(version_dir: Path, resolution: int, split: str = "train") -> np.ndarray:
     """(G, 2) float32 (lat, lon): the mean location of the split's images in each H3 cell."""
-    manifest = json.loads((version_dir / "manifest.json").read_text())
-    paths = [version_dir / s["path"] for s in manifest["shards"] if s["split"] == split]
+    paths = read_dataset_manifest(version_dir).shard_paths(version_dir, split)
     table = pq.ParquetDataset(paths).read(columns=["lat", "lon"])
     lat, lon = table.column("lat").to_numpy(), table.column("lon").to_numpy()
     cells = h3_cells(lat, lon, [resolution])[resolution]

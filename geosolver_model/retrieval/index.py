@@ -23,6 +23,7 @@ from geosolver_data.model_spec import IndexConfig
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.atomic import file_sha256
 from geosolver_data.store.home import Home
+from geosolver_data.store.manifests import IndexManifest
 
 FLAT_MAX = 200_000  # beyond this, exact search is too slow per query even when it fits
 
@@ -183,25 +184,24 @@ def write_index(folder: Path, vectors: np.ndarray, ids: pa.Table, queries: np.nd
     }
 
 
-def load_index(folder: Path) -> tuple[faiss.Index, pa.Table, dict]:
+def load_index(folder: Path) -> tuple[faiss.Index, pa.Table, IndexManifest]:
     """The index, its id table and manifest, after checking every file's sha256."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for name, expected in manifest["files"].items():
+    manifest = IndexManifest.model_validate(json.loads((folder / "manifest.json").read_text()))
+    for name, expected in manifest.files.items():
         path = folder / name
         if not path.exists() or file_sha256(path) != expected:
             raise IndexUnavailable(f"{path}: missing or corrupted (sha256 differs from the manifest); "
                                    "rebuild it by materialising the index asset again")
     index = faiss.read_index(str(folder / "index.faiss"))
-    if manifest["index"]["search_param"]:
-        faiss.ParameterSpace().set_index_parameter(index, manifest["index"]["search_param"],
-                                                   manifest["index"]["search_value"])
+    if manifest.index.search_param:
+        faiss.ParameterSpace().set_index_parameter(index, manifest.index.search_param, manifest.index.search_value)
     return index, pq.read_table(folder / "ids.parquet"), manifest
 
 
 SERIES = ("image", "gps")
 
 
-def all_indexes(home: Home) -> list[Artifact]:
+def all_indexes(home: Home) -> list[Artifact[IndexManifest]]:
     """Every index version of every series, oldest first."""
     return home.indexes(SERIES[0]).all()  # the series share one folder
 
@@ -211,7 +211,7 @@ def prune(home: Home, keep: int) -> list[str]:
     latest = {home.indexes(s).latest_version() for s in SERIES}
     removed = []
     for series in SERIES:
-        versions = [a.version for a in all_indexes(home) if a.manifest["kind"] == series]
+        versions = [a.version for a in all_indexes(home) if a.info.kind == series]
         for version in versions[: max(0, len(versions) - keep)]:
             if version not in latest:
                 home.indexes(series).remove(version)

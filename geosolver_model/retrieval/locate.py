@@ -88,9 +88,8 @@ class Locator:
         images = home.indexes("image")
         image = images.get(index_version) if index_version else images.latest()
         image_index, image_ids, _ = load_index(image.path)
-        model_version = image.manifest["model_version"]
-        gps = [a for a in home.indexes("gps").all() if a.manifest["kind"] == "gps"
-               and a.manifest["model_version"] == model_version]
+        model_version = image.info.model_version
+        gps = [a for a in home.indexes("gps").all() if a.info.kind == "gps" and a.info.model_version == model_version]
         if not gps:
             raise IndexUnavailable(f"no GPS gallery index for model {model_version}: materialise gps_gallery_index")
         gps_index, gps_ids, _ = load_index(gps[-1].path)
@@ -99,9 +98,9 @@ class Locator:
                                    f"which is not under {home.models.root}")
         weights = home.models.require_intact(model_version, PUBLISHED).path / PUBLISHED  # a flipped byte is refused
         model = GeoRetriever.from_pretrained(weights, device, precision).eval()
-        if model.config.embed_dim != image.manifest["index"]["dim"]:
+        if model.config.embed_dim != image.info.index.dim:
             raise IndexUnavailable(f"model/index mismatch: model embeds {model.config.embed_dim}-d, "
-                                   f"index {image.version} holds {image.manifest['index']['dim']}-d")
+                                   f"index {image.version} holds {image.info.index.dim}-d")
         return cls(model, image_index, image_ids.to_pydict(), gps_index, gps_ids.to_pydict(),
                    {"index": image.version, "gps_index": gps[-1].version, "model": model_version},
                    settings or LocateConfig())

@@ -8,6 +8,7 @@ from pathlib import Path
 from geosolver_data.model_spec import Spec
 from geosolver_data.store.artifact import Artifact
 from geosolver_data.store.home import Home
+from geosolver_data.store.manifests import ModelManifest
 from geosolver_model.names import PUBLISHED
 from geosolver_model.net.model import GeoRetriever
 
@@ -17,10 +18,10 @@ def load_geolocator(spec: Spec, folder: Path) -> GeoRetriever:
     return GeoRetriever.from_pretrained(folder, spec.model.device, spec.model.precision)
 
 
-def dataset_of(home: Home, model: Artifact) -> Path:
+def dataset_of(home: Home, model: Artifact[ModelManifest]) -> Path:
     """The dataset version a model was trained on, refused (ArtifactDamaged) when a file of it is missing."""
-    shelf = home.datasets(model.manifest["dataset"]["name"])
-    return shelf.require_intact(model.manifest["dataset"]["version"], deep=False).path
+    trained_on = model.info.dataset
+    return home.datasets(trained_on.name).require_intact(trained_on.version, deep=False).path
 
 
 def intact_model(home: Home, model: Artifact, under: str = "") -> Artifact:

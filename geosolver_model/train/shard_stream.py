@@ -7,7 +7,6 @@ without reading any image.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from geosolver_data.spec import ImageSpec
+from geosolver_data.store.manifests import read_dataset_manifest
 from geosolver_model.net.images import Processing, augment, decode, to_pixels
 
 
@@ -32,18 +32,14 @@ class Unit:
 
 def dataset_image_spec(version_dir: Path) -> ImageSpec:
     """How the dataset version stored its images (so raw photos can be brought to the same size)."""
-    manifest = json.loads((version_dir / "manifest.json").read_text())
-    return ImageSpec.model_validate(manifest.get("spec", {}).get("image", {}), strict=False)
+    return ImageSpec.model_validate(read_dataset_manifest(version_dir).spec.get("image", {}), strict=False)
 
 
 def row_groups(version_dir: Path, split: str) -> list[Unit]:
-    manifest = json.loads((version_dir / "manifest.json").read_text())
     units = []
-    for shard in manifest["shards"]:
-        if shard["split"] != split:
-            continue
-        meta = pq.ParquetFile(version_dir / shard["path"]).metadata
-        units += [Unit(version_dir / shard["path"], i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+    for path in read_dataset_manifest(version_dir).shard_paths(version_dir, split):
+        meta = pq.ParquetFile(path).metadata
+        units += [Unit(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
     if not units:
         raise ValueError(f"{version_dir}: no rows in split {split!r}")
     return units

@@ -268,9 +268,11 @@ def test_every_artifact_lists_its_files_and_a_damaged_one_is_set_aside_and_rebui
         (staging / "finetuned").mkdir()
         (staging / "finetuned" / "model.safetensors").write_bytes(bytes(range(256)) * 400)
         (staging / "card.md").write_text("a card")
-        return {"created_at": "2026-01-01T00:00:00+00:00"}
+        return {"created_at": "2026-01-01T00:00:00+00:00", "dataset": {"name": "demo", "version": "d1"},
+                "base": "tiny", "objectives": {"infonce": {"final_loss": 1.5, "samples_per_s": 9.0}}}
 
     first = shelf.publish(build, "v1")
+    assert first.info.dataset.version == "d1" and first.info.objectives["infonce"].final_loss == 1.5
     assert set(first.manifest["files"]) == {"finetuned/model.safetensors", "card.md"}
     assert first.manifest["file_bytes"]["card.md"] == 6 and shelf.problems("v1") == []
     assert shelf.publish(build, "v1").new is False and len(built_count) == 1  # intact: not built again
@@ -288,6 +290,10 @@ def test_every_artifact_lists_its_files_and_a_damaged_one_is_set_aside_and_rebui
     assert not list((tmp_path / "models").glob(".staging-*"))
     (again.path / "card.md").unlink()
     assert shelf.problems("v1") == ["card.md: missing"]
+    manifest = json.loads((again.path / "manifest.json").read_text())
+    (again.path / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "dataset"}))
+    with pytest.raises(ArtifactDamaged, match=r"manifest\.json: not a model manifest \(dataset: Field required\)"):
+        shelf.get("v1")
     (again.path / "manifest.json").write_text('{"cut')
     with pytest.raises(ArtifactDamaged, match=r"manifest\.json: unreadable"):
         shelf.get("v1")
