@@ -35,7 +35,7 @@ REJECT_SCHEMA = pa.schema([
 
 # A host that was busy, slow or unreachable: every later run tries again, however often it failed.
 NETWORK_REASONS = frozenset({*(f"http_{s}" for s in (408, 425, 429, 500, 502, 503, 504)), "timeout",
-                             "connection_error", "expired_url"})
+                             "connection_error", "expired_url", "robots_unavailable"})
 # Bytes that came back unusable (an HTML page with status 200, a body cut short, undecodable bytes)
 # are often a CDN or captive-portal hiccup when they come from a remote host: later runs try again,
 # up to the source's `content_retries`. From a local file or archive they are final at once.

@@ -26,8 +26,6 @@ __all__ = ["SPEC_ENV", "BalanceSpec", "DatasetSpec", "DedupSpec", "ImageSpec", "
 SPEC_ENV = "GEOSOLVER_SPEC"
 SourceType = Literal["synthetic", "local", "mapillary", "commons", "urls", "osv5m"]
 REMOTE_TYPES = ("mapillary", "commons", "urls")  # fetched over HTTP by the async fetcher
-# Settings that change how fast or politely a source is read, not what it yields: changing them
-# keeps the ledger of finished images (see SourceSpec.content_key).
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=100)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Resolution = Annotated[int, Field(ge=0, le=15)]
@@ -80,6 +78,17 @@ class HttpSettings(SpecSection):
     """per request, connect to last byte"""
     user_agent: str = ""
     """sent with every request; Commons asks for contact details"""
+    opt_out: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    """`X-Robots-Tag` directives that refuse a photo, as img2dataset refuses them by default: the photo is rejected
+    `opted_out` (final) and its body is never read. A directive for another user agent (`otherbot: noai`) does not
+    apply; `[]` turns the check off
+    """
+    robots_txt: bool = False
+    """also obey each photo host's robots.txt for our user agent's product token (`Geosolver`, or the first word of
+    `user_agent`): fetched once per host by each worker process, through the same politeness; a disallowed photo is
+    rejected `robots_disallowed` (final); a robots.txt that cannot be fetched (5xx, timeout) holds the host's photos
+    back as `robots_unavailable`, tried again by the next run; a 4xx (none published) allows everything
+    """
     allow_private_addresses: bool = False
     """fetch from loopback and private-range addresses (127/8, 10/8, 172.16/12, 192.168/16, fc00::/7): a server on this
     machine or a LAN. Link-local addresses, the cloud metadata endpoint among them, are refused either way
@@ -88,7 +97,10 @@ class HttpSettings(SpecSection):
 
 # Settings that change how fast or politely a source is read, not what it yields: changing them
 # keeps the ledger of finished images (see SourceSpec.content_key).
-OPERATIONAL_KEYS = frozenset({*HttpSettings.model_fields, "content_retries"})
+OPERATIONAL_KEYS = frozenset({*HttpSettings.model_fields, "content_retries"} - {"opt_out", "robots_txt"})
+# Content settings added after ledgers existed: at their default they leave a source's content key as it
+# was before them, so an upgrade fetches nothing again (photos stored earlier were not checked by them).
+KEYED_WHEN_SET = frozenset({"opt_out", "robots_txt"})
 
 
 class SourceSpec(HttpSettings):
@@ -157,7 +169,9 @@ class SourceSpec(HttpSettings):
     def content_key(self) -> str:
         """A hash of the settings that decide what this source yields (not how fast): the ledger of
         finished images is kept per key, so changing e.g. thumb_size fetches again."""
-        fields = {k: v for k, v in self.model_dump().items() if k not in OPERATIONAL_KEYS}
+        defaults = SourceSpec.model_fields
+        fields = {k: v for k, v in self.model_dump().items() if k not in OPERATIONAL_KEYS
+                  and not (k in KEYED_WHEN_SET and v == defaults[k].default)}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
 
 import aiohttp
 import yarl
@@ -31,6 +32,7 @@ from geosolver_data.ingest.images import looks_like_image
 from geosolver_data.spec import HttpSettings
 
 DEFAULT_USER_AGENT = f"Geosolver/{__version__} (street-level geolocation dataset builder; python-aiohttp)"
+ROBOTS_CAP = 512_000  # RFC 9309: a crawler parses at least the first 500 KiB of a robots.txt
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -57,6 +59,30 @@ class FetchPolicy(HttpSettings):
     @property
     def agent(self) -> str:
         return self.user_agent or DEFAULT_USER_AGENT
+
+    @property
+    def robots_token(self) -> str:
+        """The product token robots.txt and X-Robots-Tag rules name us by: `Geosolver`, or the first word of
+        a custom user agent (`MyLab-crawler/1.0 (mailto:…)` is `MyLab-crawler`)."""
+        return self.agent.split()[0].split("/")[0]
+
+
+def opted_out(values: list[str], refused: tuple[str, ...], token: str) -> str | None:
+    """The first refused directive among X-Robots-Tag header values that applies to `token`, or None.
+
+    A value is `directive, directive` for every crawler or `agent: directive, ...` for one (as
+    img2dataset reads it: a value whose prefix names another agent, such as `unavailable_after: <date>`,
+    does not apply)."""
+    wanted = {r.lower() for r in refused}
+    for value in values:
+        agent, colon, rest = value.partition(":")
+        if colon and agent.strip().lower() != token.lower():
+            continue
+        directives = (rest if colon else value).split(",")
+        found = next((d.strip().lower() for d in directives if d.strip().lower() in wanted), None)
+        if found:
+            return found
+    return None
 
 
 def backoff_s(policy: FetchPolicy, attempt: int) -> float:
@@ -153,6 +179,7 @@ class Fetcher:
         self.base_resolver = resolver
         self.gate = HostGate(policy.requests_per_second, policy.concurrency, policy.source_requests_per_second)
         self.retries = 0  # requests repeated after a retryable failure, for the run's figures
+        self._robots: dict[str, asyncio.Future[RobotFileParser]] = {}  # origin -> its rules, fetched once
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
@@ -173,8 +200,11 @@ class Fetcher:
             await self._session.close()
 
     async def image(self, url: str) -> bytes:
-        """The bytes of an image, checked for size, declared type and magic bytes."""
-        body, content_type = await self._get(url, None, None, self.policy.max_bytes)
+        """The bytes of an image, checked for size, declared type and magic bytes; refused (`opted_out`,
+        `robots_disallowed`) where the host says we may not use it."""
+        if self.policy.robots_txt:
+            await self._robots_allow(url)
+        body, content_type = await self._get(url, None, None, self.policy.max_bytes, opt_out=self.policy.opt_out)
         if content_type and not content_type.startswith(("image/", "application/octet-stream")):
             raise FetchError("not_an_image", f"content-type {content_type[:60]}")
         if not looks_like_image(body[:16]):
@@ -189,8 +219,33 @@ class Fetcher:
         except ValueError as exc:
             raise FetchError("bad_json", f"{where(url)} answered with something that is not JSON") from exc
 
+    async def _robots_allow(self, url: str) -> None:
+        """FetchError `robots_disallowed` when the host's robots.txt disallows `url` for our token. Each
+        host's robots.txt is fetched once (concurrent photos of one host wait for the one fetch)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._robots:
+            self._robots[origin] = asyncio.ensure_future(self._robots_rules(origin))
+        rules = await asyncio.shield(self._robots[origin])
+        if not rules.can_fetch(self.policy.robots_token, url):
+            raise FetchError("robots_disallowed", f"{origin}/robots.txt disallows {parts.path[:120]}")
+
+    async def _robots_rules(self, origin: str) -> RobotFileParser:
+        """A host's robots.txt rules (RFC 9309): a 4xx allows everything; a 5xx or no answer after the
+        retries holds every photo of the host back for a later run (`robots_unavailable`)."""
+        rules = RobotFileParser()
+        try:
+            body, _ = await self._get(f"{origin}/robots.txt", None, None, ROBOTS_CAP)
+        except FetchError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:  # none published
+                rules.parse([])
+                return rules
+            raise FetchError("robots_unavailable", f"{origin}/robots.txt: {exc.reason} {exc.detail}".strip()) from exc
+        rules.parse(body.decode("utf-8", errors="replace").splitlines())
+        return rules
+
     async def _get(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
-                   cap: int) -> tuple[bytes, str]:
+                   cap: int, opt_out: tuple[str, ...] = ()) -> tuple[bytes, str]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError("unsupported_url", f"only http(s) URLs are fetched, got scheme {parts.scheme!r}")
@@ -199,7 +254,7 @@ class Fetcher:
             try:
                 async with self.gate.slot(host):
                     await self.gate.wait(host)
-                    return await self._once(url, params, headers, cap)
+                    return await self._once(url, params, headers, cap, opt_out)
             except _Retry as retry:
                 error, after = retry.error, retry.after
             if attempt == self.policy.max_retries:
@@ -210,8 +265,9 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     async def _once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
-                    cap: int) -> tuple[bytes, str]:
-        """One request, its redirects followed here: each hop's address is checked before connecting."""
+                    cap: int, opt_out: tuple[str, ...]) -> tuple[bytes, str]:
+        """One request, its redirects followed here: each hop's address is checked before connecting; an
+        answer whose X-Robots-Tag holds an `opt_out` directive is refused before its body is read."""
         assert self._session is not None, "use Fetcher as an async context manager"
         target = yarl.URL(url)
         origin = target.origin()
@@ -227,6 +283,9 @@ class Fetcher:
                         continue
                     if resp.status != 200:
                         raise self._status_error(resp)
+                    refused = opted_out(resp.headers.getall("X-Robots-Tag", []), opt_out, self.policy.robots_token)
+                    if refused:
+                        raise FetchError("opted_out", f"X-Robots-Tag: {refused}")
                     return await _read_capped(resp, cap), resp.headers.get("Content-Type", "").lower()
             except TimeoutError as exc:
                 raise _Retry(FetchError("timeout", f"no complete answer in {self.policy.timeout_s:g} s")) from exc

@@ -82,6 +82,7 @@ class FakeImage:
     fault: str | None = None
     fault_requests: int | None = None  # the fault answers this many requests, then the image; None: always
     size: tuple[int, int] = (320, 240)
+    robots_tag: str | None = None  # an X-Robots-Tag header sent with the image (e.g. "noai")
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Imagery:
     in_flight: Counter[str] = field(default_factory=Counter)  # per image id, now
     peak_in_flight: Counter[str] = field(default_factory=Counter)  # per image id, the most at once
     sleep_s: float = 0.0  # added to every image response (to make a run slow enough to kill)
+    robots_txt: str | None = None  # served at /robots.txt (404 when None)
+    robots_status: int = 200  # e.g. 503: robots.txt unavailable
 
     def add(self, *images: FakeImage) -> None:
         for image in images:
@@ -158,10 +161,18 @@ class Imagery:
             "oversize": lambda: web.Response(body=body + b"\0" * (3 << 20), content_type="image/jpeg"),
             "bomb": lambda: web.Response(body=bomb_png(), content_type="image/png"),
         }
-        return canned.get(fault, lambda: web.Response(body=body, content_type="image/jpeg"))()
+        headers = {"X-Robots-Tag": image.robots_tag} if image.robots_tag else None
+        return canned.get(fault, lambda: web.Response(body=body, content_type="image/jpeg", headers=headers))()
+
+    async def robots(self, request: web.Request) -> web.Response:
+        self.hits["/robots.txt"] += 1
+        if self.robots_txt is None:
+            raise web.HTTPNotFound()
+        return web.Response(status=self.robots_status, text=self.robots_txt)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/thumbs/{image_id}.jpg", self.thumb)
+        app.router.add_get("/robots.txt", self.robots)
 
     def servable(self) -> set[str]:
         """Ids whose image the host serves sooner or later (to a client that asks often enough)."""
