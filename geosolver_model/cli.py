@@ -27,16 +27,14 @@ def _require_image_index(home: Home, version: str | None) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     home = Home(working_home(args.home))
-    _require_image_index(home, args.index)
-    from geosolver_model.retrieval.locate import Locator
+    _require_image_index(home, args.index)  # before torch is imported (~10 s)
+    from geosolver_model.geolocator import Geolocator
 
-    spec = load_spec(args.spec)
-    neighbours = spec.index.neighbours
-    locator = Locator.open(home, args.index, spec.locate, spec.model.device, spec.model.precision)
+    geo = Geolocator.from_home(home.root, index=args.index, spec=load_spec(args.spec))
     results, failed = [], 0
     for path in args.images:
         try:
-            found = locator.locate_photo(Path(path), args.top_k, neighbours)
+            found = geo.locate(path, args.top_k)
         except ValueError as exc:
             failed += 1
             print(f"geosolver: {exc}", file=sys.stderr)
@@ -46,7 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            print(f"{r['image']}  (index {locator.versions['index']}, model {locator.versions['model']})")
+            print(f"{r['image']}  (index {geo.versions['index']}, model {geo.versions['model']})")
             for c in r["candidates"]:
                 print(f"  {c['lat']:9.4f} {c['lon']:10.4f}  score {c['score']:.3f}  {c['place']}, {c['country']}")
     if args.map and results:

@@ -152,9 +152,9 @@ def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: ModelMa
             metrics = evaluate({name: predictor}, [val], lambda _: None)[0][val.name][name]
             log(f"{name} on the validation split: median {metrics['median_km']} km")
         scored[name] = metrics
-        write_text(folder / "README.md", model_card(manifest, objective, metrics))
+        write_text(folder / "README.md", model_card(manifest, objective, metrics, f"objectives/{name}"))
     first = spec.model.objectives[0]
-    write_text(staging / PUBLISHED / "README.md", model_card(manifest, first, scored[first]))
+    write_text(staging / PUBLISHED / "README.md", model_card(manifest, first, scored[first], PUBLISHED))
 
 
 def _now() -> str:

@@ -16,7 +16,8 @@ from geosolver_model.evaluation.metrics import THRESHOLDS_KM
 BASE_LICENSES = {"geolocal/StreetCLIP": "cc-by-nc-4.0", "tiny": "mit", "tiny-64": "mit"}
 
 
-def model_card(manifest: ModelManifest, objective: str, val: dict | None) -> str:
+def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder: str) -> str:
+    """README.md of one saved model folder (`folder`: its path in the model version, e.g. `finetuned`)."""
     base, dataset, trained = manifest.base, manifest.dataset, manifest.model_spec
     front = {
         "library_name": "transformers",
@@ -35,12 +36,20 @@ def model_card(manifest: ModelManifest, objective: str, val: dict | None) -> str
              f"- training: {trained['steps']} steps, batch {trained['batch_size']}, "
              f"last {trained['unfreeze_last_blocks']} vision blocks unfrozen",
              f"- embedding size: {trained['embed_dim']}", "",
+             "Geolocate a photo (`pip install geosolver`; the home is where this model was published):", "",
              "```python",
+             "import os",
              "from transformers import AutoImageProcessor, CLIPVisionModelWithProjection",
-             "vision = CLIPVisionModelWithProjection.from_pretrained(folder)  # the fine-tuned tower",
+             "from geosolver_model import Geolocator, GeoRetriever",
+             "",
+             'home = os.environ.get("GEOSOLVER_HOME", ".geosolver")',
+             f'folder = os.path.join(home, "models", "{manifest.version}", *"{folder}".split("/"))',
+             "vision = CLIPVisionModelWithProjection.from_pretrained(folder)  # the tower, stock transformers",
              "processor = AutoImageProcessor.from_pretrained(folder)",
-             "from geosolver_model.net.model import GeoRetriever",
-             "geolocator = GeoRetriever.from_pretrained(folder)  # tower, image head, location encoder",
+             "geolocator = GeoRetriever.from_pretrained(folder)  # tower, image head and location encoder",
+             f'geo = Geolocator.from_home(home, model="{manifest.version}")  # its published weights and indexes',
+             'for place in geo.predict("photo.jpg"):  # your photo: the places `geosolver predict` answers',
+             '    print(place["lat"], place["lon"], place["place"], place["country"])',
              "```", ""]
     if val:
         keys = [f"acc_{t}km" for t in THRESHOLDS_KM] + ["median_km", "geoguessr_score", "country_acc", "n"]

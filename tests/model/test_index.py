@@ -129,6 +129,32 @@ def test_predict_command(built, tmp_path: Path) -> None:
     assert image.version in listing.stdout
 
 
+def test_python_geolocates_as_the_command_does_and_the_cards_snippet_runs_as_pasted(built, tmp_path: Path) -> None:
+    from geosolver_model import Geolocator
+
+    _, home, model, _, image, _ = built
+    photo = next((home.root / "synthetic" / "learn" / "synthetic" / "europe").glob("seq_*/000.jpg"))
+    env = {"GEOSOLVER_HOME": str(home.root), "PATH": str(BIN)}
+    command = subprocess.run([str(BIN / "geosolver"), "predict", str(photo), "--json", "--index", image.version],
+                             env=env, capture_output=True, text=True)
+    assert command.returncode == 0, command.stderr
+    geo = Geolocator.from_home(home.root, index=image.version)
+    assert geo.predict(str(photo)) == json.loads(command.stdout)[0]["candidates"]  # same places, same scores
+    with open(photo, "rb") as f:
+        assert geo.predict(f.read(), top_k=2) == geo.predict(photo)[:2]  # bytes, a path: one photo loader
+
+    card = (model.path / "finetuned" / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    shutil.copyfile(photo, tmp_path / "photo.jpg")
+    pasted = subprocess.run([str(BIN / "python"), "-c", snippet], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert pasted.returncode == 0, pasted.stderr[-2000:]
+    printed = [line.split(" ", 2) for line in pasted.stdout.splitlines()]
+    expected = Geolocator.from_home(home.root, model=model.version).predict(photo)
+    assert [(float(lat), float(lon)) for lat, lon, _ in printed] == [(c["lat"], c["lon"]) for c in expected]
+    assert len(printed) == 5
+
+
 def test_prune_keeps_the_latest(built, tmp_path: Path) -> None:
     _, home, _, _, _, _ = built
     copy = Home(tmp_path / "home")
