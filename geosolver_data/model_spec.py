@@ -84,8 +84,10 @@ class ModelConfig(SpecSection):
     """seed of the initialisation, the data order and the augmentation"""
     num_workers: Annotated[int, Field(ge=0, le=128)] = 0
     """data-loader worker processes per training process"""
-    nproc: Annotated[int, Field(ge=1)] = 1
-    """processes for `torchrun` (one per GPU); 1 trains in the asset's process"""
+    nproc: Annotated[int, Field(ge=1)] | None = None
+    """processes for `torchrun` (one per GPU); 1 trains in the asset's process. Default: the GPUs each model step
+    gets (`compute.gpus`), at least 1
+    """
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")] = "auto"
     """where every model stage runs (training, validation, evaluation, embedding, index building, `predict`, `play`):
     `auto` = a CUDA GPU when torch sees one (under torchrun, each process's own), else the CPU; or `cpu`, `cuda`,
@@ -152,6 +154,43 @@ class LocateConfig(SpecSection):
     """top-k candidates are distinct places: none within this distance of a better one (0 keeps them all)"""
 
 
+Quantity = Annotated[str, Field(pattern=r"^([0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?)?$")]  # Kubernetes'
+
+
+class Toleration(SpecSection):
+    """A Kubernetes toleration, as a pod spec writes it."""
+
+    key: Annotated[str, Field(min_length=1)]
+    """the taint's key, e.g. `nvidia.com/gpu`"""
+    operator: Literal["Exists", "Equal"] = "Exists"
+    """`Exists` (any value) or `Equal` (the `value` below)"""
+    value: str = ""
+    """the taint's value, with `Equal`"""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    """the taint's effect; empty tolerates them all"""
+
+
+class ComputeConfig(SpecSection):
+    """Where the steps that run the model (fine-tuning, evaluation, embedding, the indexes) run when each step
+    is a Kubernetes pod (`GEOSOLVER_EXECUTOR=k8s`) or a Celery task (`celery`); ingest and the dataset
+    steps never get these. Read by the Dagster layer as the tags dagster-k8s and dagster-celery understand."""
+
+    gpus: Annotated[int, Field(ge=0, le=64)] = 0
+    """GPUs per model step (the pod requests `nvidia.com/gpu`); also `model.nproc`'s default"""
+    memory: Quantity = ""
+    """memory per model step, requested and limited (e.g. `64Gi`); empty: the executor's default"""
+    cpu: Quantity = ""
+    """CPUs per model step, requested (e.g. `8`); empty: the executor's default"""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """labels of the nodes model steps may run on, e.g. `{cloud.google.com/gke-accelerator: nvidia-l4}`"""
+    tolerations: tuple[Toleration, ...] = ()
+    """taints of a GPU node pool the model steps tolerate, e.g. `[{key: nvidia.com/gpu, effect: NoSchedule}]`"""
+    image: str = ""
+    """another container image for the model steps (e.g. one built with CUDA); empty: the deployment's"""
+    celery_queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]*$")] = "gpu"
+    """the dagster-celery queue model steps go to when `gpus` > 0 (a worker started with `-q gpu` on a GPU box)"""
+
+
 class Spec(DatasetSpec):
     """The whole spec: the dataset's keys plus the model's, the index's and the locator's."""
 
@@ -161,6 +200,13 @@ class Spec(DatasetSpec):
     """the FAISS indexes (the `index.…` keys)"""
     locate: LocateConfig = LocateConfig()
     """how `predict` and `play` blend the gallery guess with the neighbours' vote (the `locate.…` keys)"""
+    compute: ComputeConfig = ComputeConfig()
+    """GPUs, memory, node selector and tolerations of the model steps on Kubernetes or Celery (the `compute.…` keys)"""
+
+    @property
+    def training_processes(self) -> int:
+        """`model.nproc`, else one training process per GPU of the step (`compute.gpus`), at least one."""
+        return self.model.nproc or max(1, self.compute.gpus)
 
 
 def parse_spec(raw: object) -> Spec:

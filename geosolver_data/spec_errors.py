@@ -103,8 +103,12 @@ def expected(annotation: Any, metadata: list[Any]) -> str:
     if annotation is float:
         return _number("number", metadata)
     if annotation is str:
-        patterned = any(getattr(m, "pattern", None) for m in metadata)
-        return "a name of letters, digits, '-' and '_'" if patterned else "a string"
+        pattern = next((m.pattern for m in metadata if getattr(m, "pattern", None)), None)
+        if pattern is None:
+            return "a string"
+        if "Gi" in pattern:
+            return "a Kubernetes quantity such as `64Gi` or `8` (or nothing)"
+        return "a name of letters, digits, '-' and '_'" if "A-Za-z0-9" in pattern else f"a string matching {pattern}"
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
     if origin in (tuple, list):

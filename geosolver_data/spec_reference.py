@@ -16,22 +16,38 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from geosolver_data.model_spec import IndexConfig, LocateConfig, ModelConfig, Spec
-from geosolver_data.spec import BalanceSpec, DedupSpec, ImageSpec, Region, ShardSpec, SourceSpec
+from geosolver_data.model_spec import Spec
 
-SECTIONS: list[tuple[str, type[BaseModel], str]] = [
-    ("", Spec, "The top level of the spec file."),
-    ("regions[]", Region, "Each region is an ingest partition."),
-    ("sources[]", SourceSpec, "Where photos come from; several sources are ingested side by side."),
-    ("image", ImageSpec, "How every photo is checked and stored, whichever source it came from."),
-    ("dedup", DedupSpec, "Exact, perceptual and same-place duplicates."),
-    ("balance", BalanceSpec, "Per-cell quotas and spatially disjoint splits."),
-    ("shards", ShardSpec, "The published Parquet shards."),
-    ("model", ModelConfig, "Fine-tuning, evaluation and where the model stages run."),
-    ("index", IndexConfig, "The FAISS indexes `predict` and `play` search."),
-    ("locate", LocateConfig, "How `predict`, `play` and the `locator` comparator score candidates."),
-]
-NESTED = {"regions", "sources", "image", "dedup", "balance", "shards", "model", "index", "locate"}
+
+def section_type(annotation: object) -> tuple[type[BaseModel], bool] | None:
+    """(the section's model, whether the key holds a list of them) when a key is a section; else None."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return section_type(args[0])
+    if origin in (tuple, list) and args:
+        inner = section_type(args[0])
+        return (inner[0], True) if inner else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    return None
+
+
+def sections(model: type[BaseModel] = Spec, prefix: str = "",
+             about: str = "The top level of the spec file.") -> list[tuple[str, type[BaseModel], str]]:
+    """Every section of the spec, found from the models themselves (a new one cannot be left out):
+    (key prefix, its model, what it is, from the field's description)."""
+    found = [(prefix, model, about)]
+    for name, field in model.model_fields.items():
+        inner = section_type(field.annotation)
+        if inner is not None:
+            key = f"{prefix}.{name}" if prefix else name
+            found += sections(inner[0], key + ("[]" if inner[1] else ""), _sentence(field.description or ""))
+    return found
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    return (text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
 
 
 def _bounds(field: FieldInfo) -> str:
@@ -93,8 +109,9 @@ def rows(prefix: str, model: type[BaseModel]) -> Iterator[tuple[str, str, str, s
         key = f"{prefix}.{name}" if prefix else name
         bounds = _bounds(field)
         kind = type_text(field.annotation) + (f" ({bounds})" if bounds else "")
-        if not prefix and name in NESTED:
-            kind = "section" if name not in ("regions", "sources") else "list of sections"
+        inner = section_type(field.annotation)
+        if inner is not None:
+            kind = "list of sections" if inner[1] else "section"
         # Our own Markdown (code spans, links): kept, made one table cell
         yield f"`{key}`", kind, _default(field), " ".join((field.description or "").split()).replace("|", "\\|")
 
@@ -104,7 +121,7 @@ def render() -> str:
              "Generated from the spec's pydantic models by `python -m geosolver_data.spec_reference` "
              "(`make docs` runs it): do not edit by hand. Every key is strict (`'50'` is not a number), "
              "unknown keys are errors, and a bad value stops with one line naming the key path.", ""]
-    for prefix, model, about in SECTIONS:
+    for prefix, model, about in sections():
         lines += [f"## {f'`{prefix}`' if prefix else 'Top level'}", "", about, "",
                   "| key | type | default | meaning |", "|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows(prefix, model)]

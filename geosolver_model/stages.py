@@ -83,17 +83,19 @@ def code_version(package: Path = Path(__file__).parent) -> str:
 def model_version(spec: Spec, dataset_version: str) -> str:
     """Same inputs, same version: dataset version, the settings that shape training, training code."""
     settings = {k: v for k, v in spec.model.model_dump().items() if k not in USE_ONLY_SETTINGS | RUNTIME_SETTINGS}
+    settings["nproc"] = spec.training_processes  # what it trained with (left out, it follows compute.gpus)
     return _hash({"dataset": [spec.name, dataset_version], "model": settings, "code": code_version()})
 
 
 def _train_objective(spec: Spec, dataset_dir: Path, objective: str, run_dir: Path, log: Log) -> dict:
     """Train one objective into run_dir/final (in-process, or under torchrun when nproc > 1)."""
     final = run_dir / "final"
-    if spec.model.nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={spec.model.nproc}",
+    processes = spec.training_processes
+    if processes > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
                "-m", "geosolver_model.train_cli", "--dataset", str(dataset_dir), "--objective", objective,
                "--run-dir", str(run_dir), "--spec-json", json.dumps(spec.model.model_dump())]
-        log(f"{objective}: torchrun with {spec.model.nproc} processes")
+        log(f"{objective}: torchrun with {processes} processes")
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         return json.loads((final / "train.json").read_text())
     validate = validator(spec.model, dataset_dir) if spec.model.val_every else None

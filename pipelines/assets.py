@@ -12,6 +12,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from geosolver_data import stages
+from geosolver_data.model_spec import ComputeConfig
+from pipelines.compute import model_step_tags
 from pipelines.metadata import (
     accounting_table,
     accounting_totals,
@@ -236,9 +238,12 @@ class DatasetAssets(NamedTuple):
     gps_gallery_index: dg.AssetsDefinition
 
 
-def dataset_assets(scope: Scope, partitions: dg.PartitionsDefinition) -> DatasetAssets:
+def dataset_assets(scope: Scope, partitions: dg.PartitionsDefinition,
+                   compute: ComputeConfig | None = None) -> DatasetAssets:
     """One dataset's graph: keys and groups from `scope`, its resource under `scope.resource_key`,
-    ingest partitioned by its regions."""
+    ingest partitioned by its regions; the model and index steps carry `compute`'s tags (GPUs, node
+    selector, tolerations) for the cluster executors."""
+    model_tags = model_step_tags(compute or ComputeConfig())
 
     built = {}
     for name, body, upstream, group, kinds in GRAPH:
@@ -246,6 +251,7 @@ def dataset_assets(scope: Scope, partitions: dg.PartitionsDefinition) -> Dataset
             key=scope.key(name), deps=[built[upstream]] if upstream else None, group_name=scope.group(group),
             partitions_def=None if upstream else partitions, automation_condition=automation if upstream else None,
             kinds=kinds, required_resource_keys={scope.resource_key}, description=body.__doc__,
+            op_tags=model_tags if group in (MODEL, INDEX) else None,
         )(scope.bind(body))
     return DatasetAssets(**built)
 

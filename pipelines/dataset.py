@@ -30,7 +30,7 @@ class Dataset(NamedTuple):
 def build_dataset(scope: Scope, resource: GeosolverResource) -> Dataset:
     spec = resource.spec()  # read at load: the regions and the cron shape the definitions
     partitions = ingest_partitions(spec)  # a backfill fans out one run per region (or region part)
-    built = dataset_assets(scope, partitions)
+    built = dataset_assets(scope, partitions, spec.compute)
     ingest, build = dataset_jobs(scope, built)
     return Dataset(assets=built, checks=dataset_checks(scope, built, partitions), jobs=(ingest, build),
                    schedule=refresh_schedule(scope, ingest, partitions, spec.refresh_cron),

@@ -14,7 +14,7 @@ def test_the_generated_reference_is_current() -> None:
 
 
 def test_every_key_has_a_description() -> None:
-    undescribed = [key for prefix, model, _ in spec_reference.SECTIONS
+    undescribed = [key for prefix, model, _ in spec_reference.sections()
                    for key, _, _, meaning in spec_reference.rows(prefix, model) if not meaning.strip()]
     assert undescribed == []
 
