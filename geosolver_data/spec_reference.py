@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from geosolver_data.model_spec import Spec
+from geosolver_data.spec import HttpSettings
 
 
 def section_type(annotation: object) -> tuple[type[BaseModel], bool] | None:
@@ -99,9 +100,9 @@ def _default(field: FieldInfo) -> str:
 
 
 def _fields_own_first(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
-    """A section's own keys, then those it shares with others (SourceSpec's HTTP settings)."""
-    own = model.__annotations__
-    return sorted(model.model_fields.items(), key=lambda item: item[0] not in own)
+    """A section's keys in declaration order, the HTTP settings a source shares with the fetcher last."""
+    shared = HttpSettings.model_fields if model is not HttpSettings else {}
+    return sorted(model.model_fields.items(), key=lambda item: item[0] in shared)
 
 
 def rows(prefix: str, model: type[BaseModel]) -> Iterator[tuple[str, str, str, str]]:
