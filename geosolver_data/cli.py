@@ -13,6 +13,7 @@ import duckdb
 import yaml
 
 from geosolver_data.errors import GeosolverError
+from geosolver_data.recipes import recipe_names, recipe_path, recipe_summary
 from geosolver_data.report import validate
 from geosolver_data.report.catalog import dataset_shelves, open_catalog
 from geosolver_data.spec import DatasetSpec, load_spec
@@ -47,6 +48,15 @@ def cmd_partitions(args: argparse.Namespace) -> None:
 
 
 def cmd_spec(args: argparse.Namespace) -> None:
+    if args.example == "":
+        for name in recipe_names():
+            print(f"{name:18} {recipe_summary(name)}")
+        return
+    if args.example:
+        path = recipe_path(args.example)
+        args.load_spec(path)  # a packaged recipe that does not validate is a bug; say so before printing it
+        print(path.read_text(), end="")
+        return
     spec = args.load_spec(args.spec)
     print(f"# the spec, validated, with every default filled in (dataset {spec.name!r})")
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False), end="")
@@ -96,8 +106,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         func=cmd_regions)
     sub.add_parser("partitions", help="print the ingest partition keys: the regions, or region|part for each "
                    "sub-partition when the spec sets sub_partitions").set_defaults(func=cmd_partitions)
-    sub.add_parser("spec", help="validate the spec and print it with every default filled in").set_defaults(
-        func=cmd_spec)
+    spec = sub.add_parser("spec", help="validate the spec and print it with every default filled in; or print "
+                                       "an example spec to start a real run from")
+    spec.add_argument("--example", nargs="?", const="", metavar="NAME",
+                      help="print the packaged example spec NAME, comments included (no NAME: list them)")
+    spec.set_defaults(func=cmd_spec)
     show = sub.add_parser("show", help="summarise a published dataset version")
     show.add_argument("--version", help="dataset version (default: the latest)")
     show.add_argument("--json", action="store_true", help="print the whole manifest")
