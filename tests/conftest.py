@@ -14,6 +14,12 @@ import pytest
 TINY_SPEC = Path(__file__).parent / "specs" / "tiny.yaml"
 os.environ["GEOSOLVER_SPEC"] = str(TINY_SPEC)
 os.environ.pop("GEOSOLVER_HOME", None)
+# No test talks to the real Hugging Face Hub: huggingface_hub reads HF_ENDPOINT once, on import, so it is
+# set here, before anything imports it, to a loopback port nobody listens on (a test that serves a Hub
+# points huggingface_hub at its own server). Telemetry off, and no token from this machine.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_TOKEN", None)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one xdist worker per core: each worker's torch (and the Dagster runs it starts)
     # gets its share of the cores, so two workers of two threads each do not thrash two cores. Set

@@ -26,10 +26,14 @@ from geosolver_data.model_spec import GEOCLIP_SIZES, ModelConfig
 from geosolver_data.spec import ImageSpec
 from geosolver_model.net import device as devices
 from geosolver_model.net.clip import load_processing, load_vision
+from geosolver_model.net.hub import hub_folder, is_hub_id
 from geosolver_model.net.images import Processing, open_photo, to_pixels
 from geosolver_model.net.location_encoder import LocationEncoder
 
 GEO_WEIGHTS = "geo.safetensors"
+# What `save` writes and `from_pretrained` reads (the card and train.json besides are for people).
+SAVED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", GEO_WEIGHTS, "geo_config.json",
+               "ingest_image.json")
 
 
 @dataclass(frozen=True)
@@ -142,10 +146,16 @@ class GeoRetriever(nn.Module):
         (folder / "ingest_image.json").write_text(self.ingest.model_dump_json(indent=2))
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "auto",
-                        precision: devices.Precision = "auto") -> GeoRetriever:
-        """A saved geolocator (see the module's docstring), on `device` ("auto": a CUDA GPU when present)."""
-        folder = Path(folder)
+    def from_pretrained(cls, source: str | Path, device: str | torch.device = "auto",
+                        precision: devices.Precision = "auto", revision: str | None = None) -> GeoRetriever:
+        """A saved geolocator (see the module's docstring), on `device` ("auto": a CUDA GPU when present):
+        a folder (`str` or `Path`), or a Hub id (`owner/name`, at `revision`, default `main`) that is not a
+        local folder, fetched through huggingface_hub's cache (net/hub.py)."""
+        folder = Path(source).expanduser()
+        if not folder.is_dir() and isinstance(source, str) and is_hub_id(source):
+            folder, _ = hub_folder(source, SAVED_FILES, revision)
+        elif not folder.is_dir():
+            raise FileNotFoundError(f"{source}: no such model folder (nor a Hub id, owner/name)")
         vision = CLIPVisionModelWithProjection.from_pretrained(folder, use_safetensors=True)
         config = GeoConfig(**json.loads((folder / "geo_config.json").read_text()))
         ingest = ImageSpec.model_validate_json((folder / "ingest_image.json").read_text())

@@ -152,7 +152,9 @@ def test_python_geolocates_as_the_command_does_and_the_cards_snippet_runs_as_pas
     printed = [line.split(" ", 2) for line in pasted.stdout.splitlines()]
     expected = Geolocator.from_home(home.root, model=model.version).predict(photo)
     assert [(float(lat), float(lon)) for lat, lon, _ in printed] == [(c["lat"], c["lon"]) for c in expected]
-    assert len(printed) == 5
+    assert len(printed) == 5  # five distinct places: none within locate.min_separation_km of a better one
+    assert all(haversine_np(a["lat"], a["lon"], b["lat"], b["lon"]) > 5 for i, a in enumerate(expected)
+               for b in expected[:i])
 
 
 def test_prune_keeps_the_latest(built, tmp_path: Path) -> None:
