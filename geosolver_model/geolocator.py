@@ -36,7 +36,8 @@ class Geolocator:
         where = Home(working_home(None if home is None else str(home)))
         chosen = spec if isinstance(spec, Spec) else load_spec(spec)
         if model is not None and index is None:
-            built = [a for a in where.indexes("image").all() if a.info.model_version == model]
+            built = [a for a in where.indexes("image").all()  # image and GPS indexes share one shelf
+                     if a.info.kind == "image" and a.info.model_version == model]
             if not built:
                 raise ArtifactMissing(f"no image index was built with model {model} under {where.root}: "
                                       "materialise embedding_index for it")

@@ -87,6 +87,8 @@ class Locator:
         """The latest image index (or the given version), the GPS index and model it belongs with."""
         images = home.indexes("image")
         image = images.get(index_version) if index_version else images.latest()
+        if image.info.kind != "image":  # image and GPS indexes share one folder
+            raise IndexUnavailable(f"index {image.version} is a {image.info.kind} index, not an image index")
         image_index, image_ids, _ = load_index(image.path)
         model_version = image.info.model_version
         gps = [a for a in home.indexes("gps").all() if a.info.kind == "gps" and a.info.model_version == model_version]

@@ -131,10 +131,13 @@ def test_predict_command(built, tmp_path: Path) -> None:
 
 def test_python_geolocates_as_the_command_does_and_the_cards_snippet_runs_as_pasted(built, tmp_path: Path) -> None:
     from geosolver_model import Geolocator
+    from geosolver_model.retrieval.index import IndexUnavailable
 
-    _, home, model, _, image, _ = built
+    _, home, model, _, image, gps = built
     photo = next((home.root / "synthetic" / "learn" / "synthetic" / "europe").glob("seq_*/000.jpg"))
     env = {"GEOSOLVER_HOME": str(home.root), "PATH": str(BIN)}
+    with pytest.raises(IndexUnavailable, match="is a gps index, not an image index"):
+        Geolocator.from_home(home.root, index=gps.version)
     command = subprocess.run([str(BIN / "geosolver"), "predict", str(photo), "--json", "--index", image.version],
                              env=env, capture_output=True, text=True)
     assert command.returncode == 0, command.stderr
