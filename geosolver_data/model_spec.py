@@ -30,6 +30,11 @@ class ModelConfig(SpecSection):
 
     base: Annotated[str, Field(min_length=1)] = "geolocal/StreetCLIP"
     """hub id, local folder, or `tiny`"""
+    revision: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$")] = "main"
+    """the Hub revision of `base` (a branch, tag or commit); the commit actually loaded is recorded in the model's
+    manifest and card, and is part of the model version, so a moved branch trains a new model. Pin a commit for a
+    run others can repeat; `HF_HUB_OFFLINE=1` loads a revision fetched before from the Hugging Face cache
+    """
     objectives: Annotated[tuple[Objective, ...], Field(min_length=1)] = ("soft_haversine", "infonce")
     """objectives to train; the first is published as `finetuned`"""
     embed_dim: Annotated[int, Field(ge=2)] = GEOCLIP_SIZES["embed_dim"]

@@ -42,6 +42,7 @@ from geosolver_model.evaluation.zeroshot import ZeroShot
 from geosolver_model.names import LOCATOR, PREDICTIONS, PUBLISHED
 from geosolver_model.net import device as devices
 from geosolver_model.net.clip import load_clip
+from geosolver_model.net.hub import base_commit
 from geosolver_model.net.model import GeoRetriever
 from geosolver_model.retrieval.embed import EmbeddingSet, embed_dataset, embedding_files, load_embeddings
 from geosolver_model.retrieval.gallery import gallery_embeddings, spec_gallery
@@ -80,11 +81,15 @@ def code_version(package: Path = Path(__file__).parent) -> str:
     return digest.hexdigest()[:12]
 
 
-def model_version(spec: Spec, dataset_version: str) -> str:
-    """Same inputs, same version: dataset version, the settings that shape training, training code."""
+def model_version(spec: Spec, dataset_version: str, base_commit: str | None = None) -> str:
+    """Same inputs, same version: dataset version, the settings that shape training, training code, and the
+    commit a Hub base resolved to (a moved branch is another base)."""
     settings = {k: v for k, v in spec.model.model_dump().items() if k not in USE_ONLY_SETTINGS | RUNTIME_SETTINGS}
     settings["nproc"] = spec.training_processes  # what it trained with (left out, it follows compute.gpus)
-    return _hash({"dataset": [spec.name, dataset_version], "model": settings, "code": code_version()})
+    key = {"dataset": [spec.name, dataset_version], "model": settings, "code": code_version()}
+    if base_commit is not None:
+        key["base_commit"] = base_commit
+    return _hash(key)
 
 
 def _train_objective(spec: Spec, dataset_dir: Path, objective: str, run_dir: Path, log: Log) -> dict:
@@ -105,7 +110,8 @@ def _train_objective(spec: Spec, dataset_dir: Path, objective: str, run_dir: Pat
 def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> Artifact:
     """Train every objective in the spec and publish models/<version>/ (skipped if already published)."""
     dataset_dir = home.datasets(spec.name).require_intact(dataset_version, deep=False).path
-    version = model_version(spec, dataset_version)
+    commit = base_commit(spec.model.base, spec.model.revision)  # None for tiny or a local folder
+    version = model_version(spec, dataset_version, commit)
     if home.models.exists(version):
         log(f"model {version} already published for these inputs")
     runs = home.training_runs / version
@@ -118,6 +124,7 @@ def finetune(spec: Spec, home: Home, dataset_version: str, log: Log = print) -> 
         shutil.copytree(staging / "objectives" / spec.model.objectives[0], staging / PUBLISHED)
         manifest = {"created_at": _now(), "version": version,
                     "dataset": {"name": spec.name, "version": dataset_version}, "base": spec.model.base,
+                    "base_revision": spec.model.revision, "base_commit": commit,
                     "published_objective": spec.model.objectives[0], "model_spec": spec.model.model_dump(),
                     "code_version": code_version(), "objectives": objectives}
         _write_cards(spec, dataset_dir, staging, ModelManifest.model_validate(manifest), log)
@@ -168,6 +175,7 @@ def eval_version(model: Artifact, tests: list[TestSet], spec: Spec) -> str:
     settings = {k: spec.model.model_dump()[k] for k in sorted(USE_ONLY_SETTINGS)}
     return _hash({"format": EVAL_FORMAT, "model": model.version, "tests": [t.fingerprint for t in tests],
                   "settings": settings, "objectives": list(spec.model.objectives), "zeroshot_base": spec.model.base,
+                  "zeroshot_revision": spec.model.revision,
                   "locate": spec.locate.model_dump(), "neighbours": spec.index.neighbours})
 
 
@@ -198,7 +206,8 @@ def evaluate_model(spec: Spec, home: Home, model: Artifact, log: Log = print) ->
         untrained.precision = spec.model.precision
         comparators = {
             "untrained": retrieval_predictor(untrained, gallery, top_k),
-            "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base), dev, spec.model.precision)),
+            "zeroshot_streetclip": zeroshot_predictor(ZeroShot(*load_clip(spec.model.base, spec.model.revision), dev,
+                                                               spec.model.precision)),
         }
         published = model.info.published_objective or spec.model.objectives[0]
         for name in model.info.objectives:  # the published folder is the first objective's weights

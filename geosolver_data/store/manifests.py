@@ -80,6 +80,8 @@ class ModelManifest(Manifest):
     dataset: DatasetRef
     base: str
     objectives: dict[str, TrainingRun]
+    base_revision: str = ""  # the revision the spec asked for (model.revision)
+    base_commit: str | None = None  # the Hub commit it resolved to; None: a local folder or a config
     published_objective: str = ""
     model_spec: dict = Field(default_factory=dict)
     code_version: str = ""

@@ -32,6 +32,8 @@ def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder
              f"A CLIP vision tower (`{base}`) fine-tuned with the `{objective}` objective so that an image's "
              "embedding lies near the embedding of the place it was taken, plus a GeoCLIP-style location "
              "encoder for the same space. A guess is a nearest-neighbour search over embeddings of places.", "",
+             f"- base: `{base}`" + (f" at commit `{manifest.base_commit}` (revision `{manifest.base_revision}`)"
+                                   if manifest.base_commit else ""),
              f"- dataset: `{dataset.name}` version `{dataset.version}`",
              f"- training: {trained['steps']} steps, batch {trained['batch_size']}, "
              f"last {trained['unfreeze_last_blocks']} vision blocks unfrozen",

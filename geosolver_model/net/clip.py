@@ -74,16 +74,15 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[])
 
 
-def _unavailable(name: str, exc: Exception) -> BaseModelUnavailable:
+def _unavailable(name: str, revision: str, exc: Exception) -> BaseModelUnavailable:
+    reason = " ".join(f"{exc.__class__.__name__}: {exc}".split())[:240]
     return BaseModelUnavailable(
-        f"cannot load base model {name!r}: {exc.__class__.__name__}: {str(exc)[:300]}\n"
-        f"If this machine is offline, download it elsewhere (e.g. `huggingface-cli download {STREETCLIP} "
-        f"--local-dir ./streetclip`), copy the folder here and set `model.base` in the spec to its path; "
-        "or use `model.base: tiny` (or tiny-64) for a small offline model."
-    )
+        f"cannot load base model {name}@{revision} ({reason}): fetch it beforehand where the Hub is reachable "
+        f"(`hf download {name} --revision {revision}`) and set HF_HUB_OFFLINE=1 to load it from the cache, or "
+        "set `model.base` to a local folder holding it, or to `tiny` for a small offline model")
 
 
-def load_clip(name: str) -> tuple[CLIPModel, CLIPTokenizer, Processing]:
+def load_clip(name: str, revision: str = "main") -> tuple[CLIPModel, CLIPTokenizer, Processing]:
     """The full CLIP (text + vision), its tokenizer and image processing, for zero-shot prompts."""
     if is_tiny(name):
         with torch.random.fork_rng(devices=[]):
@@ -91,24 +90,24 @@ def load_clip(name: str) -> tuple[CLIPModel, CLIPTokenizer, Processing]:
             clip = CLIPModel(tiny_config(name)).eval()
         return clip, tiny_tokenizer(), Processing.for_size(int(clip.config.vision_config.image_size))
     try:
-        clip = CLIPModel.from_pretrained(name, use_safetensors=True).eval()
-        return clip, CLIPTokenizer.from_pretrained(name), Processing.load(name)
+        clip = CLIPModel.from_pretrained(name, revision=revision, use_safetensors=True).eval()
+        return clip, CLIPTokenizer.from_pretrained(name, revision=revision), Processing.load(name, revision)
     except (OSError, ValueError) as exc:
-        raise _unavailable(name, exc) from exc
+        raise _unavailable(name, revision, exc) from exc
 
 
-def load_processing(name: str, vision: CLIPVisionModelWithProjection) -> Processing:
+def load_processing(name: str, vision: CLIPVisionModelWithProjection, revision: str = "main") -> Processing:
     """The base's image processor settings: its preprocessor_config.json, or for a model built from a
     config (tiny), CLIP's processor at the model's input size."""
     if is_tiny(name):
         return Processing.for_size(int(vision.config.image_size))
     try:
-        return Processing.load(name)
+        return Processing.load(name, revision)
     except (OSError, ValueError) as exc:
-        raise _unavailable(name, exc) from exc
+        raise _unavailable(name, revision, exc) from exc
 
 
-def load_vision(name: str) -> CLIPVisionModelWithProjection:
+def load_vision(name: str, revision: str = "main") -> CLIPVisionModelWithProjection:
     """The vision tower with its projection: the part that is fine-tuned."""
     if is_tiny(name):
         cfg = tiny_config(name)
@@ -117,6 +116,6 @@ def load_vision(name: str) -> CLIPVisionModelWithProjection:
             torch.manual_seed(0)
             return CLIPVisionModelWithProjection(vision)
     try:
-        return CLIPVisionModelWithProjection.from_pretrained(name, use_safetensors=True)
+        return CLIPVisionModelWithProjection.from_pretrained(name, revision=revision, use_safetensors=True)
     except (OSError, ValueError) as exc:
-        raise _unavailable(name, exc) from exc
+        raise _unavailable(name, revision, exc) from exc

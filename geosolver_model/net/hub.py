@@ -44,6 +44,15 @@ def hub_folder(repo_id: str, files: tuple[str, ...], revision: str | None = None
     return folder, folder.name  # snapshots/<commit>/
 
 
+def base_commit(base: str, revision: str) -> str | None:
+    """The commit a Hub base resolves to at `revision` (its config.json fetched into, or found in, the
+    cache); None for a local folder or a model built from a config. BaseModelUnavailable-worthy failures
+    surface as HubUnavailable, in one line."""
+    if Path(base).expanduser().is_dir() or not is_hub_id(base):
+        return None
+    return hub_folder(base, ("config.json",), revision)[1]
+
+
 def _missing(exc: Exception, files: tuple[str, ...]) -> str:
     text = str(exc)
     return next((name for name in files if name in text), "one of " + ", ".join(files))

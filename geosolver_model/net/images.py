@@ -48,9 +48,9 @@ class Processing:
                    float(processor.rescale_factor), tuple(processor.image_mean), tuple(processor.image_std))
 
     @classmethod
-    def load(cls, folder: Path) -> Processing:
-        """From a model folder's preprocessor_config.json."""
-        return cls.of(CLIPImageProcessorPil.from_pretrained(folder))
+    def load(cls, folder: Path | str, revision: str | None = None) -> Processing:
+        """From a model folder's preprocessor_config.json (or a Hub repo's, at `revision`)."""
+        return cls.of(CLIPImageProcessorPil.from_pretrained(folder, revision=revision or "main"))
 
     @classmethod
     def for_size(cls, size: int) -> Processing:

@@ -168,6 +168,7 @@ class GeoRetriever(nn.Module):
         return model.to(devices.resolve(device) if isinstance(device, str) else device)
 
     @classmethod
-    def from_base(cls, base: str, config: GeoConfig, ingest: ImageSpec | None = None) -> GeoRetriever:
-        vision = load_vision(base)
-        return cls(vision, config, load_processing(base, vision), ingest)
+    def from_base(cls, base: str, config: GeoConfig, ingest: ImageSpec | None = None,
+                  revision: str = "main") -> GeoRetriever:
+        vision = load_vision(base, revision)
+        return cls(vision, config, load_processing(base, vision, revision), ingest)

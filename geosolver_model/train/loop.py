@@ -44,7 +44,7 @@ def build_model(spec: ModelConfig, ingest: ImageSpec | None = None) -> GeoRetrie
     """The base vision tower with a fresh head and location encoder, sized by the config (GeoCLIP's
     weights in them with `location_init: geoclip`); `ingest` is how the training data stored its
     images (raw photos are resized the same way)."""
-    model = GeoRetriever.from_base(spec.base, GeoConfig.of(spec), ingest)
+    model = GeoRetriever.from_base(spec.base, GeoConfig.of(spec), ingest, spec.revision)
     if spec.location_init == "geoclip":
         from geosolver_model.net.geoclip import warm_start
 

@@ -15,25 +15,7 @@ from geosolver_model.net.model import SAVED_FILES, GeoRetriever
 from geosolver_model.train.loop import build_model
 from tests.fakes.hub import FakeHub
 from tests.fakes.server import LoopbackServer
-from tests.model.conftest import TINY
-
-
-def _point_at(constants, monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
-    """What HF_ENDPOINT does when set before huggingface_hub is imported (it reads it once, then)."""
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-
-
-@pytest.fixture
-def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """huggingface_hub pointed at a cache of this test's own (what HF_HOME does for a user)."""
-    from huggingface_hub import constants
-
-    assert constants.ENDPOINT.startswith("http://127.0.0.1:"), "tests/conftest.py keeps the Hub on loopback"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)
-    return constants
+from tests.model.conftest import TINY, point_at
 
 
 def _saved(tmp_path: Path, seed: int) -> tuple[Path, dict[str, bytes]]:
@@ -57,7 +39,7 @@ def test_a_hub_id_loads_pinned_and_then_offline_from_the_cache(tmp_path: Path, h
     pinned = hub.push("acme/geo", first)
     hub.push("acme/geo", second)  # main moves on
     with LoopbackServer(hub.app()) as server:
-        _point_at(hub_env, monkeypatch, server.url)
+        point_at(hub_env, monkeypatch, server.url)
         latest = GeoRetriever.from_pretrained("acme/geo", device="cpu")
         old = GeoRetriever.from_pretrained("acme/geo", device="cpu", revision=pinned)
         assert _same(latest, GeoRetriever.from_pretrained(second_folder, device="cpu"))
@@ -80,7 +62,7 @@ def test_a_private_repo_needs_the_token_which_is_never_written(tmp_path: Path, h
     hub = FakeHub(private={"acme/secret"})
     hub.push("acme/secret", files)
     with LoopbackServer(hub.app()) as server:
-        _point_at(hub_env, monkeypatch, server.url)
+        point_at(hub_env, monkeypatch, server.url)
         with pytest.raises(HubUnavailable, match="acme/secret@main") as refused:
             GeoRetriever.from_pretrained("acme/secret", device="cpu")
         monkeypatch.setenv("HF_TOKEN", hub.token)
@@ -98,7 +80,7 @@ def test_an_unreachable_hub_is_one_line_naming_the_repo_and_the_remedy(tmp_path:
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _point_at(hub_env, monkeypatch, f"http://127.0.0.1:{port}")
+    point_at(hub_env, monkeypatch, f"http://127.0.0.1:{port}")
     with pytest.raises(HubUnavailable) as refused:
         GeoRetriever.from_pretrained("acme/geo", device="cpu", revision="v2")
     message = str(refused.value)
