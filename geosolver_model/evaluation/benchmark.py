@@ -55,7 +55,7 @@ def find_sets(root: Path, wanted: tuple[str, ...], limit: int = 0) -> tuple[dict
     missing: dict[str, str] = {}
     for name in wanted:
         folder = root / name
-        if name == "osv5m":
+        if name == "osv5m":  # the Hub's layout: test.csv, and images/test/NN.zip (or the photos unpacked)
             need = [p for p in (folder / "test.csv", folder / "images") if not p.exists()]
         else:
             csvs = sorted(folder.glob("*.csv"))
@@ -77,9 +77,12 @@ def run(spec: Spec, home: Home, model: Artifact, wanted: tuple[str, ...], limit:
         dataset_dir = dataset_of(home, model)
         predictor = retrieval_predictor(published_model(spec, home, model), spec_gallery(spec.model, dataset_dir),
                                         spec.model.top_k)
+        tests = {name: test.screen(predictor.ingest) if test.screen else test for name, test in tests.items()}
         scores, _ = evaluate({"geosolver": predictor}, list(tests.values()), lambda _: None)
         results = {name: scores[test.name]["geosolver"] for name, test in tests.items()}
     return {"model_version": model.version, "results": results, "missing": missing,
+            # every listed photo that was not scored, by reason (absent, or what its decode said)
+            "not_scored": {name: test.not_scored for name, test in tests.items() if test.not_scored},
             "published": [{"model": p.model, "source": p.source, "figures": p.figures} for p in PUBLISHED]}
 
 
@@ -96,6 +99,10 @@ def table(report: dict) -> str:
     for name in names:
         lines += [f"**{name}**", "", "| model | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
         ours = report["results"].get(name)
+        if ours is not None and ours.get("listed") is not None:
+            left = ", ".join(f"{n} {reason}" for reason, n in ours.get("not_scored", {}).items() if n)
+            lines[-2:-2] = [f"{ours['n']} of {ours['listed']} listed photos scored"
+                            + (f" (not scored: {left})" if left else "") + ".", ""]
         if ours is None:
             lines.append(f"| geosolver | not run: missing {report['missing'][name]} |")
         else:

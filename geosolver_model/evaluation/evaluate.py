@@ -78,21 +78,29 @@ def run_predictor(predictor: Predictor, test: TestSet) -> np.ndarray:
 
 def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
              log: Callable[[str], None] = print) -> tuple[dict, dict[str, np.ndarray]]:
-    """{test: {comparator: metrics}}, and each comparator's guesses (N, 2) on the first test set."""
+    """{test: {comparator: metrics}}, and each comparator's guesses (N, 2) on the first test set. A public
+    set is screened first (its photos that are absent or do not decode are left out, counted by reason in
+    each comparator's `not_scored`, beside `listed` and the scored `n`)."""
     results: dict[str, dict] = {}
     guesses: dict[str, np.ndarray] = {}
-    for test in tests:
+    ingest = next(iter(comparators.values())).ingest if comparators else None
+    for position, test in enumerate(tests):
+        if test.screen is not None and ingest is not None:
+            test = test.screen(ingest)
         results[test.name] = {}
         if not test.size:
             log(f"eval {test.name}: skipped, the set has no images")
         for name, predictor in comparators.items():
             pred = run_predictor(predictor, test)
             results[test.name][name] = geo_metrics(pred, test.latlon, test.country)
+            if test.listed is not None:
+                results[test.name][name] |= {"listed": test.listed,
+                                             "not_scored": {r: len(v) for r, v in sorted(test.not_scored.items())}}
             if not test.size:
                 results[test.name][name]["skipped"] = "the set has no images"
             else:
                 log(f"eval {test.name} {name}: {results[test.name][name]}")
-            if test is tests[0]:
+            if position == 0:
                 guesses[name] = pred
     return results, guesses
 

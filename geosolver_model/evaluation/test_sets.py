@@ -2,22 +2,32 @@
 
 Public benchmarks are looked for under `$GEOSOLVER_HOME/benchmarks/<name>/`:
   im2gps3k/, yfcc4k/  an image folder (`images/`) and one CSV with IMG_ID, LAT, LON columns
-  osv5m/              `test.csv` (id, latitude, longitude, ...) and images under `images/` as <id>.jpg
+  osv5m/              `test.csv` (id, latitude, longitude, ...) and the photos under `images/`, as the Hub
+                      ships them (`images/test/00.zip`, ...: read in place, each member at its offset)
+                      or unpacked (`<id>.jpg` anywhere below)
 Their licences do not allow redistribution, so they are never downloaded by Geosolver.
+
+Real files are messy: a listed photo that is absent, or that does not decode, is not scored, and is
+counted by its reason (`not_scored`) beside the listed and scored counts; never a traceback, never NaN.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from geosolver_data.ingest.archives import MemberAt, image_index, read_member
+from geosolver_data.ingest.images import ImageRejected
 from geosolver_data.spec import ImageSpec
 from geosolver_data.store.manifests import read_dataset_manifest
 from geosolver_model.net.images import decode, open_photo
@@ -34,6 +44,11 @@ class TestSet:
     country: np.ndarray | None  # (N,) ISO codes when known
     fingerprint: str = ""  # changes when the set's contents do (an evaluation's version depends on it)
     ids: np.ndarray | None = None  # (N,) image ids, when the set has them (a dataset split)
+    listed: int | None = None  # rows its listing holds (public sets), scored or not
+    not_scored: dict[str, list[str]] = field(default_factory=dict)  # reason -> the photos left out
+    # Public sets: the set with every listed photo that does not decode (under these caps) left out and
+    # counted; evaluate() calls it once before any comparator runs. None: nothing to screen.
+    screen: Callable[[ImageSpec], TestSet] | None = None
 
 
 def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
@@ -68,19 +83,82 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _folder_set(name: str, rows: list[tuple[Path, float, float]], limit: int) -> TestSet:
-    rows = [r for r in rows if r[0].exists()][: limit or None]
+@dataclass(frozen=True)
+class Photo:
+    """Where one listed photo's bytes are: a file, or a member of a zip archive (read at its offset)."""
+
+    name: str
+    path: Path
+    member: MemberAt | None = None
+
+    def open(self, ingest: ImageSpec) -> Image.Image:
+        """Through the one safe photo loader (a ValueError says why it cannot be read)."""
+        if self.member is None:
+            return open_photo(self.path, ingest)
+        if self.member.size > ingest.max_file_bytes:
+            raise ValueError(f"cannot read image {self.name}: too large") from ImageRejected(
+                "too_large", f"{self.member.size} bytes")
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                data = read_member(fd, self.member)
+            finally:
+                os.close(fd)
+        except (OSError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError(f"cannot read image {self.name}: {exc}") from ImageRejected("unreadable_file", str(exc))
+        return open_photo(data, ingest)
+
+    def stamp(self) -> str:
+        stat = self.path.stat()
+        return f"{self.name}:{stat.st_size}:{stat.st_mtime_ns}:{self.member.crc if self.member else ''}"
+
+
+def _reason(exc: ValueError) -> str:
+    """A photo's reason for not being scored: ingest's reject reason where there is one."""
+    cause = exc.__cause__
+    return cause.reason if isinstance(cause, ImageRejected) else "undecodable"
+
+
+def _photo_set(name: str, rows: list[tuple[str, Photo | None, float, float]], limit: int) -> TestSet:
+    """A public set from its listing: (name, where its photo is or None, lat, lon) per row."""
+    rows = rows[: limit or None]
+    present = [(photo, lat, lon) for _, photo, lat, lon in rows if photo is not None]
+    missing = [row_name for row_name, photo, _, _ in rows if photo is None]
     digest = hashlib.sha256()
-    for path, lat, lon in rows:  # the listing and each image's size and time: cheap, and what changes
-        stat = path.stat()
-        digest.update(f"{path.name}:{lat}:{lon}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    for photo, lat, lon in present:  # the listing and each photo's size and time: cheap, and what changes
+        digest.update(f"{photo.stamp()}:{lat}:{lon}\n".encode())
+    digest.update(f"missing:{','.join(missing)}".encode())
+    return _scored(name, present, len(rows), {"missing": missing} if missing else {}, digest.hexdigest()[:16])
 
+
+def _scored(name: str, present: list[tuple[Photo, float, float]], listed: int, not_scored: dict[str, list[str]],
+            fingerprint: str, screened: bool = False) -> TestSet:
     def images(ingest: ImageSpec) -> Iterator[Image.Image]:
-        for path, _, _ in rows:
-            yield open_photo(path, ingest)
+        for photo, _, _ in present:
+            yield photo.open(ingest)
 
-    return TestSet(name, len(rows), images, np.array([[lat, lon] for _, lat, lon in rows]).reshape(-1, 2), None,
-                   digest.hexdigest()[:16])
+    def screen(ingest: ImageSpec) -> TestSet:
+        kept, left_out = [], {reason: list(names) for reason, names in not_scored.items()}
+        for photo, lat, lon in present:
+            try:
+                photo.open(ingest)
+            except ValueError as exc:
+                left_out.setdefault(_reason(exc), []).append(photo.name)
+                continue
+            kept.append((photo, lat, lon))
+        return _scored(name, kept, listed, left_out, fingerprint, screened=True)
+
+    latlon = np.array([[lat, lon] for _, lat, lon in present], dtype=np.float64).reshape(-1, 2)
+    return TestSet(name, len(present), images, latlon, None, fingerprint, listed=listed, not_scored=not_scored,
+                   screen=None if screened else screen)
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        number = float(value or "")
+    except ValueError:
+        return None
+    return number if np.isfinite(number) else None
 
 
 def im2gps_style(folder: Path, name: str, limit: int = 0) -> TestSet:
@@ -88,14 +166,35 @@ def im2gps_style(folder: Path, name: str, limit: int = 0) -> TestSet:
     table = next(iter(sorted(folder.glob("*.csv"))), None)
     if table is None:
         raise FileNotFoundError(f"{folder}: no CSV with IMG_ID, LAT, LON")
-    rows = [(folder / "images" / r["IMG_ID"], float(r["LAT"]), float(r["LON"])) for r in _csv_rows(table)]
-    return _folder_set(name, rows, limit)
+    rows = []
+    for r in _csv_rows(table):
+        image, lat, lon = r.get("IMG_ID") or "", _float(r.get("LAT")), _float(r.get("LON"))
+        if lat is None or lon is None:
+            continue  # a row without a position cannot be scored; counted in `listed` only if it has one
+        path = folder / "images" / image
+        rows.append((image, Photo(image, path) if image and path.is_file() else None, lat, lon))
+    return _photo_set(name, rows, limit)
 
 
 def osv5m(folder: Path, limit: int = 0) -> TestSet:
-    rows = [(folder / "images" / f"{r['id']}.jpg", float(r["latitude"]), float(r["longitude"]))
-            for r in _csv_rows(folder / "test.csv")]
-    return _folder_set("osv5m_test", rows, limit)
+    """OSV-5M's test split: test.csv and the photos below images/, in the Hub's zip archives or unpacked."""
+    index = image_index(folder / "images") if (folder / "images").is_dir() else None
+    found = {} if index is None else {key: i for i, key in enumerate(index.column("key").to_pylist())}
+    columns = {} if index is None else {c: index.column(c).to_pylist() for c in index.column_names}
+    rows = []
+    for r in _csv_rows(folder / "test.csv"):
+        key, lat, lon = str(r.get("id") or ""), _float(r.get("latitude")), _float(r.get("longitude"))
+        if lat is None or lon is None:
+            continue
+        at = found.get(key)
+        photo = None
+        if at is not None:
+            member = None if columns["_member"][at] is None else MemberAt(
+                columns["_offset"][at], columns["_packed"][at], columns["_size"][at], columns["_method"][at],
+                columns["_crc"][at])
+            photo = Photo(f"{key}.jpg", Path(columns["_path"][at]), member)
+        rows.append((f"{key}.jpg", photo, lat, lon))
+    return _photo_set("osv5m_test", rows, limit)
 
 
 def public_benchmarks(root: Path, limit: int = 0) -> list[TestSet]:
@@ -104,6 +203,6 @@ def public_benchmarks(root: Path, limit: int = 0) -> list[TestSet]:
     for name in ("im2gps3k", "yfcc4k"):
         if (root / name / "images").is_dir():
             found.append(im2gps_style(root / name, name, limit))
-    if (root / "osv5m" / "test.csv").exists():
+    if (root / "osv5m" / "test.csv").exists():  # the photos: unpacked or in the Hub's zips
         found.append(osv5m(root / "osv5m", limit))
     return found

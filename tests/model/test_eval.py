@@ -1,8 +1,10 @@
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,7 @@ def test_benchmark_loaders(tmp_path: Path) -> None:
     found = {t.name: t for t in public_benchmarks(tmp_path / "benchmarks")}
     assert set(found) == {"im2gps3k", "osv5m_test"}
     assert found["im2gps3k"].size == 1 and found["im2gps3k"].latlon.tolist() == [[48.85, 2.35]]
+    assert found["im2gps3k"].listed == 2 and found["im2gps3k"].not_scored == {"missing": ["missing.jpg"]}
     assert next(found["im2gps3k"].images(ImageSpec())).size == (120, 90)  # never upscaled
     assert im2gps_style(folder, "x").size == 1 and osv5m(osv).latlon.tolist() == [[-33.9, 151.2]]
 
@@ -204,13 +207,23 @@ def _fabricate_public_sets(root: Path) -> dict[str, list[tuple[str, float, float
         for i, (lat, lon, country) in enumerate(places):
             key = f"{name}_{i}" if name != "osv5m" else str(900_000 + i)
             photo = render_scene(lat, lon, country, 1_000_000, np.random.default_rng(i)).resize((1024, 768))
-            photo.save(images / (f"{key}.jpg"), "JPEG", quality=90)
+            out = io.BytesIO()
+            photo.save(out, "JPEG", quality=90)
+            if name == "osv5m":  # as the Hub ships it: images/test/00.zip, 01.zip, two photos each
+                (images / "test").mkdir(exist_ok=True)
+                with zipfile.ZipFile(images / "test" / f"0{i // 2}.zip", "a") as archive:
+                    archive.writestr(f"{key}.jpg", out.getvalue())
+            else:
+                (images / f"{key}.jpg").write_bytes(out.getvalue())
             rows.append((key, lat, lon))
         if name == "osv5m":
             lines = ["id,latitude,longitude,country"] + [f"{k},{a},{o},XX" for k, a, o in rows]
             (root / name / "test.csv").write_text("\n".join(lines) + "\n")
         else:
             lines = ["IMG_ID,LAT,LON"] + [f"{k}.jpg,{a},{o}" for k, a, o in rows]
+            if name == "im2gps3k":  # real folders are messy: a listed photo that is absent, one cut short
+                (images / "cut.jpg").write_bytes((images / f"{name}_0.jpg").read_bytes()[:3000])
+                lines += ["absent.jpg,10.0,10.0", "cut.jpg,20.0,20.0"]
             (root / name / f"{name}_places365.csv").write_text("\n".join(lines) + "\n")
         written[name] = rows
     return written
@@ -230,6 +243,11 @@ def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned
         assert name in done.stdout, name
     report = json.loads((home.benchmarks / "results" / f"{model.version}.json").read_text())
     assert set(report["results"]) == {"im2gps3k", "yfcc4k", "osv5m"} and report["results"]["osv5m"]["n"] == 4
+    messy = report["results"]["im2gps3k"]  # scored what it could, counted the rest by reason: no traceback, no NaN
+    assert (messy["n"], messy["listed"]) == (4, 6) and messy["not_scored"] == {"missing": 1, "undecodable": 1}
+    assert report["not_scored"] == {"im2gps3k": {"missing": ["absent.jpg"], "undecodable": ["cut.jpg"]}}
+    assert "4 of 6 listed photos scored (not scored: 1 missing, 1 undecodable)." in done.stdout
+    assert "nan" not in done.stdout.lower() and "Traceback" not in done.stderr
     shutil.rmtree(home.benchmarks / "yfcc4k" / "images")
     partial = subprocess.run([geosolver, "benchmark", "--model", model.version, "--set", "yfcc4k"], env=env,
                              capture_output=True, text=True, timeout=600)
