@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import duckdb
 import yaml
 
+from geosolver_data import __version__
 from geosolver_data.errors import GeosolverError
 from geosolver_data.recipes import recipe_names, recipe_path, recipe_summary
 from geosolver_data.report import validate
@@ -129,6 +130,7 @@ def build_parser(description: str | None = __doc__,
                                                                                argparse._SubParsersAction]:
     """The `geosolver` parser with its global options and the data commands; the caller adds more."""
     parser = argparse.ArgumentParser(prog="geosolver", description=description)
+    parser.add_argument("--version", action="version", version=f"geosolver {__version__}")
     parser.add_argument("--home", help="artifact root (default: $GEOSOLVER_HOME or .geosolver)")
     parser.add_argument("--spec", help="dataset spec YAML (default: $GEOSOLVER_SPEC or the bundled demo)")
     parser.set_defaults(load_spec=spec_loader)

@@ -22,7 +22,7 @@ from filelock import FileLock
 from pydantic import ValidationError
 
 from geosolver_data.errors import GeosolverError
-from geosolver_data.store.atomic import file_sha256, publish_dir, staging_dir, write_json, write_text
+from geosolver_data.store.atomic import file_sha256, publish_dir, share_files, staging_dir, write_json, write_text
 from geosolver_data.store.manifests import SCHEMAS, Manifest
 
 MANIFEST = "manifest.json"
@@ -205,6 +205,7 @@ class Shelf(Generic[M]):
                 manifest = build(staging)
                 version = version or manifest["version"]
                 known = {s["path"]: s["sha256"] for s in manifest.get("shards", [])} | manifest.get("files", {})
+                share_files(staging)  # what a writer made 0600 (safetensors does) becomes readable like the rest
                 files, sizes = checksums(staging, known)
                 write_json(staging / MANIFEST, {"artifact": self.kind, **manifest, "version": version,
                                                 "files": files, "file_bytes": sizes})

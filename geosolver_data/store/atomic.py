@@ -16,6 +16,28 @@ from pathlib import Path
 from typing import Any
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it (os.umask can only set it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def share_files(folder: Path) -> None:
+    """Give every file and folder under `folder` the modes a plain open()/mkdir() would: what the home's
+    other readers can read. Writers that create 0600 files (mkstemp, safetensors) would leave a shared
+    volume's group unable to read weights that everything else there can."""
+    umask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
@@ -23,7 +45,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
+    os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; artifacts are meant to be shared
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -73,5 +95,5 @@ def publish_dir(staging: Path, final: Path) -> bool:
 def staging_dir(parent: Path) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
-    os.chmod(path, 0o755)  # mkdtemp makes 0700
+    os.chmod(path, 0o777 & ~current_umask())  # mkdtemp makes 0700
     return path

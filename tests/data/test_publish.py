@@ -19,6 +19,7 @@ from geosolver_data.report import validate
 from geosolver_data.report.catalog import open_catalog
 from geosolver_data.spec import DatasetSpec, load_spec
 from geosolver_data.store.artifact import Artifact
+from geosolver_data.store.atomic import current_umask
 from geosolver_data.store.home import DatasetLayout
 from tests.conftest import TINY_SPEC
 
@@ -268,10 +269,13 @@ def test_every_artifact_lists_its_files_and_a_damaged_one_is_set_aside_and_rebui
         (staging / "finetuned").mkdir()
         (staging / "finetuned" / "model.safetensors").write_bytes(bytes(range(256)) * 400)
         (staging / "card.md").write_text("a card")
+        (staging / "finetuned" / "model.safetensors").chmod(0o600)  # as safetensors writes it
         return {"created_at": "2026-01-01T00:00:00+00:00", "dataset": {"name": "demo", "version": "d1"},
                 "base": "tiny", "objectives": {"infonce": {"final_loss": 1.5, "samples_per_s": 9.0}}}
 
     first = shelf.publish(build, "v1")
+    modes = {p.stat().st_mode & 0o777 for p in first.path.rglob("*") if p.is_file()}
+    assert modes == {0o666 & ~current_umask()}  # no 0600 weights on a shared volume
     assert first.info.dataset.version == "d1" and first.info.objectives["infonce"].final_loss == 1.5
     assert set(first.manifest["files"]) == {"finetuned/model.safetensors", "card.md"}
     assert first.manifest["file_bytes"]["card.md"] == 6 and shelf.problems("v1") == []

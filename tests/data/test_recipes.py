@@ -41,6 +41,8 @@ def test_every_recipe_prints_and_validates_as_it_is(tmp_path: Path) -> None:
     wrong = subprocess.run([str(BIN / "geosolver"), "spec", "--example", "nope"], env=env, capture_output=True,
                            text=True)
     assert wrong.returncode == 2 and "mapillary-city" in wrong.stderr
+    version = subprocess.run([str(BIN / "geosolver"), "--version"], env=env, capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("geosolver 0.")
 
 
 def test_the_mapillary_recipe_builds_end_to_end_against_the_loopback_api(mapillary, home: Path) -> None:
