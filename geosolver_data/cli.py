@@ -117,12 +117,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="print the whole manifest")
     show.set_defaults(func=cmd_show)
     sql = sub.add_parser("sql", help="run SQL against the DuckDB catalog of published datasets")
-    sql.add_argument("query")
-    sql.add_argument("--max-rows", type=int, default=40)
+    sql.add_argument("query", help='a DuckDB query over the views `datasets`, `<name>` (the latest version\'s shard '
+                                   'rows), `<name>_rejects` and `<name>_dropped`, e.g. "SELECT country, count(*) '
+                                   'FROM demo GROUP BY 1"')
+    sql.add_argument("--max-rows", type=int, default=40, help="rows printed at most (default 40)")
     sql.set_defaults(func=cmd_sql)
     val = sub.add_parser("validate", help="check a published version's invariants; exit 1 on a problem")
     val.add_argument("--version", help="dataset version (default: the latest)")
     val.set_defaults(func=cmd_validate)
+
+
+def describe(sub: argparse._SubParsersAction) -> None:
+    """Each command's own `--help` opens with the line the command list shows for it."""
+    for action in sub._choices_actions:
+        parser = sub.choices[action.dest]
+        parser.description = parser.description or (action.help[0].upper() + action.help[1:] + ".")
 
 
 def build_parser(description: str | None = __doc__,
@@ -154,7 +163,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser, _ = build_parser()
+    parser, sub = build_parser()
+    describe(sub)
     run(parser.parse_args(argv))
 
 

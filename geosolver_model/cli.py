@@ -120,22 +120,25 @@ def cmd_play(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser, sub = data_cli.build_parser(__doc__, load_spec)
     predict = sub.add_parser("predict", help="top-k locations for images, from the latest (or a given) index")
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("images", nargs="+", help="photo files (JPEG, PNG, WebP), read through the one safe loader")
+    predict.add_argument("--top-k", type=int, default=5, help="distinct candidate places per photo (default 5)")
     predict.add_argument("--index", help="image index version (default: the latest)")
     predict.add_argument("--json", action="store_true", help="a JSON list, one object per image")
     predict.add_argument("--map", help="also draw the candidates on a world map (PNG)")
     predict.set_defaults(func=cmd_predict)
     index = sub.add_parser("index", help="list, show or prune index versions")
-    index.add_argument("action", choices=["list", "show", "prune"])
+    index.add_argument("action", choices=["list", "show", "prune"],
+                       help="list every index version, show one's manifest, or prune old versions")
     index.add_argument("--version", help="show: this version (default: the latest of --kind)")
-    index.add_argument("--kind", choices=["image", "gps"], default="image")
+    index.add_argument("--kind", choices=["image", "gps"], default="image",
+                       help="show: the image index (photo -> photos) or the GPS gallery index (default image)")
     index.add_argument("--keep", type=int, default=2, help="prune: versions of each kind to keep (default 2)")
     index.set_defaults(func=cmd_index)
     bench = sub.add_parser("benchmark", help="a published model on the public test sets under $GEOSOLVER_HOME/"
                                              "benchmarks, beside the published figures")
     bench.add_argument("--model", help="model version (default: the latest)")
-    bench.add_argument("--set", choices=["im2gps3k", "yfcc4k", "osv5m", "all"], default="all")
+    bench.add_argument("--set", choices=["im2gps3k", "yfcc4k", "osv5m", "all"], default="all",
+                       help="which public set to score (default all: every one present)")
     bench.add_argument("--limit", type=int, default=0, help="at most this many images per set (0 = all)")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.set_defaults(func=cmd_benchmark)
@@ -149,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted (default 10 MB)")
     play.add_argument("--seed", type=int, help="draw the rounds' photos reproducibly")
     play.set_defaults(func=cmd_play)
+    data_cli.describe(sub)
     return parser
 
 
