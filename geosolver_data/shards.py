@@ -28,6 +28,27 @@ _TAIL_COLUMNS = ["split", "image", "width", "height", "sha256", "phash", "captur
                  "license", "creator"]
 
 
+# What each shard column holds, for the dataset card (and anyone reading a shard).
+COLUMN_DOCS = {
+    "image_id": "source-qualified id, unique in the dataset (`mapillary:123`, `osv5m:456`)",
+    "source": "the spec's source label the photo came from",
+    "lat": "latitude of the photo, degrees (WGS84)",
+    "lon": "longitude of the photo, degrees (WGS84)",
+    "h3_r<N>": "the H3 cell of the photo at resolution N (uint64), one column per `h3_resolutions` entry",
+    "country": "ISO 3166 alpha-2 code of the nearest populated place (GeoNames)",
+    "split": "`train`, `val` or `test`: spatially disjoint blocks (the Hub names the `val` split `validation`)",
+    "image": "the photo, JPEG, upright, short side at `image.min_side`",
+    "width": "stored width, pixels",
+    "height": "stored height, pixels",
+    "sha256": "of the stored JPEG",
+    "phash": "64-bit perceptual hash (uint64), for near-duplicate search",
+    "captured_at": "capture time where the source or EXIF gives it (UTC)",
+    "sequence_id": "the capture sequence (a drive, a folder), for same-place dedup",
+    "license": "the photo's licence, as its source states it",
+    "creator": "who took or uploaded it, as its source names them: credit them",
+}
+
+
 def shard_columns(resolutions: Sequence[int]) -> list[str]:
     """Shard column order: identity and place first, then the bytes and provenance."""
     return ["image_id", "source", "lat", "lon", *[h3_column(r) for r in resolutions], "country", *_TAIL_COLUMNS]

@@ -9,6 +9,7 @@ import pyarrow as pa
 import yaml
 
 from geosolver_data.report.markdown import table
+from geosolver_data.shards import COLUMN_DOCS
 from geosolver_data.store.manifests import DatasetManifest
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # ours: Hugging Face's names
@@ -67,6 +68,25 @@ def dataset_card(manifest: DatasetManifest, balanced: pa.Table, schema: pa.Schem
         f"{manifest.rows} street-level images ({splits}), built {manifest.created_at} by Geosolver from "
         f"spec fingerprint `{manifest.spec_fingerprint}`. Each shard row carries its image's source, "
         "licence and creator; reuse each image under its own licence with the attribution below.",
+        "",
+        "![where the photos are, by split](coverage.png)",
+        "",
+        "## Load it",
+        "",
+        "```python",
+        "import os",
+        "from datasets import load_dataset",
+        "",
+        'home = os.environ.get("GEOSOLVER_HOME", ".geosolver")  # where this version was published',
+        f'ds = load_dataset(os.path.join(home, "datasets", "{manifest.dataset}", "{manifest.version}"))',
+        'row = ds["train"][0]  # row["image"] is a PIL image; lat, lon, country, h3 cells and licence beside it',
+        'print(row["image"].size, row["lat"], row["lon"], row["country"], row["license"])',
+        "```",
+        "",
+        "## Columns",
+        "",
+        table(["column", "type", "meaning"], [(f.name, str(f.type), COLUMN_DOCS.get(
+            "h3_r<N>" if f.name.startswith("h3_r") else f.name, "")) for f in schema]),
         "",
         "## Sources",
         "",

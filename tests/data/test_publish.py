@@ -10,6 +10,7 @@ import duckdb
 import h3
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -183,6 +184,27 @@ def test_validate_reports_overlapping_splits_and_quota_breaches(tmp_path: Path) 
     overlap = validate.split_overlap(tmp_path, spec)
     assert overlap == ["block 812a3ffffffffff is in splits ['test', 'train']"]
     assert validate.quota_problems(tmp_path, spec) == [f"cell {same_cell:x} has 4 images > cap 3"]
+
+
+def test_the_dataset_cards_load_snippet_runs_as_pasted_and_every_column_is_described(built, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _, layout, published = built
+    card = (published.path / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    env = {"GEOSOLVER_HOME": str(layout.home), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = pq.read_table(published.path / "shards").filter(pc.field("split") == "train").slice(0, 1).to_pylist()[0]
+    assert done.stdout.split()[2:4] == [str(row["lat"]), str(row["lon"])]  # the first train row, as stored
+    columns = card.split("## Columns", 1)[1].split("## ", 1)[0]
+    for name in pq.read_schema(next((published.path / "shards").glob("*.parquet"))).names:
+        escaped = name.replace("_", "\\_")  # as the card's Markdown writes it
+        described = next(line for line in columns.splitlines() if line.startswith(f"| {escaped} |"))
+        assert described.rstrip(" |").split("|")[-1].strip(), name
+    assert "![where the photos are, by split](coverage.png)" in card
 
 
 def test_a_version_folder_loads_with_hugging_face_datasets(built, tmp_path: Path, monkeypatch) -> None:
