@@ -135,7 +135,14 @@ def test_the_dataset_page_shows_row_count_columns_and_the_coverage_map(ui) -> No
         assert set(manifest["columns"]) <= set(columns), "the column schema is not shown"
         assert re.search(r"size_per_image\s+Dec.*?\s+\d+\.\d KB", text, re.S), "sizes are not in human units"
         row = "[...document.querySelectorAll('tr')].find(r => r.innerText.trim().startsWith('coverage_map'))"
-        browser.click_text("[Show Markdown]", within=row)
+        for attempt in range(3):  # a click aimed while the page still lays out (a loaded CI box) can miss
+            browser.click_text("[Show Markdown]", within=row)
+            try:
+                browser.wait_for("!!document.querySelector('[role=\"dialog\"]')", timeout_s=15)
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
         width = browser.wait_for("(() => { const i = document.querySelector('img[src^=\"data:image/png\"]');"
                                  " return i && i.complete && i.naturalWidth; })()")
         assert width >= 400, "the coverage map is not drawn"
