@@ -5,7 +5,9 @@ Dataset: raw_images -> deduplicated_images -> geocells -> balanced_dataset -> da
 Model: dataset_shards -> finetuned_model -> geolocation_eval.
 Index: finetuned_model -> image_embeddings -> embedding_index, gps_gallery_index."""
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
@@ -137,12 +139,22 @@ def _finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverReso
 
     spec, home = geosolver.spec(), geosolver.store()
     model = model_stages.finetune(spec, home, stages.latest_dataset(home.dataset(spec.name)), log=context.log.info)
+    from geosolver_model.evaluation.curves import curve_plot
+
     runs = model.info.objectives
+    with tempfile.TemporaryDirectory() as scratch:
+        curves = inline_png(curve_plot(runs, Path(scratch) / "curves.png", f"model {model.version}"), "training curves")
+    # one number per key, per objective: Dagster's Plots tab charts each across materialisations
+    figures = {f"{key}_{o}": value for o, r in runs.items()
+               for key, value in (("final_loss", r.final_loss), ("samples_per_s", r.samples_per_s),
+                                  ("val_median_km", next((c["val_median_km"] for c in reversed(r.curve)
+                                                          if c.get("val_median_km") is not None), None)))
+               if value is not None}
     return published_artifact(model, {
         "dataset_version": model.info.dataset.version,
         "base": model.info.base,
-        "final_loss": dg.MetadataValue.json({o: r.final_loss for o, r in runs.items()}),
-        "samples_per_s": dg.MetadataValue.json({o: r.samples_per_s for o, r in runs.items()}),
+        **figures,
+        "training_curves": curves,
     })
 
 

@@ -70,6 +70,10 @@ def test_model_assets_train_and_evaluate(built) -> None:
     assert model["dataset_version"].value == dataset["version"].value
     manifest = json.loads((home / "models" / model["version"].value / "manifest.json").read_text())
     assert manifest["objectives"]["soft_haversine"]["curve"][-1]["step"] == 12
+    for objective, run in manifest["objectives"].items():  # numbers Dagster's Plots tab charts
+        assert model[f"final_loss_{objective}"].value == run["final_loss"]
+        assert model[f"samples_per_s_{objective}"].value == run["samples_per_s"]
+    assert model["training_curves"].value.startswith("![training curves](data:image/png;base64,")
     evaluation = result.asset_materializations_for_node("geolocation_eval")[0].metadata
     assert evaluation["model_version"].value == model["version"].value
     assert evaluation["best_objective"].value in ("soft_haversine", "infonce")
