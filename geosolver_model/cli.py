@@ -11,23 +11,14 @@ from pathlib import Path
 
 from geosolver_data import cli as data_cli
 from geosolver_data.model_spec import load_spec
-from geosolver_data.store.artifact import ArtifactMissing
 from geosolver_data.store.home import Home, working_home
-
-
-def _require_image_index(home: Home, version: str | None) -> None:
-    """ArtifactMissing at once when the index to load is not there, before torch is imported (~10 s)."""
-    shelf = home.indexes("image")
-    if version:
-        shelf.get(version)
-    elif shelf.latest_version() is None:
-        raise ArtifactMissing(f"no image index is published under {shelf.root}: materialise the model and index "
-                              "assets first (`make run` builds the demo's)")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     home = Home(working_home(args.home))
-    _require_image_index(home, args.index)  # before torch is imported (~10 s)
+    from geosolver_model.retrieval.index import require_image_index
+
+    require_image_index(home, args.index)  # before torch is imported (~10 s)
     from geosolver_model.geolocator import Geolocator
 
     geo = Geolocator.from_home(home.root, index=args.index, spec=load_spec(args.spec))
@@ -107,7 +98,9 @@ def cmd_play(args: argparse.Namespace) -> None:
     import contextlib
 
     home = Home(working_home(args.home))
-    _require_image_index(home, args.index)
+    from geosolver_model.retrieval.index import require_image_index
+
+    require_image_index(home, args.index)  # before torch is imported (~10 s)
     from geosolver_model.play.library import Library
     from geosolver_model.play.server import PlaySettings, serve
 

@@ -19,6 +19,7 @@ from PIL import Image
 from geosolver_data.model_spec import Spec, load_spec
 from geosolver_data.store.artifact import ArtifactMissing
 from geosolver_data.store.home import Home, working_home
+from geosolver_model.retrieval.index import require_image_index
 from geosolver_model.retrieval.locate import Locator
 
 
@@ -42,9 +43,7 @@ class Geolocator:
                 raise ArtifactMissing(f"no image index was built with model {model} under {where.root}: "
                                       "materialise embedding_index for it")
             index = built[-1].version
-        if index is None and where.indexes("image").latest_version() is None:
-            raise ArtifactMissing(f"no image index is published under {where.root}: materialise the model and "
-                                  "index assets first (`make run` builds the demo's)")
+        require_image_index(where, index)
         locator = Locator.open(where, index, chosen.locate, chosen.model.device, chosen.model.precision)
         return cls(locator, chosen.index.neighbours)
 

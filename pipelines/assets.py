@@ -144,12 +144,12 @@ def _finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverReso
     runs = model.info.objectives
     with tempfile.TemporaryDirectory() as scratch:
         curves = inline_png(curve_plot(runs, Path(scratch) / "curves.png", f"model {model.version}"), "training curves")
-    # one number per key, per objective: Dagster's Plots tab charts each across materialisations
-    figures = {f"{key}_{o}": value for o, r in runs.items()
-               for key, value in (("final_loss", r.final_loss), ("samples_per_s", r.samples_per_s),
-                                  ("val_median_km", next((c["val_median_km"] for c in reversed(r.curve)
-                                                          if c.get("val_median_km") is not None), None)))
-               if value is not None}
+    figures: dict[str, float] = {}  # one number per key: Dagster's Plots tab charts each across materialisations
+    for objective, run in runs.items():
+        figures |= {f"final_loss_{objective}": run.final_loss, f"samples_per_s_{objective}": run.samples_per_s}
+        validated = [c["val_median_km"] for c in run.curve if c.get("val_median_km") is not None]
+        if validated:
+            figures[f"val_median_km_{objective}"] = validated[-1]
     return published_artifact(model, {
         "dataset_version": model.info.dataset.version,
         "base": model.info.base,

@@ -201,6 +201,17 @@ def load_index(folder: Path) -> tuple[faiss.Index, pa.Table, IndexManifest]:
 SERIES = ("image", "gps")
 
 
+def require_image_index(home: Home, version: str | None = None) -> None:
+    """ArtifactMissing (one line, with the remedy) when the image index asked for, or any, is not published;
+    cheap, and free of torch, so a command can say it before loading the model."""
+    shelf = home.indexes("image")
+    if version:
+        shelf.get(version)
+    elif shelf.latest_version() is None:
+        raise ArtifactMissing(f"no image index is published under {shelf.root}: materialise the model and index "
+                              "assets first (`make run` builds the demo's)")
+
+
 def all_indexes(home: Home) -> list[Artifact[IndexManifest]]:
     """Every index version of every series, oldest first."""
     return home.indexes(SERIES[0]).all()  # the series share one folder
