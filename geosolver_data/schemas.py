@@ -35,11 +35,11 @@ REJECT_SCHEMA = pa.schema([
 
 # A host that was busy, slow or unreachable: every later run tries again, however often it failed.
 NETWORK_REASONS = frozenset({*(f"http_{s}" for s in (408, 425, 429, 500, 502, 503, 504)), "timeout",
-                             "connection_error", "expired_url", "robots_unavailable"})
+                             "connection_error", "expired_url", "robots_unavailable", "bad_range"})
 # Bytes that came back unusable (an HTML page with status 200, a body cut short, undecodable bytes)
 # are often a CDN or captive-portal hiccup when they come from a remote host: later runs try again,
 # up to the source's `content_retries`. From a local file or archive they are final at once.
-CONTENT_REASONS = frozenset({"not_an_image", "undecodable", "truncated"})
+CONTENT_REASONS = frozenset({"not_an_image", "undecodable", "truncated", "corrupt_member"})
 # Our own code or a library failed on one image: retried like content, wherever it came from.
 WORKER_REASONS = frozenset({"worker_error"})
 RetryClass = Literal["network", "content", "final"]

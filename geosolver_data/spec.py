@@ -59,7 +59,7 @@ class Region(SpecSection):
 
 
 _NEEDS_PATH = {"local": "a folder of geotagged photos", "urls": "a CSV or Parquet file with url, lat, lon columns",
-               "osv5m": "the OSV-5M metadata CSV (e.g. train.csv)"}
+               "osv5m": "the OSV-5M metadata CSV (e.g. train.csv), or 'hub' to read it from the Hub"}
 
 
 class HttpSettings(SpecSection):
@@ -100,7 +100,7 @@ class HttpSettings(SpecSection):
 OPERATIONAL_KEYS = frozenset({*HttpSettings.model_fields, "content_retries"} - {"opt_out", "robots_txt"})
 # Content settings added after ledgers existed: at their default they leave a source's content key as it
 # was before them, so an upgrade fetches nothing again (photos stored earlier were not checked by them).
-KEYED_WHEN_SET = frozenset({"opt_out", "robots_txt"})
+KEYED_WHEN_SET = frozenset({"opt_out", "robots_txt", "hub", "revision", "split"})
 
 
 class SourceSpec(HttpSettings):
@@ -131,7 +131,16 @@ class SourceSpec(HttpSettings):
     url: str = ""
     """`commons`: the `api.php` endpoint"""
     images: str = ""
-    """`osv5m`: folder of `<id>.jpg` files or of the zip archives holding them"""
+    """`osv5m`: folder of `<id>.jpg` files or of the zip archives holding them (not with `hub`)"""
+    hub: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)?$")] = ""
+    """`osv5m`: a Hugging Face dataset repo in OSV-5M's layout (`osv5m/osv5m`) read straight from the Hub: `<split>.csv`
+    through huggingface_hub's cache, each archive's central directory once, then only the photos of the region (or
+    part) being ingested, by HTTP range requests. `HF_TOKEN` is sent to the Hub for a private repo
+    """
+    revision: Annotated[str, Field(min_length=1, max_length=200)] = "main"
+    """`osv5m` with `hub`: branch, tag or commit; the commit it points at when a run starts is the one read"""
+    split: Literal["train", "test"] = "train"
+    """`osv5m` with `hub`: which metadata CSV and archives (`images/<split>/*.zip`)"""
     thumb_size: Annotated[int, Field(ge=16)] = 1024
     """`mapillary`: 256, 1024 or 2048; `commons`: thumbnail width"""
     include_panoramas: bool = False
@@ -148,10 +157,15 @@ class SourceSpec(HttpSettings):
     """
     @model_validator(mode="after")
     def _per_type(self) -> SourceSpec:
-        if self.type in _NEEDS_PATH and not self.path:
+        if self.type in _NEEDS_PATH and not self.path and not (self.type == "osv5m" and self.hub):
             raise ValueError(f"a {self.type} source needs 'path' ({_NEEDS_PATH[self.type]})")
-        if self.type == "osv5m" and not self.images:
-            raise ValueError("an osv5m source needs 'images' (a folder of <id>.jpg files or of zip archives)")
+        if self.hub and self.type != "osv5m":
+            raise ValueError("'hub' is read by osv5m sources only")
+        if self.type == "osv5m" and self.hub and (self.images or self.path):
+            raise ValueError("an osv5m source reads either 'hub' or 'path' and 'images', not both")
+        if self.type == "osv5m" and not self.hub and not self.images:
+            raise ValueError("an osv5m source needs 'images' (a folder of <id>.jpg files or of zip archives) "
+                             "or 'hub' (a dataset repo such as osv5m/osv5m)")
         if self.type == "mapillary" and self.thumb_size not in (256, 1024, 2048):
             raise ValueError(f"thumb_size: Mapillary serves 256, 1024 or 2048, got {self.thumb_size}")
         if self.type == "mapillary" and self.tile_deg ** 2 > 0.01 + 1e-12:
@@ -164,7 +178,7 @@ class SourceSpec(HttpSettings):
 
     @property
     def remote(self) -> bool:
-        return self.type in REMOTE_TYPES
+        return self.type in REMOTE_TYPES or bool(self.hub)
 
     def content_key(self) -> str:
         """A hash of the settings that decide what this source yields (not how fast): the ledger of

@@ -39,3 +39,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files marked `long` (the daemon and webserver tests, minutes each) go first: under xdist's
     loadfile distribution they then run beside the short files instead of alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: file order kept
+
+
+@pytest.fixture
+def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """huggingface_hub pointed at a cache of this test's own (what HF_HOME does for a user)."""
+    from huggingface_hub import constants
+
+    assert constants.ENDPOINT.startswith("http://127.0.0.1:"), "tests/conftest.py keeps the Hub on loopback"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)
+    return constants

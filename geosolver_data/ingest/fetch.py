@@ -14,6 +14,7 @@ import email.utils
 import json
 import os
 import random
+import re
 import time
 import urllib.request
 import zlib
@@ -211,6 +212,13 @@ class Fetcher:
             raise FetchError("not_an_image", f"{len(body)} bytes that are not JPEG, PNG or WebP")
         return body
 
+    async def range(self, url: str, start: int, end: int, headers: dict[str, str] | None = None) -> bytes:
+        """Bytes [start, end) of the file at `url` (fewer when the file ends first), through the same
+        politeness, retries and redirects as an image; a short or misplaced 206 answer is retried.
+        `headers` (a token) go to the URL's own origin only, the Range header to every hop."""
+        body, _ = await self._get(url, None, headers, end - start, span=(start, end))
+        return body
+
     async def json(self, url: str, params: dict[str, Any] | None = None,
                    headers: dict[str, str] | None = None) -> Any:
         body, _ = await self._get(url, params, headers, 64_000_000)
@@ -245,7 +253,7 @@ class Fetcher:
         return rules
 
     async def _get(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
-                   cap: int, opt_out: tuple[str, ...] = ()) -> tuple[bytes, str]:
+                   cap: int, opt_out: tuple[str, ...] = (), span: tuple[int, int] | None = None) -> tuple[bytes, str]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError("unsupported_url", f"only http(s) URLs are fetched, got scheme {parts.scheme!r}")
@@ -254,7 +262,7 @@ class Fetcher:
             try:
                 async with self.gate.slot(host):
                     await self.gate.wait(host)
-                    return await self._once(url, params, headers, cap, opt_out)
+                    return await self._once(url, params, headers, cap, opt_out, span)
             except _Retry as retry:
                 error, after = retry.error, retry.after
             if attempt == self.policy.max_retries:
@@ -265,28 +273,28 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     async def _once(self, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
-                    cap: int, opt_out: tuple[str, ...]) -> tuple[bytes, str]:
+                    cap: int, opt_out: tuple[str, ...], span: tuple[int, int] | None = None) -> tuple[bytes, str]:
         """One request, its redirects followed here: each hop's address is checked before connecting; an
         answer whose X-Robots-Tag holds an `opt_out` directive is refused before its body is read."""
         assert self._session is not None, "use Fetcher as an async context manager"
         target = yarl.URL(url)
         origin = target.origin()
+        # A range is asked of every hop, uncompressed (a gzipped range has no byte positions to check).
+        ranged = {"Range": f"bytes={span[0]}-{span[1] - 1}", "Accept-Encoding": "identity"} if span else {}
         for hop in range(self.policy.max_redirects + 1):
             try:
                 check_literal(target.host or "", self.policy.allow_private_addresses)
                 # A token in the headers goes to the listed origin only, never to where it redirects.
                 async with self._session.get(target, params=params if hop == 0 else None,
-                                             headers=headers if target.origin() == origin else None,
+                                             headers={**(headers or {} if target.origin() == origin else {}),
+                                                      **ranged} or None,
                                              allow_redirects=False) as resp:
                     if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
                         target = _redirect_target(resp)
                         continue
-                    if resp.status != 200:
-                        raise self._status_error(resp)
-                    refused = opted_out(resp.headers.getall("X-Robots-Tag", []), opt_out, self.policy.robots_token)
-                    if refused:
-                        raise FetchError("opted_out", f"X-Robots-Tag: {refused}")
-                    return await _read_capped(resp, cap), resp.headers.get("Content-Type", "").lower()
+                    if span is not None:
+                        return await self._read_range(resp, span), ""
+                    return await self._read_whole(resp, cap, opt_out)
             except TimeoutError as exc:
                 raise _Retry(FetchError("timeout", f"no complete answer in {self.policy.timeout_s:g} s")) from exc
             except aiohttp.ClientPayloadError as exc:
@@ -301,6 +309,31 @@ class Fetcher:
                 # type's name only, as some of these carry the URL (and a signed URL's query) in their text.
                 raise _Retry(FetchError("connection_error", type(exc).__name__)) from exc
         raise FetchError("too_many_redirects", f"more than {self.policy.max_redirects}")
+
+    async def _read_whole(self, resp: aiohttp.ClientResponse, cap: int, opt_out: tuple[str, ...]) -> tuple[bytes, str]:
+        """The body of a 200 answer and its type; refused when the host opts the file out."""
+        if resp.status != 200:
+            raise self._status_error(resp)
+        refused = opted_out(resp.headers.getall("X-Robots-Tag", []), opt_out, self.policy.robots_token)
+        if refused:
+            raise FetchError("opted_out", f"X-Robots-Tag: {refused}")
+        return await _read_capped(resp, cap), resp.headers.get("Content-Type", "").lower()
+
+    async def _read_range(self, resp: aiohttp.ClientResponse, span: tuple[int, int]) -> bytes:
+        """The body of a 206 answer to bytes [start, end): it must start where asked and hold what its
+        Content-Range says (a short body is retried as `truncated`); a 200 means the host ignored Range."""
+        if resp.status == 200:
+            raise FetchError("range_ignored", "the host answered a range request with the whole file")
+        if resp.status != 206:
+            raise self._status_error(resp)
+        match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+        if match is None or int(match[1]) != span[0] or not int(match[1]) <= int(match[2]) < span[1]:
+            raise _Retry(FetchError("bad_range", "a 206 answer for other bytes than those asked"))
+        want = int(match[2]) - int(match[1]) + 1
+        body = await _read_capped(resp, span[1] - span[0])
+        if len(body) != want:
+            raise _Retry(FetchError("truncated", f"{len(body)} of the {want} bytes of a range"))
+        return body
 
     def _status_error(self, resp: aiohttp.ClientResponse) -> Exception:
         error = FetchError(f"http_{resp.status}", resp.reason or "", status=resp.status)
@@ -327,6 +360,9 @@ def _redirect_target(resp: aiohttp.ClientResponse) -> yarl.URL:
     if target.scheme not in ("http", "https") or not target.host:
         raise FetchError("unsupported_url", f"a redirect to scheme {target.scheme!r}")
     return target
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def _inflater(encoding: str) -> zlib._Decompress | None:

@@ -27,10 +27,11 @@ from pathlib import Path
 from PIL import Image
 
 from geosolver_data.geo import invalid_coordinate_reason
-from geosolver_data.ingest.archives import read_member
+from geosolver_data.ingest.archives import OutsideWindow, member_span, read_member, unpack_member, window_reader
 from geosolver_data.ingest.candidates import Candidate
 from geosolver_data.ingest.exif import read_captured_at, read_gps
 from geosolver_data.ingest.fetch import Fetcher, FetchError, FetchPolicy, backoff_s
+from geosolver_data.ingest.hub import auth_headers
 from geosolver_data.ingest.images import DECODE_ERRORS, ImageRejected, ProcessedImage, open_image, process_opened
 from geosolver_data.ingest.outcomes import ELSEWHERE, REFRESH, Outcome, Rejected, Stored
 from geosolver_data.parts import IngestUnit
@@ -178,7 +179,9 @@ _NET: _Net | None = None
 class _Net:
     """A worker's own event loop, in a thread, with its own Fetcher."""
 
-    def __init__(self, policy: FetchPolicy) -> None:
+    def __init__(self, policy: FetchPolicy, max_file_bytes: int) -> None:
+        self.max_file_bytes = max_file_bytes
+        self.hub_headers: dict[str, str] | None = None  # read when the first archive member is asked for
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.fetcher = Fetcher(policy)
@@ -189,13 +192,34 @@ class _Net:
     def _run(self, coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
 
-    def get(self, url: str, delay_s: float = 0.0) -> concurrent.futures.Future[bytes]:
-        return asyncio.run_coroutine_threadsafe(self._get(url, delay_s), self.loop)
+    def get(self, c: Candidate, delay_s: float = 0.0) -> concurrent.futures.Future[bytes]:
+        return asyncio.run_coroutine_threadsafe(self._get(c, delay_s), self.loop)
 
-    async def _get(self, url: str, delay_s: float) -> bytes:
+    async def _get(self, c: Candidate, delay_s: float) -> bytes:
         if delay_s:
             await asyncio.sleep(delay_s)
-        return await self.fetcher.image(url)
+        assert c.url is not None
+        return await (self._member(c) if c.member_at else self.fetcher.image(c.url))
+
+    async def _member(self, c: Candidate) -> bytes:
+        """A member of a remote zip archive (OSV-5M on the Hub): one range request for its local header
+        and bytes (a second when its local extra field is longer than allowed for), checked against
+        the central directory's size and CRC (a mismatch is `corrupt_member`)."""
+        assert c.url is not None and c.member_at is not None and c.member is not None
+        if c.member_at.size > self.max_file_bytes:
+            raise FetchError("too_large", f"{c.member_at.size} bytes > {self.max_file_bytes}")
+        if self.hub_headers is None:
+            self.hub_headers = auth_headers()
+        start, end = member_span(c.member_at, c.member)
+        for _ in range(2):
+            window = await self.fetcher.range(c.url, start, end, self.hub_headers)
+            try:
+                return unpack_member(window_reader(window, start), c.member_at)
+            except OutsideWindow as more:
+                end = more.end
+            except (zipfile.BadZipFile, zlib.error) as exc:
+                raise FetchError("corrupt_member", f"{c.member}: {exc}") from exc
+        raise FetchError("corrupt_member", f"{c.member}: its local header points past its bytes")
 
     def new_retries(self) -> int:
         total = self.fetcher.retries + self.content_retries
@@ -280,7 +304,7 @@ def _finished(task: IngestTask, net: _Net, drain: bool) -> Iterator[tuple[Candid
             outcome = guarded(task, c, lambda c=c, future=future: _download_outcome(task, c, future))
             if _unusable_bytes(outcome) and attempt < retries:
                 net.content_retries += 1
-                _PENDING[net.get(c.url, backoff_s(task.fetch, attempt))] = (c, attempt + 1)  # type: ignore[arg-type]
+                _PENDING[net.get(c, backoff_s(task.fetch, attempt))] = (c, attempt + 1)  # type: ignore[arg-type]
                 continue
             yield c, outcome
 
@@ -296,10 +320,10 @@ def work_batch(batch: list[Candidate], drain: bool = False) -> tuple[list[tuple[
     task = _TASK
     if _NET is None and any(c.url for c in batch):
         assert task.fetch is not None, "a URL candidate needs the source's fetch policy"
-        _NET = _Net(task.fetch)
+        _NET = _Net(task.fetch, task.image.max_file_bytes)
     results: list[tuple[str, Outcome]] = []
     if _NET is not None:
-        _PENDING.update({_NET.get(c.url): (c, 0) for c in batch if c.url})
+        _PENDING.update({_NET.get(c): (c, 0) for c in batch if c.url})
     for c in batch:  # files and archive members while the downloads run
         if not c.url:
             handle = (lambda c=c: ingest_member(task, c)) if c.member_at else (lambda c=c: ingest_file(task, c))

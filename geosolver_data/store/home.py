@@ -103,6 +103,12 @@ class DatasetLayout:
         return self.work / "ledger" / region / f"{source}-{key}"
 
     @property
+    def archive_directories(self) -> Path:
+        """The central directories of Hub archives already read (hub.py), by content hash: any region,
+        dataset or refresh on this home reads each archive's directory once."""
+        return self.home / "cache" / "archive-directories"
+
+    @property
     def synthetic_root(self) -> Path:
         return self.home / "synthetic" / self.name
 

@@ -1,15 +1,29 @@
 """A Hugging Face Hub on loopback, speaking the shapes `huggingface_hub` downloads through: the
 `resolve` endpoint (HEAD with X-Repo-Commit, ETag and Content-Length, then GET, with a Range when
-asked) for model and dataset repos, branches that move to new commits, and private repos that answer
-401 without a Bearer token, as the Hub does. Point HF_ENDPOINT at `server.url`."""
+asked) for model and dataset repos, repository info and tree listings (`/api/{kind}s/...`), branches
+that move to new commits, and private repos that answer 401 without a Bearer token, as the Hub does.
+Point HF_ENDPOINT at `server.url`.
+
+With `cdn` set (the URL of `cdn_routes` served on another host), LFS files (archives, Parquet) are
+served as the Hub serves them: `resolve` answers 302 to a signed URL on that host (HEAD carries
+X-Linked-Etag and X-Linked-Size), which serves the bytes, with Range, and the faults of `faults`
+on every `fault_every`-th request: 429 with Retry-After, 500, a reset, a truncated body."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import socket
+import struct
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+
+LFS_SUFFIXES = (".zip", ".parquet", ".safetensors")
+CDN_FAULTS = ("429", "500", "reset", "truncated")
 
 
 def _commit(files: dict[str, bytes]) -> str:
@@ -29,6 +43,14 @@ class FakeHub:
     token: str = "hf_test_token"
     requests: Counter[str] = field(default_factory=Counter)  # "METHOD path"
     seen_authorization: list[str] = field(default_factory=list)
+    cdn: str = ""  # where LFS files are redirected to ("" serves them from resolve itself)
+    faults: tuple[str, ...] = ()  # of CDN_FAULTS, taken in turn
+    fault_every: int = 0  # every n-th GET of the CDN answers with the next fault (0: none)
+    cdn_gets: int = 0
+    cdn_bytes: int = 0  # body bytes the CDN sent (whole answers, faults' partial ones included)
+    cdn_authorization: list[str] = field(default_factory=list)  # must stay empty: the token is the Hub's
+    cdn_bytes_per_s: float = 0.0  # paces each answer of the CDN like a link of this speed (0: loopback speed)
+    cdn_log: list[tuple[float, str, int]] = field(default_factory=list)  # (time.time(), sha256, range start)
 
     def push(self, repo_id: str, files: dict[str, bytes], kind: str = "model", branch: str = "main") -> str:
         """A new commit holding `files`, which `branch` then points at; its hash."""
@@ -41,31 +63,140 @@ class FakeHub:
         app = web.Application()
         for prefix, kind in (("", "model"), ("/datasets", "dataset")):
             app.router.add_route("*", prefix + "/{owner}/{name}/resolve/{revision}/{path:.+}", self._resolver(kind))
+            app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}/revision/{{revision}}", self._info(kind))
+            app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}/tree/{{revision}}", self._tree(kind))
+            app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}/tree/{{revision}}/{{path:.+}}", self._tree(kind))
+        app.router.add_get("/cdn/{sha256}", self._cdn)
         return app
+
+    def _files(self, kind: str, request: web.Request) -> tuple[str, dict[str, bytes]] | web.Response:
+        """The commit and files a request names, or the Hub's error answer."""
+        repo = f"{request.match_info['owner']}/{request.match_info['name']}"
+        auth = request.headers.get("Authorization", "")
+        if auth:
+            self.seen_authorization.append(auth)
+        if repo in self.private and auth != f"Bearer {self.token}":
+            return web.Response(status=401, headers={"X-Error-Code": "GatedRepo" if auth else "RepoNotFound"},
+                                text="Invalid username or password.")
+        if (kind, repo) not in self.repos:
+            return web.Response(status=404, headers={"X-Error-Code": "RepoNotFound"}, text="Repository not found")
+        revision = request.match_info["revision"]
+        commit = self.refs[(kind, repo)].get(revision, revision)
+        files = self.repos[(kind, repo)].get(commit)
+        if files is None:
+            return web.Response(status=404, headers={"X-Error-Code": "RevisionNotFound"}, text="Invalid rev id")
+        return commit, files
+
+    def _info(self, kind: str):
+        async def info(request: web.Request) -> web.StreamResponse:
+            self.requests[f"{request.method} {request.path}"] += 1
+            found = self._files(kind, request)
+            if isinstance(found, web.Response):
+                return found
+            commit, files = found
+            repo = f"{request.match_info['owner']}/{request.match_info['name']}"
+            return web.json_response({"id": repo, "sha": commit, "private": repo in self.private,
+                                      "siblings": [{"rfilename": name} for name in sorted(files)]})
+        return info
+
+    def _tree(self, kind: str):
+        async def tree(request: web.Request) -> web.StreamResponse:
+            self.requests[f"{request.method} {request.path}"] += 1
+            found = self._files(kind, request)
+            if isinstance(found, web.Response):
+                return found
+            _, files = found
+            under = request.match_info.get("path", "").strip("/")
+            prefix = f"{under}/" if under else ""
+            recursive = request.query.get("recursive", "false").lower() == "true"
+            entries, folders = [], set()
+            for name in sorted(files):
+                if not name.startswith(prefix):
+                    continue
+                rest = name[len(prefix):]
+                if "/" in rest and not recursive:
+                    folders.add(prefix + rest.split("/")[0])
+                    continue
+                body = files[name]
+                entry = {"type": "file", "oid": hashlib.sha1(body).hexdigest(), "size": len(body), "path": name}
+                if name.endswith(LFS_SUFFIXES):
+                    entry["lfs"] = {"oid": hashlib.sha256(body).hexdigest(), "size": len(body), "pointerSize": 134}
+                entries.append(entry)
+            if under and not entries and not folders:
+                return web.Response(status=404, headers={"X-Error-Code": "EntryNotFound"}, text="Entry not found")
+            entries += [{"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "path": f}
+                        for f in sorted(folders)]
+            return web.json_response(entries)
+        return tree
+
+    def _blob(self, sha256: str) -> bytes | None:
+        for commits in self.repos.values():
+            for files in commits.values():
+                for body in files.values():
+                    if hashlib.sha256(body).hexdigest() == sha256:
+                        return body
+        return None
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        """The file host: a signed URL's bytes (the signature is not checked), with Range and faults."""
+        if request.headers.get("Authorization"):
+            self.cdn_authorization.append(request.headers["Authorization"])
+        body = self._blob(request.match_info["sha256"])
+        if body is None or "X-Amz-Signature" not in request.query:
+            return web.Response(status=403, text="AccessDenied")
+        self.cdn_gets += 1
+        span = request.http_range
+        start, part = span.start or 0, body[span]
+        self.cdn_log.append((time.time(), request.match_info["sha256"], start))
+        fault = self.faults[(self.cdn_gets // self.fault_every) % len(self.faults)] \
+            if self.fault_every and self.faults and self.cdn_gets % self.fault_every == 0 else ""
+        if fault == "429":
+            return web.Response(status=429, headers={"Retry-After": "1"}, text="SlowDown")
+        if fault == "500":
+            return web.Response(status=500, text="InternalError")
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "application/zip", "Content-Length": str(len(part))}
+        status = 200
+        if span.start is not None or span.stop is not None:
+            headers["Content-Range"] = f"bytes {start}-{start + len(part) - 1}/{len(body)}"
+            status = 206
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        if fault in ("reset", "truncated"):
+            sent = part[: len(part) // 2]
+            await response.write(sent)
+            self.cdn_bytes += len(sent)
+            sock = request.transport.get_extra_info("socket") if fault == "reset" else None  # type: ignore[union-attr]
+            if sock is not None:  # SO_LINGER 0: close() sends a TCP reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.transport.abort() if fault == "reset" else request.transport.close()  # type: ignore[union-attr]
+            return response
+        chunk = 1 << 16
+        for at in range(0, len(part), chunk):
+            await response.write(part[at:at + chunk])
+            if self.cdn_bytes_per_s:
+                await asyncio.sleep(len(part[at:at + chunk]) / self.cdn_bytes_per_s)
+        self.cdn_bytes += len(part)
+        await response.write_eof()
+        return response
 
     def _resolver(self, kind: str):
         async def resolve(request: web.Request) -> web.StreamResponse:
-            repo = f"{request.match_info['owner']}/{request.match_info['name']}"
             self.requests[f"{request.method} {request.path}"] += 1
-            auth = request.headers.get("Authorization", "")
-            if auth:
-                self.seen_authorization.append(auth)
-            if repo in self.private and auth != f"Bearer {self.token}":
-                return web.Response(status=401, headers={"X-Error-Code": "GatedRepo" if auth else "RepoNotFound"},
-                                    text="Invalid username or password.")
-            if (kind, repo) not in self.repos:
-                return web.Response(status=404, headers={"X-Error-Code": "RepoNotFound"}, text="Repository not found")
-            revision = request.match_info["revision"]
-            commit = self.refs[(kind, repo)].get(revision, revision)
-            files = self.repos[(kind, repo)].get(commit)
-            if files is None:
-                return web.Response(status=404, headers={"X-Error-Code": "RevisionNotFound"}, text="Invalid rev id")
+            found = self._files(kind, request)
+            if isinstance(found, web.Response):
+                return found
+            commit, files = found
             body = files.get(request.match_info["path"])
             if body is None:
                 return web.Response(status=404, headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit},
                                     text="Entry not found")
-            headers = {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(body).hexdigest()}"',
+            sha256 = hashlib.sha256(body).hexdigest()
+            headers = {"X-Repo-Commit": commit, "ETag": f'"{sha256}"',
                        "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+            if self.cdn and request.match_info["path"].endswith(LFS_SUFFIXES):
+                return web.Response(status=302, headers={
+                    "X-Repo-Commit": commit, "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(body)),
+                    "Location": f"{self.cdn}/cdn/{sha256}?X-Amz-Expires=3600&X-Amz-Signature=f00d"})
             if request.method == "HEAD":
                 return web.Response(headers={**headers, "Content-Length": str(len(body))})
             span = request.http_range
@@ -77,3 +208,9 @@ class FakeHub:
             return web.Response(body=body, headers=headers)
 
         return resolve
+
+
+def point_at(constants: Any, monkeypatch: Any, endpoint: str) -> None:
+    """What HF_ENDPOINT does when set before huggingface_hub is imported (it reads it once, then)."""
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")

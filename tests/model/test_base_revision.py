@@ -23,9 +23,9 @@ from geosolver_model.net.clip import (
     tiny_tokenizer,
 )
 from geosolver_model.net.hub import base_commit
-from tests.fakes.hub import FakeHub
+from tests.fakes.hub import FakeHub, point_at
 from tests.fakes.server import LoopbackServer
-from tests.model.conftest import point_at, with_model
+from tests.model.conftest import with_model
 
 
 def _clip_files(tmp_path: Path, seed: int) -> dict[str, bytes]:

@@ -13,9 +13,9 @@ import torch
 from geosolver_model.net.hub import HubUnavailable
 from geosolver_model.net.model import SAVED_FILES, GeoRetriever
 from geosolver_model.train.loop import build_model
-from tests.fakes.hub import FakeHub
+from tests.fakes.hub import FakeHub, point_at
 from tests.fakes.server import LoopbackServer
-from tests.model.conftest import TINY, point_at
+from tests.model.conftest import TINY
 
 
 def _saved(tmp_path: Path, seed: int) -> tuple[Path, dict[str, bytes]]:

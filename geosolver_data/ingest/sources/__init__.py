@@ -16,7 +16,7 @@ from geosolver_data.ingest.sources.base import ListedSource, Source, fetch_polic
 from geosolver_data.ingest.sources.commons import CommonsSource
 from geosolver_data.ingest.sources.local import list_photos, local_candidates
 from geosolver_data.ingest.sources.mapillary import MapillarySource
-from geosolver_data.ingest.sources.osv5m import osv5m_candidates
+from geosolver_data.ingest.sources.osv5m import HubOsv5mSource, osv5m_candidates
 from geosolver_data.ingest.sources.synthetic import synthesize_region
 from geosolver_data.ingest.sources.urls import url_candidates
 from geosolver_data.spec import DatasetSpec, Region, SourceSpec
@@ -74,6 +74,9 @@ def _urls(o: Opening) -> Source:
 
 
 def _osv5m(o: Opening) -> Source:
+    if o.src.hub:
+        return HubOsv5mSource(o.src, o.box, o.spec.regions, o.owns_strays, fetch_policy(o.src, o.max_bytes),
+                              o.layout.archive_directories, o.log)
     return ListedSource(lambda finished: osv5m_candidates(o.src, o.box, o.spec.regions, o.owns_strays, finished),
                         o.owns_strays)
 
