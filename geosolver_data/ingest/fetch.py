@@ -35,6 +35,7 @@ from geosolver_data.spec import HttpSettings
 DEFAULT_USER_AGENT = f"Geosolver/{__version__} (street-level geolocation dataset builder; python-aiohttp)"
 ROBOTS_CAP = 512_000  # RFC 9309: a crawler parses at least the first 500 KiB of a robots.txt
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MOVED_TTL_S = 600.0  # how long a range URL's redirect target is used (the Hub's signed URLs live an hour)
 
 
 class FetchError(Exception):
@@ -181,6 +182,9 @@ class Fetcher:
         self.gate = HostGate(policy.requests_per_second, policy.concurrency, policy.source_requests_per_second)
         self.retries = 0  # requests repeated after a retryable failure, for the run's figures
         self._robots: dict[str, asyncio.Future[RobotFileParser]] = {}  # origin -> its rules, fetched once
+        # a range URL -> where it redirected (a signed URL: a credential, kept in memory only) and until when
+        self._moved: dict[str, tuple[yarl.URL, float]] = {}
+        self._resolving: dict[str, asyncio.Future[None]] = {}  # a range URL -> its first request, in flight
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
@@ -215,8 +219,31 @@ class Fetcher:
     async def range(self, url: str, start: int, end: int, headers: dict[str, str] | None = None) -> bytes:
         """Bytes [start, end) of the file at `url` (fewer when the file ends first), through the same
         politeness, retries and redirects as an image; a short or misplaced 206 answer is retried.
-        `headers` (a token) go to the URL's own origin only, the Range header to every hop."""
-        body, _ = await self._get(url, None, headers, end - start, span=(start, end))
+        `headers` (a token) go to the URL's own origin only, the Range header to every hop.
+
+        Where the URL redirected (the Hub's `resolve` to a signed URL on its file host), later ranges of
+        it go straight there for MOVED_TTL_S: one archive read photo by photo costs the redirecting
+        host (whose requests are rate-limited) one request, not one per photo. A refused signed URL
+        (expired) is dropped and the URL asked again. Ranges of a URL being resolved wait for that."""
+        resolving = self._resolving.get(url)
+        if resolving is not None:
+            await asyncio.wait([resolving])
+        moved = self._moved.get(url)
+        if moved is not None and moved[1] > time.monotonic():
+            try:
+                return (await self._get(str(moved[0]), None, None, end - start, span=(start, end)))[0]
+            except FetchError as exc:
+                if exc.status not in (401, 403, 404, 410):
+                    raise
+                self._moved.pop(url, None)
+        first = url not in self._resolving
+        if first:
+            self._resolving[url] = asyncio.get_running_loop().create_future()
+        try:
+            body, _ = await self._get(url, None, headers, end - start, span=(start, end))
+        finally:
+            if first:
+                self._resolving.pop(url).set_result(None)
         return body
 
     async def json(self, url: str, params: dict[str, Any] | None = None,
@@ -293,7 +320,10 @@ class Fetcher:
                         target = _redirect_target(resp)
                         continue
                     if span is not None:
-                        return await self._read_range(resp, span), ""
+                        body = await self._read_range(resp, span)
+                        if hop:
+                            self._moved[url] = (target, time.monotonic() + MOVED_TTL_S)
+                        return body, ""
                     return await self._read_whole(resp, cap, opt_out)
             except TimeoutError as exc:
                 raise _Retry(FetchError("timeout", f"no complete answer in {self.policy.timeout_s:g} s")) from exc

@@ -4,6 +4,7 @@ tail), then only the region's members by range requests, through the CDN redirec
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from geosolver_data.ingest.fetch import Fetcher, FetchPolicy
 from geosolver_data.ingest.sources.base import SourceError
 from geosolver_data.ingest.worker import CONTENT_RETRIES_IN_RUN
 from geosolver_data.stages import ingest_region
@@ -71,11 +73,14 @@ def test_a_region_is_read_by_range_requests_under_faults_and_accounted_for_exact
 
     # The next region: the directories come from the cache, and only its members are downloaded.
     fake.faults, fake.cdn_gets, fake.cdn_bytes = (), 0, 0
+    fake.requests.clear()
     ingest_region(spec, layout, "south", log=logs.append)
     stored, rejects = _outcomes(layout, "south")
     assert (stored, rejects) == _expected(repo, SOUTH)
     members = [k for k in repo.ids_in(tuple(SOUTH)) if k in repo.member_bytes]
     assert fake.cdn_gets == len(members)  # one range request per photo, no directory read again
+    # The Hub's rate-limited resolve endpoint: once per archive (its signed redirect is reused), not per photo.
+    assert sum(n for r, n in fake.requests.items() if "/resolve/" in r and r.endswith(".zip")) <= 4
     share = sum(repo.member_bytes[k] for k in members)
     assert fake.cdn_bytes <= 1.2 * share, (fake.cdn_bytes, share)
     assert fake.cdn_bytes < sum(len(v) for k, v in repo.files.items() if k.endswith(".zip")) / 3
@@ -133,3 +138,21 @@ def test_dagster_asset_materialize_ingests_a_region_from_the_hub(hub, tmp_path: 
     assert done.returncode == 0 and "RUN_SUCCESS" in done.stderr, done.stderr[-3000:]
     layout = DatasetLayout(tmp_path / "home", spec["name"])
     assert _outcomes(layout, "north") == _expected(repo, NORTH)
+
+
+def test_a_redirect_is_reused_until_its_signature_is_refused(hub) -> None:
+    fake, repo, url = hub
+    archive = "images/train/00.zip"
+    body = repo.files[archive]
+    resolve = f"{url}/datasets/{REPO}/resolve/main/{archive}"
+
+    async def read() -> list[bytes]:
+        async with Fetcher(FetchPolicy(allow_private_addresses=True, requests_per_second=0)) as fetcher:
+            out = [await fetcher.range(resolve, 0, 100), await fetcher.range(resolve, 100, 300)]
+            fake.signature = "beef"  # the signed URL handed out has expired
+            out.append(await fetcher.range(resolve, 300, 400))
+            return out
+
+    assert asyncio.run(read()) == [body[:100], body[100:300], body[300:400]]
+    assert fake.requests[f"GET /datasets/{REPO}/resolve/main/{archive}"] == 2  # the first read, and after expiry
+    assert fake.cdn_gets == 3

@@ -49,8 +49,9 @@ class FakeHub:
     cdn_gets: int = 0
     cdn_bytes: int = 0  # body bytes the CDN sent (whole answers, faults' partial ones included)
     cdn_authorization: list[str] = field(default_factory=list)  # must stay empty: the token is the Hub's
+    signature: str = "f00d"  # what the CDN's signed URLs carry; changing it expires those handed out
     cdn_bytes_per_s: float = 0.0  # paces each answer of the CDN like a link of this speed (0: loopback speed)
-    cdn_log: list[tuple[float, str, int]] = field(default_factory=list)  # (time.time(), sha256, range start)
+    cdn_log: list[tuple[float, str, int, int]] = field(default_factory=list)  # (time.time(), sha256, start, bytes)
 
     def push(self, repo_id: str, files: dict[str, bytes], kind: str = "model", branch: str = "main") -> str:
         """A new commit holding `files`, which `branch` then points at; its hash."""
@@ -142,12 +143,12 @@ class FakeHub:
         if request.headers.get("Authorization"):
             self.cdn_authorization.append(request.headers["Authorization"])
         body = self._blob(request.match_info["sha256"])
-        if body is None or "X-Amz-Signature" not in request.query:
+        if body is None or request.query.get("X-Amz-Signature") != self.signature:
             return web.Response(status=403, text="AccessDenied")
         self.cdn_gets += 1
         span = request.http_range
         start, part = span.start or 0, body[span]
-        self.cdn_log.append((time.time(), request.match_info["sha256"], start))
+        self.cdn_log.append((time.time(), request.match_info["sha256"], start, len(part)))
         fault = self.faults[(self.cdn_gets // self.fault_every) % len(self.faults)] \
             if self.fault_every and self.faults and self.cdn_gets % self.fault_every == 0 else ""
         if fault == "429":
@@ -196,7 +197,7 @@ class FakeHub:
             if self.cdn and request.match_info["path"].endswith(LFS_SUFFIXES):
                 return web.Response(status=302, headers={
                     "X-Repo-Commit": commit, "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(body)),
-                    "Location": f"{self.cdn}/cdn/{sha256}?X-Amz-Expires=3600&X-Amz-Signature=f00d"})
+                    "Location": f"{self.cdn}/cdn/{sha256}?X-Amz-Expires=3600&X-Amz-Signature={self.signature}"})
             if request.method == "HEAD":
                 return web.Response(headers={**headers, "Content-Length": str(len(body))})
             span = request.http_range
