@@ -7,7 +7,8 @@ serves the bytes with Range, each answer paced like a link of `--link-mbps` per 
 `--regions` is ingested, each way end to end as its user runs it, in the same run:
 
   * Geosolver: `dagster asset materialize --select raw_images --partition r0` with `hub: osv5m/osv5m`
-    (fresh home, Dagster instance and Hugging Face cache).
+    and the osv5m-streetclip recipe's `requests_per_second: 200`, `concurrency: 32` (fresh home, Dagster
+    instance and Hugging Face cache).
   * The way before (what a user did by hand): `hf download osv5m/osv5m --repo-type dataset --include
     "images/train/*" --include train.csv` (huggingface_hub's own CLI, its default parallel downloads), then the same
     `dagster asset materialize` with `path` and `images` pointing at the download.
@@ -24,6 +25,7 @@ Run from the repo root: .venv/bin/python -m bench.bench_hub [--archives 20] [--p
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=4000, help="in the whole split")
     parser.add_argument("--regions", type=int, default=4)
     parser.add_argument("--link-mbps", type=float, default=400.0, help="each connection's pace (0: loopback speed)")
+    parser.add_argument("--requests-per-second", type=float, default=200.0,
+                        help="the source's per-host budget (200: the osv5m-streetclip recipe's; the default is 20)")
     args = parser.parse_args()
     boxes = _boxes(args.regions)
     repo = osv5m_repo([(b, args.photos // args.regions) for b in boxes], archives=args.archives, awkward=False,
@@ -86,7 +90,6 @@ def main() -> None:
     members = {(path, at) for path, at in repo.member_at.values()}
     hub = FakeHub(cdn_bytes_per_s=args.link_mbps * 1e6 / 8)
     hub.push(REPO, repo.files, kind="dataset")
-    import hashlib
     path_of = {hashlib.sha256(v).hexdigest(): k for k, v in repo.files.items()}
     results = {}
     with LoopbackServer(hub.app(), hosts=("127.0.0.2",)) as server, tempfile.TemporaryDirectory() as scratch:
@@ -96,7 +99,8 @@ def main() -> None:
 
         work = Path(scratch) / "hub"
         work.mkdir()
-        start = _materialize(work, _spec(boxes, {"hub": REPO, "allow_private_addresses": True}),
+        start = _materialize(work, _spec(boxes, {"hub": REPO, "allow_private_addresses": True,
+                                                  "requests_per_second": args.requests_per_second, "concurrency": 32}),
                              {**env, "HF_HOME": str(work / "hf")})
         end = time.time()
         member_log = [e for e in hub.cdn_log if (path_of[e[1]], e[2]) in members]
@@ -110,8 +114,8 @@ def main() -> None:
         work.mkdir()
         start = time.time()
         subprocess.run([str(BIN / "hf"), "download", REPO, "--repo-type", "dataset", "--include", "images/train/*",
-                        "--include", "train.csv", "--local-dir", str(work / "osv5m")], env={**env, "HF_HOME": str(work / "hf")},
-                       check=True, capture_output=True)
+                        "--include", "train.csv", "--local-dir", str(work / "osv5m")],
+                       env={**env, "HF_HOME": str(work / "hf")}, check=True, capture_output=True)
         downloaded = time.time() - start
         local = {"path": str(work / "osv5m" / "train.csv"), "images": str(work / "osv5m" / "images" / "train")}
         run_start = _materialize(work, _spec(boxes, local), env)
@@ -122,6 +126,7 @@ def main() -> None:
     summary = {
         "archives": args.archives, "photos": len(repo.points), "region_photos": len(mine),
         "archive_bytes": archive_bytes, "region_member_bytes": share, "link_mbps_per_connection": args.link_mbps,
+        "requests_per_second": args.requests_per_second,
         **{f"{way}_{k}": v for way, figures in results.items() for k, v in figures.items()},
         "hub_member_bytes_over_share": round(ours["member_bytes"] / share, 3),
         "hub_bytes_over_share_plus_directories": round(ours["bytes"] / (share + ours["directory_bytes"]), 3),

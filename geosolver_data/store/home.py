@@ -74,9 +74,10 @@ class DatasetLayout:
     def ingest_reads(self, unit: IngestUnit, sources: Sequence[SourceSpec]) -> list[str]:
         """What an ingest of one region (or part) reads, relative to the home, and nothing of the other
         regions or parts: its work folders, and the region's demo photos of the synthetic sources that
-        write them under the home."""
+        write them under the home, and the central directories of Hub archives read before (any region's)."""
         photos = [self.synthetic_photos(s.label) / unit.region for s in sources if s.type == "synthetic" and not s.path]
-        return [f.relative_to(self.home).as_posix() for f in (*self.region_dirs(unit.folder), *photos)]
+        directories = [self.archive_directories] if any(s.hub for s in sources) else []
+        return [f.relative_to(self.home).as_posix() for f in (*self.region_dirs(unit.folder), *photos, *directories)]
 
     def ingest_only(self) -> list[str]:
         """What only ingest reads (ledgers, listings, demo photos), relative to the home: the steps

@@ -43,6 +43,7 @@ class FakeHub:
     token: str = "hf_test_token"
     requests: Counter[str] = field(default_factory=Counter)  # "METHOD path"
     seen_authorization: list[str] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # every pushed file by its sha256 (what the CDN serves)
     cdn: str = ""  # where LFS files are redirected to ("" serves them from resolve itself)
     faults: tuple[str, ...] = ()  # of CDN_FAULTS, taken in turn
     fault_every: int = 0  # every n-th GET of the CDN answers with the next fault (0: none)
@@ -57,6 +58,7 @@ class FakeHub:
         """A new commit holding `files`, which `branch` then points at; its hash."""
         commit = _commit(files)
         self.repos.setdefault((kind, repo_id), {})[commit] = dict(files)
+        self.blobs.update({hashlib.sha256(body).hexdigest(): body for body in files.values()})
         self.refs.setdefault((kind, repo_id), {})[branch] = commit
         return commit
 
@@ -130,19 +132,11 @@ class FakeHub:
             return web.json_response(entries)
         return tree
 
-    def _blob(self, sha256: str) -> bytes | None:
-        for commits in self.repos.values():
-            for files in commits.values():
-                for body in files.values():
-                    if hashlib.sha256(body).hexdigest() == sha256:
-                        return body
-        return None
-
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         """The file host: a signed URL's bytes (the signature is not checked), with Range and faults."""
         if request.headers.get("Authorization"):
             self.cdn_authorization.append(request.headers["Authorization"])
-        body = self._blob(request.match_info["sha256"])
+        body = self.blobs.get(request.match_info["sha256"])
         if body is None or request.query.get("X-Amz-Signature") != self.signature:
             return web.Response(status=403, text="AccessDenied")
         self.cdn_gets += 1
