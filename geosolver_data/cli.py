@@ -5,6 +5,7 @@ parser that geosolver_model.cli builds; `main` here runs them alone, with the da
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from geosolver_data.report import validate
 from geosolver_data.report.catalog import dataset_shelves, open_catalog
 from geosolver_data.spec import DatasetSpec, load_spec
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
-from geosolver_data.store.home import DatasetLayout, working_home
+from geosolver_data.store.home import DatasetLayout, Home, working_home
 from geosolver_data.store.manifests import DatasetManifest
 
 
@@ -101,6 +102,25 @@ def cmd_validate(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_push(args: argparse.Namespace) -> None:
+    from geosolver_data.store.hub_push import push_version
+
+    if args.what == "dataset":
+        layout, dataset = _version(args, intact=False)
+        artifact: Artifact = layout.shelf.require_intact(dataset.version)  # sha256 of every file, not only sizes
+        name = layout.name
+    else:
+        shelf = Home(working_home(args.home)).models
+        artifact, name = shelf.require_intact(args.version or shelf.latest().version), ""
+    pushed = push_version(artifact, args.repo, args.what, name, args.private, log=lambda line: print(line,
+                                                                                                     file=sys.stderr))
+    if args.json:
+        print(json.dumps(dataclasses.asdict(pushed)))
+        return
+    said = "pushed as a new commit" if pushed.new_commit else "already on the Hub (no new commit)"
+    print(f"{args.what} version {pushed.version}: {said}: {pushed.url} at {pushed.commit}")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """The data commands, on a `geosolver` parser's subcommands."""
     sub.add_parser("regions", help="print the spec's region names (the ingest partitions)").set_defaults(
@@ -125,6 +145,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     val = sub.add_parser("validate", help="check a published version's invariants; exit 1 on a problem")
     val.add_argument("--version", help="dataset version (default: the latest)")
     val.set_defaults(func=cmd_validate)
+    push = sub.add_parser("push", help="push a dataset or model version to the Hugging Face Hub as one commit "
+                                       "(HF_TOKEN with write access)")
+    push.add_argument("what", choices=["dataset", "model"], help="the spec's dataset (shards, card, reports, manifest) "
+                                                                 "or a model (weights, card, manifest)")
+    push.add_argument("--repo", required=True, help="the Hub repo, owner/name (created when missing)")
+    push.add_argument("--version", help="the version to push (default: the latest)")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its "
+                                                             "visibility)")
+    push.add_argument("--json", action="store_true", help="print the result (repo, commit, new_commit) as JSON")
+    push.set_defaults(func=cmd_push)
 
 
 def describe(sub: argparse._SubParsersAction) -> None:

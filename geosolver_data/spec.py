@@ -278,6 +278,23 @@ class ShardSpec(SpecSection):
     """Parquet compression"""
 
 
+HubRepo = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200)]
+
+
+class HubTarget(SpecSection):
+    repo: HubRepo
+    """the Hub repo (`owner/name`), created on the first push; `HF_TOKEN` must hold a token with write access"""
+    private: bool = False
+    """create the repo private (a repo that exists keeps its visibility)"""
+
+
+class PublishSpec(SpecSection):
+    dataset: HubTarget | None = None
+    """push each new dataset version to this Hub dataset repo (the `hub_dataset` asset, after `dataset_shards`)"""
+    model: HubTarget | None = None
+    """push each new model version to this Hub model repo (the `hub_model` asset, after `finetuned_model`)"""
+
+
 class DatasetSpec(SpecSection):
     name: Name
     """dataset name (letters, digits, `-`, `_`)"""
@@ -310,6 +327,10 @@ class DatasetSpec(SpecSection):
     """
     refresh_cron: str = "0 3 * * 1"
     """cron (UTC) of the `dataset_refresh` schedule"""
+    publish: PublishSpec = PublishSpec()
+    """opt-in: push each new version to the Hugging Face Hub, so a scheduled refresh publishes by itself (the
+    `publish.…` keys; `geosolver push` does it by hand)
+    """
 
     @field_validator("refresh_cron")
     @classmethod

@@ -28,6 +28,8 @@ def section_type(annotation: object) -> tuple[type[BaseModel], bool] | None:
     if origin in (tuple, list) and args:
         inner = section_type(args[0])
         return (inner[0], True) if inner else None
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:  # an optional section
+        return section_type(next(a for a in args if a is not type(None)))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
     return None

@@ -8,6 +8,7 @@ import dagster as dg
 
 from pipelines.assets import DatasetAssets, dataset_assets
 from pipelines.checks import dataset_checks
+from pipelines.hub_assets import hub_assets
 from pipelines.jobs import dataset_jobs
 from pipelines.partitions import ingest_partitions
 from pipelines.resources import GeosolverResource, geosolver
@@ -21,9 +22,10 @@ class Dataset(NamedTuple):
     jobs: tuple  # ingest (one region partition), build (everything after ingest)
     schedule: dg.ScheduleDefinition
     resources: dict[str, GeosolverResource]
+    published: list[dg.AssetsDefinition]  # the opt-in `publish:` assets (none unless the spec names a repo)
 
     def definitions(self) -> dg.Definitions:
-        return dg.Definitions(assets=list(self.assets), asset_checks=self.checks, jobs=list(self.jobs),
+        return dg.Definitions(assets=[*self.assets, *self.published], asset_checks=self.checks, jobs=list(self.jobs),
                               schedules=[self.schedule], resources=self.resources)
 
 
@@ -34,7 +36,7 @@ def build_dataset(scope: Scope, resource: GeosolverResource) -> Dataset:
     ingest, build = dataset_jobs(scope, built)
     return Dataset(assets=built, checks=dataset_checks(scope, built, partitions), jobs=(ingest, build),
                    schedule=refresh_schedule(scope, ingest, partitions, spec.refresh_cron),
-                   resources={scope.resource_key: resource})
+                   resources={scope.resource_key: resource}, published=hub_assets(scope, built, spec.publish))
 
 
 # The default dataset (GEOSOLVER_SPEC, else the demo): what `dagster asset materialize --select

@@ -12,7 +12,9 @@ on every `fault_every`-th request: 429 with Retry-After, 500, a reset, a truncat
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import socket
 import struct
 import time
@@ -20,10 +22,41 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from aiohttp import web
 
-LFS_SUFFIXES = (".zip", ".parquet", ".safetensors")
+LFS_SUFFIXES = (".zip", ".parquet", ".safetensors", ".png")
 CDN_FAULTS = ("429", "500", "reset", "truncated")
+
+
+def card_errors(readme: str, repo_type: str) -> list[str]:
+    """What the Hub refuses in a README's YAML front matter: not YAML, not a mapping, a licence outside its
+    list without a name, a malformed `configs` or `model-index`."""
+    if not readme.startswith("---\n"):
+        return []
+    try:
+        meta = yaml.safe_load(readme.split("\n---", 2)[0][4:])
+    except yaml.YAMLError as exc:
+        return [f"the metadata is not YAML: {exc}"]
+    if not isinstance(meta, dict):
+        return ["the metadata must be a mapping"]
+    errors = []
+    if meta.get("license") == "other" and not meta.get("license_name"):
+        errors.append('"license_name" is required when "license" is "other"')
+    for config in meta.get("configs") or []:
+        if not (isinstance(config, dict) and "config_name" in config and isinstance(config.get("data_files"), list)):
+            errors.append('"configs" items need "config_name" and a "data_files" list')
+    for model in meta.get("model-index") or []:
+        for result in model.get("results") or []:
+            if not {"task", "dataset", "metrics"} <= set(result) or not all(
+                    {"type", "value"} <= set(m) for m in result["metrics"]):
+                errors.append('"model-index" results need task, dataset and metrics (each with type and value)')
+    return errors
+
+
+def _git_oid(body: bytes) -> str:
+    """What git (and the Hub's preupload) calls a regular file's oid."""
+    return hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()
 
 
 def _commit(files: dict[str, bytes]) -> str:
@@ -44,6 +77,8 @@ class FakeHub:
     requests: Counter[str] = field(default_factory=Counter)  # "METHOD path"
     seen_authorization: list[str] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)  # every pushed file by its sha256 (what the CDN serves)
+    uploaded: dict[str, bytes] = field(default_factory=dict)  # LFS objects uploaded, by sha256, until committed
+    commits: list[tuple[str, str, str, str]] = field(default_factory=list)  # (kind, repo, summary, oid) of each commit
     cdn: str = ""  # where LFS files are redirected to ("" serves them from resolve itself)
     faults: tuple[str, ...] = ()  # of CDN_FAULTS, taken in turn
     fault_every: int = 0  # every n-th GET of the CDN answers with the next fault (0: none)
@@ -67,10 +102,122 @@ class FakeHub:
         for prefix, kind in (("", "model"), ("/datasets", "dataset")):
             app.router.add_route("*", prefix + "/{owner}/{name}/resolve/{revision}/{path:.+}", self._resolver(kind))
             app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}/revision/{{revision}}", self._info(kind))
+            app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}", self._info(kind))
             app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}/tree/{{revision}}", self._tree(kind))
             app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}/tree/{{revision}}/{{path:.+}}", self._tree(kind))
         app.router.add_get("/cdn/{sha256}", self._cdn)
+        app.router.add_post("/api/repos/create", self._create)
+        app.router.add_post("/api/validate-yaml", self._validate_yaml)
+        for kind in ("model", "dataset"):
+            app.router.add_post(f"/api/{kind}s/{{owner}}/{{name}}/preupload/{{revision}}", self._preupload(kind))
+            app.router.add_post(f"/api/{kind}s/{{owner}}/{{name}}/commit/{{revision}}", self._commit(kind))
+        for prefix in ("", "datasets/"):
+            app.router.add_post(f"/{prefix}{{owner}}/{{name}}.git/info/lfs/objects/batch", self._lfs_batch)
+        app.router.add_put("/lfs-upload/{sha256}", self._lfs_put)
         return app
+
+    # What `HfApi.create_repo` and `upload_folder` call (with Xet off: the LFS "basic" transfer).
+
+    def _writer(self, request: web.Request) -> web.Response | None:
+        """401 unless the request carries the token (every write needs one)."""
+        auth = request.headers.get("Authorization", "")
+        if auth:
+            self.seen_authorization.append(auth)
+        if auth != f"Bearer {self.token}":
+            return web.Response(status=401, headers={"X-Error-Code": "Unauthorized"}, text="Invalid credentials")
+        return None
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        self.requests[f"{request.method} {request.path}"] += 1
+        if (refused := self._writer(request)) is not None:
+            return refused
+        payload = await request.json()
+        kind, repo = payload.get("type") or "model", f"{payload['organization']}/{payload['name']}"
+        prefix = "datasets/" if kind == "dataset" else ""
+        if (kind, repo) in self.repos:
+            return web.json_response({"error": "You already created this repo", "url": f"/{prefix}{repo}"},
+                                     status=409)
+        self.push(repo, {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}, kind=kind)
+        if payload.get("visibility") == "private":
+            self.private.add(repo)
+        return web.json_response({"url": f"{request.url.origin()}/{prefix}{repo}"})
+
+    async def _validate_yaml(self, request: web.Request) -> web.StreamResponse:
+        """The card's front matter, checked as the Hub checks it before a commit (the rules the cards here meet)."""
+        payload = await request.json()
+        errors = card_errors(payload["content"], payload.get("repoType") or "model")
+        return web.json_response({"errors": [{"message": e} for e in errors], "warnings": []},
+                                 status=400 if errors else 200)
+
+    def _preupload(self, kind: str):
+        async def preupload(request: web.Request) -> web.StreamResponse:
+            self.requests[f"{request.method} {request.path}"] += 1
+            if (refused := self._writer(request)) is not None:
+                return refused
+            found = self._files(kind, request)
+            if isinstance(found, web.Response):
+                return found
+            _, files = found
+            answer = []
+            for entry in (await request.json())["files"]:
+                lfs = entry["path"].endswith(LFS_SUFFIXES)
+                old = files.get(entry["path"])
+                oid = None if old is None else hashlib.sha256(old).hexdigest() if lfs else _git_oid(old)
+                answer.append({"path": entry["path"], "uploadMode": "lfs" if lfs else "regular",
+                               "shouldIgnore": False, "oid": oid})
+            return web.json_response({"files": answer, "commitOid": found[0]})
+        return preupload
+
+    async def _lfs_batch(self, request: web.Request) -> web.StreamResponse:
+        self.requests[f"{request.method} {request.path}"] += 1
+        if (refused := self._writer(request)) is not None:
+            return refused
+        objects = []
+        for item in (await request.json())["objects"]:
+            entry = {"oid": item["oid"], "size": item["size"]}
+            if item["oid"] not in self.blobs:
+                entry["actions"] = {"upload": {"href": f"{request.url.origin()}/lfs-upload/{item['oid']}"}}
+            objects.append(entry)
+        return web.json_response({"transfer": "basic", "objects": objects})
+
+    async def _lfs_put(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if hashlib.sha256(body).hexdigest() != request.match_info["sha256"]:
+            return web.Response(status=400, text="the bytes do not match the oid")
+        self.uploaded[request.match_info["sha256"]] = body
+        return web.Response(status=200)
+
+    def _commit(self, kind: str):
+        async def commit(request: web.Request) -> web.StreamResponse:
+            self.requests[f"{request.method} {request.path}"] += 1
+            if (refused := self._writer(request)) is not None:
+                return refused
+            found = self._files(kind, request)
+            if isinstance(found, web.Response):
+                return found
+            files = dict(found[1])
+            header: dict = {}
+            for line in (await request.read()).splitlines():
+                item = json.loads(line)
+                value = item["value"]
+                if item["key"] == "header":
+                    header = value
+                elif item["key"] == "file":
+                    files[value["path"]] = base64.b64decode(value["content"])
+                elif item["key"] == "lfsFile":
+                    body = self.uploaded.get(value["oid"]) or self.blobs.get(value["oid"])
+                    if body is None:
+                        return web.json_response({"error": f"LFS object {value['oid']} was not uploaded"}, status=422)
+                    files[value["path"]] = body
+                elif item["key"] == "deletedFile":
+                    files.pop(value["path"], None)
+            repo = f"{request.match_info['owner']}/{request.match_info['name']}"
+            oid = self.push(repo, files, kind=kind, branch=request.match_info["revision"])
+            self.commits.append((kind, repo, header.get("summary", ""), oid))
+            prefix = "datasets/" if kind == "dataset" else ""
+            return web.json_response({"commitUrl": f"{request.url.origin()}/{prefix}{repo}/commit/{oid}",
+                                      "commitOid": oid, "pullRequestUrl": None})
+        return commit
 
     def _files(self, kind: str, request: web.Request) -> tuple[str, dict[str, bytes]] | web.Response:
         """The commit and files a request names, or the Hub's error answer."""
@@ -83,7 +230,7 @@ class FakeHub:
                                 text="Invalid username or password.")
         if (kind, repo) not in self.repos:
             return web.Response(status=404, headers={"X-Error-Code": "RepoNotFound"}, text="Repository not found")
-        revision = request.match_info["revision"]
+        revision = request.match_info.get("revision", "main")
         commit = self.refs[(kind, repo)].get(revision, revision)
         files = self.repos[(kind, repo)].get(commit)
         if files is None:
