@@ -89,6 +89,10 @@ def test_a_private_push_and_the_errors_are_one_line(built, hub) -> None:
     refused = _geosolver(anonymous, home, "push", "dataset", "--repo", "me/other")
     assert refused.returncode == 1 and "me/other" in refused.stderr and "HF_TOKEN" in refused.stderr
     assert "Traceback" not in refused.stderr
+    fake.refuse_uploads = True
+    failed = _geosolver(env, home, "push", "dataset", "--repo", "me/refused")
+    assert failed.returncode == 1 and "me/refused" in failed.stderr and "Traceback" not in failed.stderr
+    assert [c for c in fake.commits if c[1] == "me/refused"] == []
     missing = _geosolver(env, home, "push", "dataset", "--repo", "me/x", "--version", "0123456789abcdef")
     assert missing.returncode == 1 and "0123456789abcdef" in missing.stderr and "Traceback" not in missing.stderr
     for path in home.rglob("*"):

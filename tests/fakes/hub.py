@@ -79,6 +79,7 @@ class FakeHub:
     blobs: dict[str, bytes] = field(default_factory=dict)  # every pushed file by its sha256 (what the CDN serves)
     uploaded: dict[str, bytes] = field(default_factory=dict)  # LFS objects uploaded, by sha256, until committed
     commits: list[tuple[str, str, str, str]] = field(default_factory=list)  # (kind, repo, summary, oid) of each commit
+    refuse_uploads: bool = False  # the storage refuses LFS uploads (an expired upload URL)
     cdn: str = ""  # where LFS files are redirected to ("" serves them from resolve itself)
     faults: tuple[str, ...] = ()  # of CDN_FAULTS, taken in turn
     fault_every: int = 0  # every n-th GET of the CDN answers with the next fault (0: none)
@@ -98,7 +99,7 @@ class FakeHub:
         return commit
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=1 << 30)  # uploads of LFS objects
         for prefix, kind in (("", "model"), ("/datasets", "dataset")):
             app.router.add_route("*", prefix + "/{owner}/{name}/resolve/{revision}/{path:.+}", self._resolver(kind))
             app.router.add_get(f"/api/{kind}s/{{owner}}/{{name}}/revision/{{revision}}", self._info(kind))
@@ -172,16 +173,21 @@ class FakeHub:
         self.requests[f"{request.method} {request.path}"] += 1
         if (refused := self._writer(request)) is not None:
             return refused
+        repo = f"{request.match_info['owner']}/{request.match_info['name']}"
+        held = {hashlib.sha256(body).hexdigest() for (_, name), commits in self.repos.items() if name == repo
+                for files in commits.values() for body in files.values()}  # LFS storage is per repo
         objects = []
         for item in (await request.json())["objects"]:
             entry = {"oid": item["oid"], "size": item["size"]}
-            if item["oid"] not in self.blobs:
+            if item["oid"] not in held:
                 entry["actions"] = {"upload": {"href": f"{request.url.origin()}/lfs-upload/{item['oid']}"}}
             objects.append(entry)
         return web.json_response({"transfer": "basic", "objects": objects})
 
     async def _lfs_put(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if self.refuse_uploads:
+            return web.Response(status=403, text="AccessDenied: the upload URL has expired")
         if hashlib.sha256(body).hexdigest() != request.match_info["sha256"]:
             return web.Response(status=400, text="the bytes do not match the oid")
         self.uploaded[request.match_info["sha256"]] = body
