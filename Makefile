@@ -65,10 +65,15 @@ docs: docs-reference
 docs-reference: $(BIN)/.installed
 	$(BIN)/python -m geosolver_data.spec_reference > docs/reference/configuration.md
 
-# From DAGSTER_HOME: `dagster dev` warns when the working directory holds a dagster.yaml (the
-# template at the repo root) that is not the instance's.
-dev: init
-	cd $(DAGSTER_HOME) && $(abspath $(DAGSTER)) dev $(DEFS)
+# `dg dev` (the UI and the daemon) from DAGSTER_HOME, which make describes as a dg workspace of this one
+# project: dg then starts Dagster in the instance's own folder. From the repo root it would warn that the
+# dagster.yaml there (the template make copies into DAGSTER_HOME) is not the instance's.
+$(DAGSTER_HOME)/dg.toml: Makefile
+	mkdir -p $(DAGSTER_HOME)
+	printf 'directory_type = "workspace"\n\n[workspace]\n\n[[workspace.projects]]\npath = "%s"\n' "$(CURDIR)" > $@
+
+dev: init $(DAGSTER_HOME)/dg.toml
+	cd $(DAGSTER_HOME) && VIRTUAL_ENV=$(abspath $(VENV)) $(abspath $(BIN))/dg dev
 
 # GeoGuessr against the latest model, on http://127.0.0.1:8765/ (after `make run`).
 play: $(BIN)/.installed
