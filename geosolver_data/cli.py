@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from geosolver_data import __version__
@@ -70,11 +72,11 @@ def cmd_show(args: argparse.Namespace) -> None:
         print(json.dumps(dataset.manifest, indent=2))
         return
     m = dataset.info
-    print(f"dataset {m.dataset} version {dataset.version}: {m.rows} rows in {len(m.shards)} shards, "
-          f"splits {m.splits}")
+    print(f"dataset {m.dataset} version {dataset.version}: {m.rows:,} rows in {len(m.shards)} shards "
+          f"({counts(m.splits)})")
     print(f"  path      {dataset.path}")
-    print(f"  rejects   {m.rejects}")
-    print(f"  dropped   {m.dedup_dropped}")
+    print(f"  rejects   {counts(m.rejects)}")
+    print(f"  dropped   {counts(m.dedup_dropped)}")
     before, after = m.balance.before, m.balance.after
     print(f"  balance   cells {before.cells} -> {after.cells}, gini {before.gini} -> {after.gini}, "
           f"entropy {before.entropy} -> {after.entropy}, top-1% share {before.top1pct_share} -> "
@@ -83,13 +85,34 @@ def cmd_show(args: argparse.Namespace) -> None:
           "GROUP BY 1 ORDER BY 2 DESC\")")
 
 
+def counts(found: dict[str, int]) -> str:
+    """`{"train": 64, "val": 8}` as people read it: `train 64, val 8` (`none` when empty)."""
+    return ", ".join(f"{k} {v:,}" for k, v in found.items()) or "none"
+
+
+def readable(table: pa.Table) -> pa.Table:
+    """Binary columns (the JPEG bytes of `image`) as their size, `<41,233 bytes>`, instead of the bytes."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            sizes = pc.binary_length(table.column(i)).cast(pa.string())
+            table = table.set_column(i, field.name, pc.binary_join_element_wise("<", sizes, " bytes>", ""))
+    return table
+
+
 def cmd_sql(args: argparse.Namespace) -> None:
     home = working_home(args.home)
     for shelf in dataset_shelves(home):  # what the views read: refused when damaged, never answered in part
         if (version := shelf.latest_version()) is not None:
             shelf.require_intact(version, deep=False)
     con = open_catalog(home)
-    con.sql(args.query).show(max_rows=args.max_rows)
+    result = con.sql(args.query)
+    if result is None:  # a statement without rows (SET, CREATE ...)
+        return
+    rows = readable(result.limit(args.max_rows).to_arrow_table())
+    if args.json:
+        print(json.dumps(rows.to_pylist(), default=str))
+        return
+    duckdb.from_arrow(rows, connection=con).show(max_rows=args.max_rows)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -141,6 +164,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    'rows), `<name>_rejects` and `<name>_dropped`, e.g. "SELECT country, count(*) '
                                    'FROM demo GROUP BY 1"')
     sql.add_argument("--max-rows", type=int, default=40, help="rows printed at most (default 40)")
+    sql.add_argument("--json", action="store_true", help="the rows as a JSON list of objects (binary columns as "
+                                                         "their size)")
     sql.set_defaults(func=cmd_sql)
     val = sub.add_parser("validate", help="check a published version's invariants; exit 1 on a problem")
     val.add_argument("--version", help="dataset version (default: the latest)")

@@ -8,10 +8,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from geosolver_data import cli as data_cli
 from geosolver_data.model_spec import load_spec
+from geosolver_data.store.artifact import Artifact, Shelf
 from geosolver_data.store.home import Home, working_home
+from geosolver_data.store.manifests import Manifest
+
+M = TypeVar("M", bound=Manifest)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -73,6 +78,67 @@ def cmd_index(args: argparse.Namespace) -> None:
         print(f"removed {len(removed)} index version(s)" + "".join(f"\n  {v}" for v in removed))
 
 
+def _picked(shelf: Shelf[M], version: str | None) -> Artifact[M]:
+    return shelf.get(version) if version else shelf.latest()
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    home = Home(working_home(args.home))
+    if args.action == "show":
+        model = _picked(home.models, args.version)
+        if args.json:
+            print(json.dumps(model.manifest, indent=2))
+            return
+        m = model.info
+        base = m.base + (f" at {m.base_commit[:12]}" if m.base_commit else "")
+        print(f"model {model.version} ({m.created_at}): base {base}, dataset {m.dataset.name} {m.dataset.version}, "
+              f"published objective {m.published_objective or '-'}")
+        print(f"  path  {model.path}")
+        for name, run in m.objectives.items():
+            validated = [c["val_median_km"] for c in run.curve if c.get("val_median_km") is not None]
+            last = f", last validation median {validated[-1]:,.1f} km" if validated else ""
+            print(f"  {name:16} final loss {run.final_loss:.4f}, {run.samples_per_s:,.1f} samples/s{last}")
+        return
+    latest = home.models.latest_version()
+    rows = [{"version": a.version, "created_at": a.info.created_at, "dataset": a.info.dataset.version,
+             "base": a.info.base, "objectives": list(a.info.objectives), "latest": a.version == latest}
+            for a in home.models.all()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        print(f"{'*' if r['latest'] else ' '} {r['version']}  {r['created_at']}  dataset {r['dataset']}  "
+              f"base {r['base']}  {', '.join(r['objectives'])}")
+    if not rows:
+        print(f"no model under {home.models.root} yet (materialise finetuned_model)", file=sys.stderr)
+
+
+def cmd_evals(args: argparse.Namespace) -> None:
+    home = Home(working_home(args.home))
+    if args.action == "show":
+        evaluation = _picked(home.evals, args.version)
+        if args.json:
+            print((evaluation.path / "eval.json").read_text())
+            return
+        print(f"evaluation {evaluation.version} of model {evaluation.info.model_version} "
+              f"({evaluation.info.created_at}); accuracies are fractions of the test images within the distance")
+        print((evaluation.path / "eval.md").read_text().rstrip())
+        return
+    latest = home.evals.latest_version()
+    rows = [{"version": a.version, "created_at": a.info.created_at, "model": a.info.model_version,
+             "dataset_test_median_km": a.info.dataset_test_median_km, "test_sets": list(a.info.test_sets),
+             "latest": a.version == latest} for a in home.evals.all()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        median = r["dataset_test_median_km"]
+        print(f"{'*' if r['latest'] else ' '} {r['version']}  {r['created_at']}  model {r['model']}  "
+              f"dataset test median {'-' if median is None else f'{median:,.1f} km'}  sets {', '.join(r['test_sets'])}")
+    if not rows:
+        print(f"no evaluation under {home.evals.root} yet (materialise geolocation_eval)", file=sys.stderr)
+
+
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from geosolver_data.store.atomic import write_json, write_text
     from geosolver_model.evaluation import benchmark
@@ -81,16 +147,16 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     model = home.models.get(args.model) if args.model else home.models.latest()
     wanted = benchmark.SETS if args.set == "all" else (args.set,)
     report = benchmark.run(load_spec(args.spec), home, model, wanted, args.limit)
+    for name, what in report["missing"].items():
+        print(f"geosolver: {name} is not under {home.benchmarks}: missing {what}", file=sys.stderr)
+    if not report["results"]:  # nothing scored: no results file (an earlier run's stays as it was)
+        sys.exit(1)
     text = benchmark.table(report)
     out = home.benchmarks / "results" / model.version
     write_json(out.with_suffix(".json"), report)
     write_text(out.with_suffix(".md"), text + "\n")
     print(json.dumps(report, indent=2) if args.json else text)
     print(f"\nwritten to {out}.md and .json", file=sys.stderr)
-    for name, what in report["missing"].items():
-        print(f"geosolver: {name} is not under {home.benchmarks}: missing {what}", file=sys.stderr)
-    if not report["results"]:
-        sys.exit(1)
 
 
 def cmd_play(args: argparse.Namespace) -> None:
@@ -127,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show: the image index (photo -> photos) or the GPS gallery index (default image)")
     index.add_argument("--keep", type=int, default=2, help="prune: versions of each kind to keep (default 2)")
     index.set_defaults(func=cmd_index)
+    for name, about, func in (("models", "fine-tuned model versions: list them, or show one's training figures",
+                               cmd_models),
+                              ("evals", "evaluations: list them, or show one's results per test set", cmd_evals)):
+        command = sub.add_parser(name, help=about)
+        command.add_argument("action", nargs="?", choices=["list", "show"], default="list",
+                             help="list every version (the latest starred), or show one (default list)")
+        command.add_argument("--version", help="show: this version (default: the latest)")
+        command.add_argument("--json", action="store_true", help="list: the rows as JSON; show: the whole manifest "
+                                                                 "(models) or eval.json (evals)")
+        command.set_defaults(func=func)
     bench = sub.add_parser("benchmark", help="a published model on the public test sets under $GEOSOLVER_HOME/"
                                              "benchmarks, beside the published figures")
     bench.add_argument("--model", help="model version (default: the latest)")

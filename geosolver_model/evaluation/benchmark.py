@@ -86,15 +86,17 @@ def run(spec: Spec, home: Home, model: Artifact, wanted: tuple[str, ...], limit:
             "published": [{"model": p.model, "source": p.source, "figures": p.figures} for p in PUBLISHED]}
 
 
-def _cell(value: float | None, percent: bool) -> str:
+def _cell(value: float | None, fraction: bool) -> str:
     if value is None:
         return "—"
-    return f"{100 * value:.1f}" if percent else f"{value:g}"
+    return f"{value:.3f}" if fraction else f"{value:g}"
 
 
 def table(report: dict) -> str:
-    """One markdown table per set: this model's row, then the published rows (accuracies in %)."""
-    lines = [f"Model {report['model_version']}; accuracies in % of images within the distance.", ""]
+    """One markdown table per set: this model's row, then the published rows (accuracies as fractions,
+    as eval.json, the UI and the play page give them; the papers' percentages divided by 100)."""
+    lines = [f"Model {report['model_version']}; accuracies are fractions of the images within the distance "
+             "(0.345 = 34.5 %).", ""]
     names = sorted({*report["results"], *report["missing"]}, key=SETS.index)
     for name in names:
         lines += [f"**{name}**", "", "| model | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
@@ -112,7 +114,7 @@ def table(report: dict) -> str:
             figures = p["figures"].get(name)
             if figures:
                 lines.append(f"| {p['model']} | " + " | ".join(
-                    f"{figures[c]:.1f}" if c in figures else "—" for c in COLUMNS) + " |")
+                    f"{figures[c] / 100:.3f}" if c in figures else "—" for c in COLUMNS) + " |")
         lines.append("")
     lines.append("Sources of the published rows:")
     lines += [f"- {p['model']}: {p['source']}" for p in report["published"]]

@@ -238,8 +238,8 @@ def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned
     done = subprocess.run([geosolver, "benchmark", "--model", model.version], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    for name in ("**im2gps3k**", "**yfcc4k**", "**osv5m**", "| geosolver (this model) |", "| PIGEOTTO | 11.3 |",
-                 "| GeoToken (no MLLM) | 24.3 |", "| StreetCLIP zero-shot | — | 22.4 |", "arXiv:2309.16020"):
+    for name in ("**im2gps3k**", "**yfcc4k**", "**osv5m**", "| geosolver (this model) |", "| PIGEOTTO | 0.113 |",
+                 "| GeoToken (no MLLM) | 0.243 |", "| StreetCLIP zero-shot | — | 0.224 |", "arXiv:2309.16020"):
         assert name in done.stdout, name
     report = json.loads((home.benchmarks / "results" / f"{model.version}.json").read_text())
     assert set(report["results"]) == {"im2gps3k", "yfcc4k", "osv5m"} and report["results"]["osv5m"]["n"] == 4
@@ -253,6 +253,8 @@ def test_benchmark_command_prints_the_table_with_the_published_anchors(finetuned
                              capture_output=True, text=True, timeout=600)
     assert partial.returncode == 1 and "yfcc4k is not under" in partial.stderr
     assert str(home.benchmarks / "yfcc4k" / "images") in partial.stderr  # says exactly which files are missing
+    kept = json.loads((home.benchmarks / "results" / f"{model.version}.json").read_text())
+    assert kept == report  # nothing scored: no results file written over the last one
 
 
 def test_an_empty_test_set_is_skipped_in_valid_json(tmp_path: Path) -> None:
@@ -270,3 +272,28 @@ def test_an_empty_test_set_is_skipped_in_valid_json(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "eval.json").read_text()) == results
     assert "| finetuned |" in markdown_table(results)
     assert stages.regressions({**results, "history": [{"model": "a", "median_km": 10.0}]}, 0.1) == []
+
+
+def test_models_and_evals_list_and_show_for_people_and_machines(finetuned) -> None:
+    spec, home, model = finetuned
+    evaluation = stages.evaluate_model(spec, home, model, log=lambda _: None)
+    env = {**os.environ, "GEOSOLVER_HOME": str(home.root), "GEOSOLVER_SPEC": str(LEARN_SPEC)}
+    geosolver = str(Path(sys.executable).parent / "geosolver")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([geosolver, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    listed = json.loads(run("models", "--json"))
+    assert model.version in {r["version"] for r in listed} and sum(r["latest"] for r in listed) == 1
+    assert model.version in run("models")
+    shown = run("models", "show", "--version", model.version)
+    assert f"model {model.version}" in shown and "final loss" in shown and "{" not in shown  # no dict reprs
+    assert json.loads(run("models", "show", "--version", model.version, "--json"))["version"] == model.version
+    evals = json.loads(run("evals", "list", "--json"))
+    assert evaluation.version in {r["version"] for r in evals}
+    table = run("evals", "show", "--version", evaluation.version)
+    assert "| finetuned |" in table and f"model {model.version}" in table
+    on_disk = json.loads((evaluation.path / "eval.json").read_text())
+    assert json.loads(run("evals", "show", "--version", evaluation.version, "--json")) == on_disk

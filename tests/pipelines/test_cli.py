@@ -67,7 +67,11 @@ def test_geosolver_commands(cli_build: dict[str, str]) -> None:
     sql = _run([geosolver, "sql", "SELECT split, count(*) AS n FROM tiny GROUP BY 1 ORDER BY 1"], cli_build)
     assert sql.returncode == 0 and "train" in sql.stdout, sql.stderr
     summary = _run([geosolver, "show"], cli_build)
-    assert "gini" in summary.stdout and "rejects" in summary.stdout
+    assert "gini" in summary.stdout and "rejects" in summary.stdout and "{" not in summary.stdout  # no dict reprs
+    photos = _run([geosolver, "sql", "SELECT image_id, image FROM tiny LIMIT 2"], cli_build)
+    assert photos.returncode == 0 and photos.stdout.count(" bytes>") == 2 and "\\x" not in photos.stdout
+    rows = json.loads(_run([geosolver, "sql", "SELECT image FROM tiny LIMIT 1", "--json"], cli_build).stdout)
+    assert rows[0]["image"].endswith(" bytes>")
 
 
 def test_cli_errors_are_clear(tmp_path: Path) -> None:
