@@ -14,6 +14,7 @@ import numpy as np
 from geosolver_data.geo import haversine_km
 from geosolver_data.model_spec import ModelConfig
 from geosolver_model.evaluation.evaluate import retrieval_predictor, run_predictor
+from geosolver_model.evaluation.metrics import distance_metrics
 from geosolver_model.evaluation.test_sets import dataset_split
 from geosolver_model.net.model import GeoRetriever
 from geosolver_model.retrieval.gallery import spec_gallery
@@ -32,8 +33,8 @@ def validator(spec: ModelConfig, version_dir: Path) -> Validate:
     """What `train` calls every `val_every` steps; the gallery is built once."""
     gallery = spec_gallery(spec, version_dir)
 
-    def validate(model: GeoRetriever) -> float | None:
+    def validate(model: GeoRetriever) -> dict[str, float] | None:
         km = val_errors_km(model, version_dir, spec, gallery)
-        return round(float(np.median(km)), 2) if len(km) else None
+        return distance_metrics(km) if len(km) else None
 
     return validate

@@ -26,11 +26,13 @@ from geosolver_model.net.model import GeoConfig, GeoRetriever
 from geosolver_model.train import distributed as D
 from geosolver_model.train.losses import contrastive_loss
 from geosolver_model.train.shard_stream import ShardStream, dataset_image_spec, loader
+from geosolver_model.train.watch import EVENTS, PUBLISHED_EVENTS, TrainingWatch
 
 Log = Callable[[str], None]
-# The validation median error (km) of the model in training, or None when there is nothing to validate on.
-# Under DDP every rank calls it at the same step (evaluation/validation.py shards the split over the ranks).
-Validate = Callable[[GeoRetriever], float | None]
+# The validation figures of the model in training (evaluation/metrics.py's distance_metrics: median_km,
+# acc_<t>km, geoguessr_score), or None when there is nothing to validate on. Under DDP every rank calls it
+# at the same step (evaluation/validation.py shards the split over the ranks).
+Validate = Callable[[GeoRetriever], dict[str, float | None] | None]
 
 
 @dataclass
@@ -145,6 +147,7 @@ def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, l
                          start_batch=step * spec.grad_accum)
     batches = iter(loader(stream, spec.num_workers))
     started, seen = time.perf_counter(), 0
+    watch = TrainingWatch(run_dir, objective, spec.steps, step, log, writes=D.rank() == 0)
     while step < spec.steps and (stop_after is None or step < stop_after):
         model.train()
         for _ in range(spec.grad_accum):
@@ -158,13 +161,16 @@ def train(spec: ModelConfig, version_dir: Path, objective: str, run_dir: Path, l
         seen += spec.batch_size * spec.grad_accum * D.world_size()
         rate = seen / (time.perf_counter() - started)
         curve.append({"step": step, "loss": round(float(loss), 5), "lr": scheduler.get_last_lr()[0]})
+        watch.step(step, float(loss), curve[-1]["lr"], rate)
         if validate is not None and spec.val_every and (step % spec.val_every == 0 or step == spec.steps):
-            curve[-1]["val_median_km"] = validate(model)  # every rank: each scores its share of the split
+            figures = validate(model)  # every rank: each scores its share of the split
+            curve[-1]["val_median_km"] = figures["median_km"] if figures else None
+            curve[-1] |= {f"val_{k}": v for k, v in (figures or {}).items() if k.startswith("acc_")}
+            watch.validated(step, figures or {})
             model.train()
-        if step % 10 == 0 or step == spec.steps:
-            log(f"{objective}: step {step}/{spec.steps} loss {float(loss):.4f} {rate:.1f} samples/s")
         if D.rank() == 0 and (step % spec.checkpoint_every == 0 or step == spec.steps):
             save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, curve)
+    watch.close()
     return TrainResult(model=model.eval(), curve=curve,
                        samples_per_s=seen / max(1e-9, time.perf_counter() - started))
 
@@ -178,4 +184,6 @@ def save_final(result: TrainResult, final: Path) -> dict:
     shutil.rmtree(final, ignore_errors=True)
     result.model.save(final)
     (final / "train.json").write_text(json.dumps(stats))
+    if (final.parent / EVENTS).is_dir():  # the TensorBoard curves, kept with the model
+        shutil.copytree(final.parent / EVENTS, final / PUBLISHED_EVENTS)
     return stats

@@ -152,3 +152,30 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path: Path) -> None:
         moved += int(not torch.equal(value, build_model(SMALL).state_dict()[key]))
     assert moved > 10  # the comparison covers weights that actually trained
 
+
+
+def test_training_can_be_watched_in_tensorboard_and_the_log(learn_dataset, tmp_path: Path) -> None:
+    """Event files per run (loss, learning rate, throughput; validation figures at each validation step),
+    kept with the saved model; a resumed run continues the same curves; the log line carries an ETA."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from geosolver_model.evaluation.validation import validator
+    from geosolver_model.train.loop import save_final
+
+    _, _, version_dir = learn_dataset
+    spec = SMALL.model_copy(update={"steps": 10, "val_every": 5, "eval_max_images": 16})
+    logs: list[str] = []
+    train(spec, version_dir, "infonce", tmp_path, log=logs.append, stop_after=4,
+          validate=validator(spec, version_dir))  # a crash at step 4, then the rest
+    result = train(spec, version_dir, "infonce", tmp_path, log=logs.append, validate=validator(spec, version_dir))
+    stats = save_final(result, tmp_path / "final")
+    assert any("steps/s" in line and "ETA " in line and "step 10/10" in line for line in logs)
+    assert any("validation median" in line for line in logs)
+    events = EventAccumulator(str(tmp_path / "final" / "runs")).Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == list(range(1, 11))  # both runs' steps, once each
+    assert [round(e.value, 4) for e in losses] == [round(c["loss"], 4) for c in result.curve]
+    assert {"train/learning_rate", "validation/median_km", "validation/acc_25km"} <= set(events.Tags()["scalars"])
+    validated = [c for c in stats["curve"] if "val_median_km" in c]
+    assert [e.value for e in events.Scalars("validation/median_km")] == pytest.approx(
+        [c["val_median_km"] for c in validated], abs=0.01)
