@@ -14,7 +14,7 @@ ifdef GEOSOLVER_SPEC
 export GEOSOLVER_SPEC := $(abspath $(GEOSOLVER_SPEC))
 endif
 
-.PHONY: init run test lint docs docs-reference dev play bench clean
+.PHONY: init run test lint docs docs-reference docs-demo dev play bench clean
 
 LOCKS := requirements.txt requirements-model.txt requirements-dev.txt
 GEOCLIP := geoclip==1.3.0
@@ -64,6 +64,10 @@ docs: docs-reference
 
 docs-reference: $(BIN)/.installed
 	$(BIN)/python -m geosolver_data.spec_reference > docs/reference/configuration.md
+
+# The demo's results table in docs/model.md, from the evaluation `make run` published (run it after).
+docs-demo: $(BIN)/.installed
+	$(BIN)/python -m geosolver_model.evaluation.demo_docs --home "$(GEOSOLVER_HOME)"
 
 # `dg dev` (the UI and the daemon) from DAGSTER_HOME, which make describes as a dg workspace of this one
 # project: dg then starts Dagster in the instance's own folder. From the repo root it would warn that the

@@ -153,6 +153,9 @@ def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: ModelMa
     gallery = spec_gallery(spec.model, dataset_dir)
     runs = training_runs(spec)
     scored: dict[str, dict | None] = {}
+    hub = (*((spec.publish.dataset.repo,) if spec.publish.dataset else ()), *sorted({s.hub for s in spec.sources
+                                                                                    if s.hub}))
+    published_to = spec.publish.model.repo if spec.publish.model else ""
     for name, (objective, _) in runs.items():
         folder = staging / "objectives" / name
         metrics = None
@@ -161,9 +164,10 @@ def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: ModelMa
             metrics = evaluate({name: predictor}, [val], lambda _: None)[0][val.name][name]
             log(f"{name} on the validation split: median {metrics['median_km']} km")
         scored[name] = metrics
-        write_text(folder / "README.md", model_card(manifest, objective, metrics, f"objectives/{name}"))
+        write_text(folder / "README.md", model_card(manifest, objective, metrics, f"objectives/{name}", hub))
     first = spec.model.objectives[0]
-    write_text(staging / PUBLISHED / "README.md", model_card(manifest, first, scored[first], PUBLISHED))
+    write_text(staging / PUBLISHED / "README.md", model_card(manifest, first, scored[first], PUBLISHED, hub,
+                                                             published_to))
 
 
 def _now() -> str:

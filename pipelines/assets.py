@@ -155,6 +155,7 @@ def _finetuned_model(context: dg.AssetExecutionContext, geosolver: GeosolverReso
         "base": model.info.base,
         **figures,
         "training_curves": curves,
+        "tensorboard_logdir": dg.MetadataValue.path(str(model.path / "objectives")),  # `tensorboard --logdir` it
     })
 
 

@@ -16,10 +16,26 @@ from geosolver_model.evaluation.metrics import THRESHOLDS_KM
 BASE_LICENSES = {"geolocal/StreetCLIP": "cc-by-nc-4.0", "tiny": "mit", "tiny-64": "mit"}
 
 
-def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder: str) -> str:
-    """README.md of one saved model folder (`folder`: its path in the model version, e.g. `finetuned`)."""
+def model_index(manifest: ModelManifest, objective: str, val: dict, dataset_id: str) -> list[dict]:
+    """The Hub's `model-index`: the validation figures as results the Hub shows as this model's evaluation."""
+    dataset = manifest.dataset
+    metrics = [{"type": "median_km", "name": "median error (km)", "value": val["median_km"]},
+               *({"type": f"acc_{t}km", "name": f"accuracy within {t} km", "value": val[f"acc_{t}km"]}
+                 for t in THRESHOLDS_KM),
+               {"type": "geoguessr_score", "name": "mean GeoGuessr score (of 5000)", "value": val["geoguessr_score"]}]
+    return [{"name": f"geosolver-{manifest.version}-{objective}", "results": [{
+        "task": {"type": "image-feature-extraction", "name": "image geolocation by retrieval"},
+        "dataset": {"name": f"{dataset.name} {dataset.version}", "type": dataset_id, "split": "validation"},
+        "metrics": [m for m in metrics if m["value"] is not None]}]}]
+
+
+def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder: str,
+               datasets: tuple[str, ...] = (), repo: str = "") -> str:
+    """README.md of one saved model folder (`folder`: its path in the model version, e.g. `finetuned`).
+    `datasets`: the Hub ids of its training data (the spec's `publish.dataset` repo, OSV-5M's repo), for
+    the front matter's `datasets:`; `repo`: the Hub repo it is published to (`publish.model`), if any."""
     base, dataset, trained = manifest.base, manifest.dataset, manifest.model_spec
-    front = {
+    front: dict = {
         "library_name": "transformers",
         "pipeline_tag": "image-feature-extraction",
         "license": BASE_LICENSES.get(base, "other"),
@@ -27,6 +43,10 @@ def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder
     }
     if "/" in base:  # a Hub id (a local folder's name means nothing elsewhere)
         front["base_model"] = base
+    if datasets:
+        front["datasets"] = list(datasets)
+    if val and val.get("n"):
+        front["model-index"] = model_index(manifest, objective, val, datasets[0] if datasets else dataset.name)
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
              f"# Geosolver retrieval geolocator {manifest.version} ({objective})", "",
              f"A CLIP vision tower (`{base}`) fine-tuned with the `{objective}` objective so that an image's "
@@ -53,6 +73,8 @@ def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder
              'for place in geo.predict("photo.jpg"):  # your photo: the places `geosolver predict` answers',
              '    print(place["lat"], place["lon"], place["place"], place["country"])',
              "```", ""]
+    if repo:
+        lines[-1:-1] = ["", f'From the Hub (`{repo}`), the whole geolocator: `GeoRetriever.from_pretrained("{repo}")`.']
     if val:
         keys = [f"acc_{t}km" for t in THRESHOLDS_KM] + ["median_km", "geoguessr_score", "country_acc", "n"]
         lines += [f"On the dataset's validation split ({val['n']} images):", "",

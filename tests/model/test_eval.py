@@ -297,3 +297,18 @@ def test_models_and_evals_list_and_show_for_people_and_machines(finetuned) -> No
     assert "| finetuned |" in table and f"model {model.version}" in table
     on_disk = json.loads((evaluation.path / "eval.json").read_text())
     assert json.loads(run("evals", "show", "--version", evaluation.version, "--json")) == on_disk
+
+
+def test_the_docs_demo_table_is_written_from_the_run(finetuned, tmp_path: Path) -> None:
+    from geosolver_model.evaluation.demo_docs import END, START, demo_results, rewrite
+
+    spec, home, model = finetuned
+    evaluation = stages.evaluate_model(spec, home, model, log=lambda _: None)
+    doc = tmp_path / "model.md"
+    doc.write_text(f"# Model\n\n{START}\nold figures\n{END}\n\nafter\n")
+    assert rewrite(doc, demo_results(home)) and not rewrite(doc, demo_results(home))  # the second: nothing new
+    text = doc.read_text()
+    on_disk = json.loads((evaluation.path / "eval.json").read_text())["dataset_test"]
+    assert "old figures" not in text and text.endswith("after\n") and f"model `{evaluation.info.model_version}`" in text
+    locator = next(line for line in text.splitlines() if line.startswith("| **locator**"))
+    assert f"**{on_disk['locator']['median_km']:,.0f}**" in locator

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from geosolver_data.store.home import Home
 from geosolver_data.store.hub_push import MODEL_FOLDER, push_version
@@ -25,7 +26,10 @@ def test_a_model_version_is_pushed_once_and_loads_by_its_repo_id(learn_dataset, 
     home = Home(tmp_path / "home")
     home.dataset(spec.name).versions.mkdir(parents=True)
     (home.dataset(spec.name).versions / version_dir.name).symlink_to(version_dir)
-    model = stages.finetune(with_model(spec, steps=6, checkpoint_every=3), home, version_dir.name, log=lambda _: None)
+    quick = with_model(spec, steps=6, checkpoint_every=3)
+    publishing = type(quick).model_validate({**quick.model_dump(), "publish": {"dataset": {"repo": "me/streets"},
+                                                                             "model": {"repo": "me/geo"}}})
+    model = stages.finetune(publishing, home, version_dir.name, log=lambda _: None)
     hub = FakeHub()
     monkeypatch.setattr(hub_env, "HF_HUB_DISABLE_XET", True)  # the loopback Hub speaks the LFS basic transfer
     monkeypatch.setattr(hub_env, "HF_HUB_DISABLE_IMPLICIT_TOKEN", False)
@@ -37,7 +41,14 @@ def test_a_model_version_is_pushed_once_and_loads_by_its_repo_id(learn_dataset, 
         assert first.new_commit and not again.new_commit and first.commit == again.commit
         assert [(c[1], c[2]) for c in hub.commits] == [("me/geo", f"model version {model.version}")]
         files = hub.repos[("model", "me/geo")][first.commit]
-        assert card_errors(files["README.md"].decode(), "model") == [] and "model.safetensors" in files
+        card = files["README.md"].decode()
+        assert card_errors(card, "model") == [] and "model.safetensors" in files
+        front = yaml.safe_load(card.split("---")[1])
+        assert front["datasets"] == ["me/streets"] and 'GeoRetriever.from_pretrained("me/geo")' in card
+        results = front["model-index"][0]["results"][0]
+        assert results["dataset"]["split"] == "validation" and results["dataset"]["type"] == "me/streets"
+        assert {m["type"] for m in results["metrics"]} >= {"median_km", "acc_25km", "geoguessr_score"}
+        assert any(p.startswith("runs/") for p in files)  # the TensorBoard curves: the Hub's training metrics
         assert "manifest.json" in files and not any(p.startswith(("objectives/", PUBLISHED)) for p in files)
         monkeypatch.delenv("HF_TOKEN")
         loaded = GeoRetriever.from_pretrained("me/geo", device="cpu")
