@@ -65,9 +65,11 @@ docs: docs-reference
 docs-reference: $(BIN)/.installed
 	$(BIN)/python -m geosolver_data.spec_reference > docs/reference/configuration.md
 
-# The demo's results table in docs/model.md, from the evaluation `make run` published (run it after).
+# The demo's results in the docs from the artifacts `make run` published (run it after): docs/model.md's
+# table from the evaluation, and docs/play.png from a round played in headless Chromium.
 docs-demo: $(BIN)/.installed
 	$(BIN)/python -m geosolver_model.evaluation.demo_docs --home "$(GEOSOLVER_HOME)"
+	$(BIN)/python docs/screenshots.py --home "$(GEOSOLVER_HOME)"
 
 # `dg dev` (the UI and the daemon) from DAGSTER_HOME, which make describes as a dg workspace of this one
 # project: dg then starts Dagster in the instance's own folder. From the repo root it would warn that the
