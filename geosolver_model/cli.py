@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from geosolver_data import cli as data_cli
+from geosolver_data.ingest.progress import Progress
 from geosolver_data.model_spec import load_spec
 from geosolver_data.store.artifact import Artifact, Shelf
 from geosolver_data.store.home import Home, working_home
@@ -28,6 +29,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     geo = Geolocator.from_home(home.root, index=args.index, spec=load_spec(args.spec))
     results, failed = [], 0
+    # A bar on a terminal; elsewhere (a pipe, CI) a line every 10 s on stderr. stdout keeps only the answers.
+    progress = Progress("predict", lambda line: print(line, file=sys.stderr), every_s=10.0)
+    progress.listed(len(args.images))
+    progress.listing_finished()
     for path in args.images:
         try:
             found = geo.locate(path, args.top_k)
@@ -35,7 +40,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
             failed += 1
             print(f"geosolver: {exc}", file=sys.stderr)
             continue
+        finally:
+            progress.advance()
         results.append({"image": path, **found})
+    if progress.bar is not None:
+        progress.bar.close()
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -1,5 +1,6 @@
 """Progress with rate and ETA: a log line every few seconds (what Dagster's log shows), and a
-tqdm bar when stderr is a terminal."""
+tqdm bar when stderr is a terminal. Ingest, embedding, evaluation, `predict` and `benchmark` count with it;
+training's log line uses its `duration`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import time
 from collections.abc import Callable
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """`1h02m`, `3m05s`, `42s`: an ETA a person reads at a glance."""
     seconds = int(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -18,8 +20,9 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Counts finished items against a total that may still be growing (a listing in progress)."""
 
-    def __init__(self, label: str, log: Callable[[str], None], every_s: float = 5.0, bar: bool | None = None) -> None:
-        self.label, self.log, self.every_s = label, log, every_s
+    def __init__(self, label: str, log: Callable[[str], None], every_s: float = 5.0, bar: bool | None = None,
+                 unit: str = "images") -> None:
+        self.label, self.log, self.every_s, self.unit = label, log, every_s, unit
         self.total, self.done, self.listing_done = 0, 0, False
         self.start = self.last = time.monotonic()
         self.bar = None
@@ -49,12 +52,12 @@ class Progress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = self.done / elapsed
         total = f"{self.total}" if self.listing_done else f"{self.total}+ listed"
-        text = f"{self.label}: {self.done}/{total} images, {rate:.1f}/s"
+        text = f"{self.label}: {self.done}/{total} {self.unit}, {rate:.1f}/s"
         if self.total and self.listing_done:
             text += f" ({100 * self.done / self.total:.0f}%)"
         if self.total and rate > 0 and self.done < self.total:
             # While the listing goes on, the ETA is for what is listed so far: a lower bound.
-            text += f", ETA {'' if self.listing_done else '>= '}{_duration((self.total - self.done) / rate)}"
+            text += f", ETA {'' if self.listing_done else '>= '}{duration((self.total - self.done) / rate)}"
         return text
 
     def report(self) -> None:

@@ -10,6 +10,7 @@ stays empty rather than guessed.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def run(spec: Spec, home: Home, model: Artifact, wanted: tuple[str, ...], limit:
         predictor = retrieval_predictor(published_model(spec, home, model), spec_gallery(spec.model, dataset_dir),
                                         spec.model.top_k)
         tests = {name: test.screen(predictor.ingest) if test.screen else test for name, test in tests.items()}
-        scores, _ = evaluate({"geosolver": predictor}, list(tests.values()), lambda _: None)
+        # Progress on stderr (a bar on a terminal): stdout is the table or the JSON.
+        scores, _ = evaluate({"geosolver": predictor}, list(tests.values()), lambda line: print(line, file=sys.stderr))
         results = {name: scores[test.name]["geosolver"] for name, test in tests.items()}
     return {"model_version": model.version, "results": results, "missing": missing,
             # every listed photo that was not scored, by reason (absent, or what its decode said)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from geosolver_data.gazetteer import load_gazetteer
 from geosolver_data.geo import haversine_km
+from geosolver_data.ingest.progress import Progress
 from geosolver_data.spec import ImageSpec
 from geosolver_model.evaluation.metrics import THRESHOLDS_KM, geo_metrics, geoguessr_score
 from geosolver_model.evaluation.test_sets import TestSet
@@ -70,10 +71,16 @@ def _batches(it: Iterator[Image.Image]) -> Iterator[list[Image.Image]]:
         yield batch
 
 
-def run_predictor(predictor: Predictor, test: TestSet) -> np.ndarray:
+def run_predictor(predictor: Predictor, test: TestSet, progress: Progress | None = None) -> np.ndarray:
+    """The predictor's guesses (N, 2) for the set's images, in batches; `progress` counts them."""
     if not test.size:
         return np.zeros((0, 2))
-    return np.concatenate([predictor.run(b) for b in _batches(test.images(predictor.ingest))])
+    guesses = []
+    for batch in _batches(test.images(predictor.ingest)):
+        guesses.append(predictor.run(batch))
+        if progress is not None:
+            progress.advance(len(batch))
+    return np.concatenate(guesses)
 
 
 def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
@@ -91,7 +98,12 @@ def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
         if not test.size:
             log(f"eval {test.name}: skipped, the set has no images")
         for name, predictor in comparators.items():
-            pred = run_predictor(predictor, test)
+            progress = Progress(f"eval {test.name} {name}", log, every_s=15.0)
+            progress.listed(test.size)
+            progress.listing_finished()
+            pred = run_predictor(predictor, test, progress)
+            if progress.bar is not None:
+                progress.bar.close()
             results[test.name][name] = geo_metrics(pred, test.latlon, test.country)
             if test.listed is not None:
                 results[test.name][name] |= {"listed": test.listed,

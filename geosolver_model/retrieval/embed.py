@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from geosolver_data.ingest.progress import Progress
 from geosolver_data.store.atomic import atomic_path
 from geosolver_data.store.manifests import DatasetManifest, read_dataset_manifest
 from geosolver_model.net.images import decode
@@ -64,13 +65,20 @@ def embed_dataset(load_model: Callable[[], GeoRetriever], dataset_dir: Path, fol
     h3_cols = [f"h3_r{r}" for r in manifest.h3_resolutions]
     files = embedding_files(folder, manifest)
     model, embedded, reused = None, 0, 0
+    progress = Progress("embedding", log, every_s=10.0)
+    progress.listed(sum(s.rows for s, out in zip(manifest.shards, files, strict=True) if not out.exists()))
+    progress.listing_finished()
     for shard, out in zip(manifest.shards, files, strict=True):
         if out.exists():
             reused += shard.rows
             continue
         model = model or load_model().eval()
         embedded += _embed_shard(model, dataset_dir / shard.path, h3_cols, out)
-        log(f"embedded {shard.path} ({shard.rows} rows)")
+        progress.advance(shard.rows)
+    if embedded:
+        progress.close()  # the last line: images, rate
+    elif progress.bar is not None:
+        progress.bar.close()
     return EmbeddingSet(files, embedded, reused)
 
 

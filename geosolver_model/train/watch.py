@@ -13,16 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from geosolver_data.ingest.progress import duration
+
 EVENTS = "tensorboard"  # under the run's folder while training
 PUBLISHED_EVENTS = "runs"  # under the saved model's folder
-
-
-def duration(seconds: float) -> str:
-    """`1h 02m`, `3m 05s`, `42s`: an ETA a person reads at a glance."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 class TrainingWatch:

@@ -62,8 +62,17 @@ def test_embeddings_cover_every_row_and_are_reused(built) -> None:
     spec, home, model, embeddings, _, _ = built
     manifest = home.datasets("learn").get(model.manifest["dataset"]["version"]).manifest
     assert embeddings.embedded + embeddings.reused == manifest["rows"]
-    again = stages.embed(spec, home, model, log=lambda _: None)
+    logs: list[str] = []
+    again = stages.embed(spec, home, model, log=logs.append)
     assert again.embedded == 0 and again.reused == manifest["rows"]
+    assert not any(line.startswith("embedding:") for line in logs)  # nothing embedded: no progress line
+    from geosolver_model.retrieval.embed import embed_dataset
+    from geosolver_model.retrieval.published import published_model
+
+    dataset_dir = home.datasets("learn").get(model.manifest["dataset"]["version"]).path
+    fresh = embed_dataset(lambda: published_model(spec, home, model), dataset_dir, home.root / "fresh", logs.append)
+    assert fresh.embedded == manifest["rows"]
+    assert logs[-1].startswith(f"embedding: {manifest['rows']}/{manifest['rows']} images, ")  # with its rate
 
 
 def test_index_artifacts_are_versioned_and_self_describing(built) -> None:
