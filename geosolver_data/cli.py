@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -43,12 +44,16 @@ def _version(args: argparse.Namespace, intact: bool = True) -> tuple[DatasetLayo
     return layout, layout.shelf.get(version)  # a manifest that does not read is named in one line
 
 
+def _lines(args: argparse.Namespace, items: list[str]) -> None:
+    print(json.dumps(items) if args.json else "\n".join(items))
+
+
 def cmd_regions(args: argparse.Namespace) -> None:
-    print("\n".join(args.load_spec(args.spec).region_names))
+    _lines(args, list(args.load_spec(args.spec).region_names))
 
 
 def cmd_partitions(args: argparse.Namespace) -> None:
-    print("\n".join(u.name for u in args.load_spec(args.spec).ingest_units()))
+    _lines(args, [u.name for u in args.load_spec(args.spec).ingest_units()])
 
 
 def cmd_spec(args: argparse.Namespace) -> None:
@@ -119,7 +124,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
     _, dataset = _version(args, intact=False)  # validate names every problem itself
     spec, folder = args.load_spec(args.spec), dataset.path
     checks = {name: find(folder, spec) for name, (_, find) in validate.CHECKS.items()}
-    for name, problems in checks.items():
+    if args.json:
+        print(json.dumps({"version": dataset.version, "checks": checks}, indent=2))
+    for name, problems in checks.items() if not args.json else ():
         print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n     {p}" for p in problems[:10]))
     if any(checks.values()):
         raise SystemExit(1)
@@ -146,10 +153,12 @@ def cmd_push(args: argparse.Namespace) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """The data commands, on a `geosolver` parser's subcommands."""
-    sub.add_parser("regions", help="print the spec's region names (the ingest partitions)").set_defaults(
-        func=cmd_regions)
-    sub.add_parser("partitions", help="print the ingest partition keys: the regions, or region|part for each "
-                   "sub-partition when the spec sets sub_partitions").set_defaults(func=cmd_partitions)
+    for name, about, func in (("regions", "print the spec's region names (the ingest partitions)", cmd_regions),
+                              ("partitions", "print the ingest partition keys: the regions, or region|part for "
+                                             "each sub-partition when the spec sets sub_partitions", cmd_partitions)):
+        listing = sub.add_parser(name, help=about)
+        listing.add_argument("--json", action="store_true", help="a JSON list instead of one per line")
+        listing.set_defaults(func=func)
     spec = sub.add_parser("spec", help="validate the spec and print it with every default filled in; or print "
                                        "an example spec to start a real run from")
     spec.add_argument("--example", nargs="?", const="", metavar="NAME",
@@ -169,6 +178,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sql.set_defaults(func=cmd_sql)
     val = sub.add_parser("validate", help="check a published version's invariants; exit 1 on a problem")
     val.add_argument("--version", help="dataset version (default: the latest)")
+    val.add_argument("--json", action="store_true", help="every check and its problems as JSON (exit 1 still "
+                                                         "when one fails)")
     val.set_defaults(func=cmd_validate)
     push = sub.add_parser("push", help="push a dataset or model version to the Hugging Face Hub as one commit "
                                        "(HF_TOKEN with write access)")
@@ -214,6 +225,9 @@ def run(args: argparse.Namespace) -> None:
         sys.exit(exc.exit_code)
     except duckdb.Error as exc:
         print(f"geosolver: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:  # the reader (head, a pager) stopped reading: no traceback (Python's own recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
 
 

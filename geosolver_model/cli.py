@@ -73,7 +73,9 @@ def cmd_index(args: argparse.Namespace) -> None:
     from geosolver_model.retrieval import index
 
     home = Home(working_home(args.home))
-    if args.action == "list":
+    if args.action == "list" and args.json:
+        print(json.dumps([a.manifest for a in index.all_indexes(home)], indent=2))
+    elif args.action == "list":
         for a in index.all_indexes(home):
             m = a.info
             print(f"{a.version}  {m.kind:5}  {m.index.key:28}  {m.index.count:>9} vectors  "
@@ -201,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--kind", choices=["image", "gps"], default="image",
                        help="show: the image index (photo -> photos) or the GPS gallery index (default image)")
     index.add_argument("--keep", type=int, default=2, help="prune: versions of each kind to keep (default 2)")
+    index.add_argument("--json", action="store_true", help="list: every version's manifest as JSON (show prints "
+                                                           "the manifest, which is JSON)")
     index.set_defaults(func=cmd_index)
     for name, about, func in (("models", "fine-tuned model versions: list them, or show one's training figures",
                                cmd_models),
