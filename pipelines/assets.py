@@ -176,9 +176,12 @@ def _geolocation_eval(context: dg.AssetExecutionContext, geosolver: GeosolverRes
         "median_km_locator": test[model_stages.LOCATOR]["median_km"],  # what predict and play answer
         "geoguessr_score": test[model_stages.PUBLISHED]["geoguessr_score"],
         "best_objective": model_stages.winner(results, spec.model.objectives),
-        # two narrower tables, so every column fits the UI's metadata panel
-        "distance_accuracy": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.ACCURACY_KEYS)),
-        "error_and_score": dg.MetadataValue.md(evaluate.markdown_table(results, evaluate.SUMMARY_KEYS)),
+        # two narrow tables with short column names, so every column fits the UI's metadata panel at 1500 px
+        "distance_accuracy": dg.MetadataValue.md(evaluate.markdown_table(
+            results, evaluate.ACCURACY_KEYS, ": share of the images within", evaluate.SHORT_HEADERS)),
+        "error_and_score": dg.MetadataValue.md(evaluate.markdown_table(
+            results, evaluate.SUMMARY_KEYS, ": median error, mean GeoGuessr score, country accuracy",
+            evaluate.SHORT_HEADERS)),
         "history": dg.MetadataValue.md(history_table(results["history"])),
         "error_plot": inline_png(evaluation.path / "errors.png", "error distribution"),
     })

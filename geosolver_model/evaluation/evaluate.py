@@ -151,16 +151,33 @@ ACCURACY_KEYS = tuple(f"acc_{t}km" for t in THRESHOLDS_KM)
 SUMMARY_KEYS = ("median_km", "geoguessr_score", "country_acc", "n")
 
 
-def markdown_table(results: dict, keys: tuple[str, ...] = ACCURACY_KEYS + SUMMARY_KEYS) -> str:
-    """One table per test set ({test: {comparator: metrics}}; other keys are skipped)."""
+# Column names short enough that a table of comparators fits the Dagster UI's metadata panel at 1500 px.
+SHORT_HEADERS = {**{f"acc_{t}km": f"≤{t} km" for t in THRESHOLDS_KM}, "median_km": "median km",
+                 "geoguessr_score": "score", "country_acc": "country"}
+
+
+def markdown_table(results: dict, keys: tuple[str, ...] = ACCURACY_KEYS + SUMMARY_KEYS, note: str = "",
+                   headers: dict[str, str] | None = None) -> str:
+    """One table per test set ({test: {comparator: metrics}}; other keys are skipped); `headers` renames
+    columns, `note` follows each set's name."""
     lines = []
     for test, by_comp in results.items():
         if not (isinstance(by_comp, dict) and all(isinstance(m, dict) and "median_km" in m for m in by_comp.values())):
             continue  # not a test set's results (model_version, history, location_init, ...)
-        lines += [f"**{test}**", "", "| comparator | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        lines += [f"| {c} | " + " | ".join(str(m[k]) for k in keys) + " |" for c, m in by_comp.items()]
+        names = [(headers or {}).get(k, k) for k in keys]
+        lines += [f"**{test}**{note}", "", "| comparator | " + " | ".join(names) + " |",
+                  "|---" * (len(keys) + 1) + "|"]
+        lines += [f"| {c} | " + " | ".join(_shown(m[k], k, headers is not None) for k in keys) + " |"
+                  for c, m in by_comp.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _shown(value: object, key: str, short: bool) -> str:
+    """A figure as eval.json holds it; in the short form, fractions to 3 places (as `benchmark` prints them)."""
+    if short and isinstance(value, float) and (key.startswith("acc_") or key == "country_acc"):
+        return f"{value:.3f}"
+    return str(value)
 
 
 def error_plot(errors: dict[str, np.ndarray], out: Path, title: str) -> Path:

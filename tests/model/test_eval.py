@@ -312,3 +312,18 @@ def test_the_docs_demo_table_is_written_from_the_run(finetuned, tmp_path: Path) 
     assert "old figures" not in text and text.endswith("after\n") and f"model `{evaluation.info.model_version}`" in text
     locator = next(line for line in text.splitlines() if line.startswith("| **locator**"))
     assert f"**{on_disk['locator']['median_km']:,.0f}**" in locator
+
+
+def test_the_ui_tables_stay_narrow() -> None:
+    """The metadata panel of the Dagster UI at 1500 px fits ~65 characters of a row (checked in Chromium:
+    every column of both tables visible): short headers and fractions to 3 places."""
+    from geosolver_model.evaluation.evaluate import ACCURACY_KEYS, SHORT_HEADERS, SUMMARY_KEYS, markdown_table
+
+    metrics = {"acc_1km": 0.0333, "acc_25km": 0.5833, "acc_200km": 0.9667, "acc_750km": 1.0, "acc_2500km": 1.0,
+               "median_km": 12345.67, "geoguessr_score": 4321.5, "country_acc": 0.1167, "n": 3000}
+    results = {"dataset_test": {name: metrics for name in ("zeroshot_streetclip", "finetuned", "locator")}}
+    for keys in (ACCURACY_KEYS, SUMMARY_KEYS):
+        table = markdown_table(results, keys, "", SHORT_HEADERS)
+        assert max(len(line) for line in table.splitlines() if line.startswith("|")) <= 66, table
+    assert "| 0.033 |" in markdown_table(results, ACCURACY_KEYS, "", SHORT_HEADERS)
+    assert "| 0.0333 |" in markdown_table(results, ACCURACY_KEYS)  # eval.md keeps eval.json's figures
