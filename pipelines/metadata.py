@@ -12,6 +12,7 @@ import pyarrow as pa
 from PIL import Image
 
 from geosolver_data.report.markdown import table
+from geosolver_data.shards import COLUMN_DOCS
 from geosolver_data.store.artifact import Artifact
 
 
@@ -43,7 +44,9 @@ def published_artifact(artifact: Artifact, metadata: dict) -> dg.MaterializeResu
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
+    """The columns with their types and what each holds (shards.COLUMN_DOCS, which the dataset card shows too)."""
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type), description=COLUMN_DOCS.get(
+        "h3_r<N>" if f.name.startswith("h3_r") else f.name)) for f in schema])
 
 
 def table_metadata(rows: int, schema: pa.Schema) -> dict:

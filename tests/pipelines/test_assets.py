@@ -50,6 +50,7 @@ def test_whole_graph_materialises_with_metadata(built) -> None:
     assert shards.metadata["dagster/row_count"].value == manifest["rows"] > 0
     schema = shards.metadata["dagster/column_schema"].schema
     assert [c.name for c in schema.columns] == manifest["columns"]  # the UI lists the shard columns
+    assert all(c.description for c in schema.columns)  # with what each holds
     assert shards.metadata["coverage_map"].value.startswith("![coverage map](data:image/png;base64,")
     assert shards.metadata["size"].value.endswith(("KB", "MB"))
     dedup = result.asset_materializations_for_node("deduplicated_images")[0].metadata
