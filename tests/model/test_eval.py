@@ -310,7 +310,7 @@ def test_the_docs_demo_table_is_written_from_the_run(finetuned, tmp_path: Path) 
     text = doc.read_text()
     on_disk = json.loads((evaluation.path / "eval.json").read_text())["dataset_test"]
     assert "old figures" not in text and text.endswith("after\n") and f"model `{evaluation.info.model_version}`" in text
-    locator = next(line for line in text.splitlines() if line.startswith("| **locator**"))
+    locator = next(line for line in text.splitlines() if line.startswith("| **locator"))
     assert f"**{on_disk['locator']['median_km']:,.0f}**" in locator
 
 
