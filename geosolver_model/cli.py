@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -114,14 +114,20 @@ def cmd_models(args: argparse.Namespace) -> None:
     rows = [{"version": a.version, "created_at": a.info.created_at, "dataset": a.info.dataset.version,
              "base": a.info.base, "objectives": list(a.info.objectives), "latest": a.version == latest}
             for a in home.models.all()]
+    _listed(args, rows, lambda r: f"{'*' if r['latest'] else ' '} {r['version']}  {r['created_at']}  dataset "
+                                  f"{r['dataset']}  base {r['base']}  {', '.join(r['objectives'])}",
+            f"no model under {home.models.root} yet (materialise finetuned_model)")
+
+
+def _listed(args: argparse.Namespace, rows: list[dict], line: Callable[[dict], str], empty: str) -> None:
+    """Rows as JSON (--json) or a line each for people; a line on stderr when there are none."""
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
-        print(f"{'*' if r['latest'] else ' '} {r['version']}  {r['created_at']}  dataset {r['dataset']}  "
-              f"base {r['base']}  {', '.join(r['objectives'])}")
+        print(line(r))
     if not rows:
-        print(f"no model under {home.models.root} yet (materialise finetuned_model)", file=sys.stderr)
+        print(empty, file=sys.stderr)
 
 
 def cmd_evals(args: argparse.Namespace) -> None:
@@ -139,15 +145,12 @@ def cmd_evals(args: argparse.Namespace) -> None:
     rows = [{"version": a.version, "created_at": a.info.created_at, "model": a.info.model_version,
              "dataset_test_median_km": a.info.dataset_test_median_km, "test_sets": list(a.info.test_sets),
              "latest": a.version == latest} for a in home.evals.all()]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    for r in rows:
-        median = r["dataset_test_median_km"]
-        print(f"{'*' if r['latest'] else ' '} {r['version']}  {r['created_at']}  model {r['model']}  "
-              f"dataset test median {'-' if median is None else f'{median:,.1f} km'}  sets {', '.join(r['test_sets'])}")
-    if not rows:
-        print(f"no evaluation under {home.evals.root} yet (materialise geolocation_eval)", file=sys.stderr)
+    def line(r: dict) -> str:
+        median = "-" if r["dataset_test_median_km"] is None else f"{r['dataset_test_median_km']:,.1f} km"
+        return (f"{'*' if r['latest'] else ' '} {r['version']}  {r['created_at']}  model {r['model']}  "
+                f"dataset test median {median}  sets {', '.join(r['test_sets'])}")
+
+    _listed(args, rows, line, f"no evaluation under {home.evals.root} yet (materialise geolocation_eval)")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:

@@ -152,7 +152,6 @@ class FakeHub:
 
     def _preupload(self, kind: str):
         async def preupload(request: web.Request) -> web.StreamResponse:
-            self.requests[f"{request.method} {request.path}"] += 1
             if (refused := self._writer(request)) is not None:
                 return refused
             found = self._files(kind, request)
@@ -195,7 +194,6 @@ class FakeHub:
 
     def _commit(self, kind: str):
         async def commit(request: web.Request) -> web.StreamResponse:
-            self.requests[f"{request.method} {request.path}"] += 1
             if (refused := self._writer(request)) is not None:
                 return refused
             found = self._files(kind, request)
@@ -226,7 +224,8 @@ class FakeHub:
         return commit
 
     def _files(self, kind: str, request: web.Request) -> tuple[str, dict[str, bytes]] | web.Response:
-        """The commit and files a request names, or the Hub's error answer."""
+        """The commit and files a request names, or the Hub's error answer (the request counted)."""
+        self.requests[f"{request.method} {request.path}"] += 1
         repo = f"{request.match_info['owner']}/{request.match_info['name']}"
         auth = request.headers.get("Authorization", "")
         if auth:
@@ -245,7 +244,6 @@ class FakeHub:
 
     def _info(self, kind: str):
         async def info(request: web.Request) -> web.StreamResponse:
-            self.requests[f"{request.method} {request.path}"] += 1
             found = self._files(kind, request)
             if isinstance(found, web.Response):
                 return found
@@ -257,7 +255,6 @@ class FakeHub:
 
     def _tree(self, kind: str):
         async def tree(request: web.Request) -> web.StreamResponse:
-            self.requests[f"{request.method} {request.path}"] += 1
             found = self._files(kind, request)
             if isinstance(found, web.Response):
                 return found
@@ -329,7 +326,6 @@ class FakeHub:
 
     def _resolver(self, kind: str):
         async def resolve(request: web.Request) -> web.StreamResponse:
-            self.requests[f"{request.method} {request.path}"] += 1
             found = self._files(kind, request)
             if isinstance(found, web.Response):
                 return found
