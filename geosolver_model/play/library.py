@@ -25,6 +25,7 @@ from geosolver_data.model_spec import Spec, load_spec
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.home import Home
 from geosolver_data.store.manifests import read_dataset_manifest
+from geosolver_model.evaluation.metrics import distance_metrics
 from geosolver_model.names import LOCATOR, PREDICTIONS, PUBLISHED
 from geosolver_model.net.images import decode
 from geosolver_model.retrieval.index import IndexUnavailable
@@ -171,6 +172,8 @@ class Library:
                 [path, comparator, country, country])
             names = [d[0] for d in found.description]
             rows = [dict(zip(names, r, strict=True)) for r in found.fetchall()]
+        # The figures of what is shown, by the one definition eval.json uses (metrics.distance_metrics).
+        figures = distance_metrics(np.array([r["error_km"] for r in rows], dtype=float)) if rows else None
         return {"comparator": comparator, "comparators": comparators,
                 "countries": [{"country": c, "n": n} for c, n in countries], "country": country,
-                "evaluation": self.evaluation.version, "points": rows}
+                "evaluation": self.evaluation.version, "points": rows, "figures": figures}

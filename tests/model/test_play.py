@@ -306,6 +306,10 @@ def test_a_person_plays_a_game_uploads_a_photo_and_reads_the_errors(play, tmp_pa
         browser.js("(() => { const s = document.querySelector('#comparator'); s.value = 'untrained';"
                    " s.dispatchEvent(new Event('change')); })()")
         browser.wait_for(f"document.querySelectorAll('#errors-map circle.error').length === {len(untrained)}")
+        # The figures shown are eval.json's (one function computes both), not the page's own arithmetic.
+        figures = json.loads(next(home.evals.root.glob("*/eval.json")).read_text())["dataset_test"]["untrained"]
+        summary = browser.js("document.querySelector('#errors-summary').innerText")
+        assert f"median error {figures['median_km']:,.2f} km, within 25 km {figures['acc_25km']:.3f}" in summary
         browser.js("document.querySelector('#errors-map circle.error').dispatchEvent(new MouseEvent('click'))")
         browser.wait_for("document.querySelector('#error-photo').complete && "
                          "document.querySelector('#error-photo').naturalWidth")

@@ -305,11 +305,11 @@ async function loadErrors() {
   $("comparator").replaceChildren(...r.comparators.map((c) => option(c, c, c === r.comparator)));
   $("country").replaceChildren(option("", "all", !r.country),
     ...r.countries.map((c) => option(c.country, `${c.country} (${c.n})`, c.country === r.country)));
-  const kms = r.points.map((p) => p.error_km).sort((a, b) => a - b);
-  const mid = kms.length >> 1; // the median as numpy (and eval.json) computes it: the middle pair's mean
-  const median = !kms.length ? 0 : kms.length % 2 ? kms[mid] : (kms[mid - 1] + kms[mid]) / 2;
-  $("errors-summary").textContent = `${r.points.length} test images, evaluation ${r.evaluation}; ` +
-    `median error ${fmt(median, 0)} km`;
+  // The server's figures: the same function computes eval.json's (evaluation/metrics.py distance_metrics).
+  const f = r.figures;
+  $("errors-summary").textContent = `${r.points.length} test images, evaluation ${r.evaluation}` + (f ?
+    `; median error ${fmt(f.median_km, 2)} km, within 25 km ${f.acc_25km.toFixed(3)}, ` +
+    `within 750 km ${f.acc_750km.toFixed(3)}` : "");
   errorsMap.clear();
   for (const p of r.points) {
     const c = errorsMap.marker(p.lat, p.lon, `error e${band(p.error_km)}`, `${p.image_id}: ${fmt(p.error_km, 0)} km`, 4);
