@@ -90,6 +90,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.bench_fetch
 	$(BIN)/python -m bench.bench_model
 	$(BIN)/python -m bench.bench_index
+	$(BIN)/python -m bench.bench_hub
 
 clean:
 	rm -rf $(VENV) .geosolver .dagster_home
