@@ -35,11 +35,15 @@ def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder
     `datasets`: the Hub ids of its training data (the spec's `publish.dataset` repo, OSV-5M's repo), for
     the front matter's `datasets:`; `repo`: the Hub repo it is published to (`publish.model`), if any."""
     base, dataset, trained = manifest.base, manifest.dataset, manifest.model_spec
+    # The task is image feature extraction, but not through transformers' pipeline: it loads a
+    # `clip_vision_model` with AutoModel, CLIPVisionModel, which drops the projection into the shared space
+    # that the retrieval needs. So the library is ours, and the card's snippet loads the tower as
+    # CLIPVisionModelWithProjection (tested), or the whole geolocator with GeoRetriever.
     front: dict = {
-        "library_name": "transformers",
+        "library_name": "geosolver",
         "pipeline_tag": "image-feature-extraction",
         "license": BASE_LICENSES.get(base, "other"),
-        "tags": ["geolocation", "clip", "retrieval", "geosolver", objective],
+        "tags": ["geolocation", "clip", "retrieval", "transformers", objective],
     }
     if "/" in base:  # a Hub id (a local folder's name means nothing elsewhere)
         front["base_model"] = base
@@ -66,7 +70,8 @@ def model_card(manifest: ModelManifest, objective: str, val: dict | None, folder
              "",
              'home = os.environ.get("GEOSOLVER_HOME", ".geosolver")',
              f'folder = os.path.join(home, "models", "{manifest.version}", *"{folder}".split("/"))',
-             "vision = CLIPVisionModelWithProjection.from_pretrained(folder)  # the tower, stock transformers",
+             "vision = CLIPVisionModelWithProjection.from_pretrained(folder)  # stock transformers; AutoModel would "
+             "drop the projection",
              "processor = AutoImageProcessor.from_pretrained(folder)",
              "geolocator = GeoRetriever.from_pretrained(folder)  # tower, image head and location encoder",
              f'geo = Geolocator.from_home(home, model="{manifest.version}")  # its published weights and indexes',
