@@ -45,7 +45,7 @@ def main() -> None:
     gal_emb = gallery_embeddings(net, torch.as_tensor(gallery, device=net.device)).cpu().numpy()
     locator = Locator(net, flat_index(vectors), meta.select(["image_id", "lat", "lon"]).to_pydict(),
                       flat_index(gal_emb), {"lat": gallery[:, 0].tolist(), "lon": gallery[:, 1].tolist()})
-    val = dataset_split(dataset_dir, "val")
+    val = dataset_split(dataset_dir, "validation")
     with torch.no_grad():
         img = torch.cat([net.encode_images(torch.stack([net.pixels(im) for im in batch]))
                          for batch in _batches(list(val.images(net.ingest)), 64)])

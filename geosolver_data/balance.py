@@ -25,9 +25,10 @@ from scipy.spatial import cKDTree
 
 from geosolver_data.geo import EARTH_RADIUS_KM, cell_parent, h3_cells
 from geosolver_data.geocells import h3_column
+from geosolver_data.schemas import SPLITS
 from geosolver_data.spec import BalanceSpec
 
-SPLIT_ORDER = ("train", "val", "test")
+SPLIT_ORDER = SPLITS
 
 
 def keyed_hash(values: list[str] | list[int], seed: int, salt: str) -> np.ndarray:
@@ -126,7 +127,7 @@ def buffer_drops(lat: np.ndarray, lon: np.ndarray, splits: np.ndarray, km: float
     xyz = _unit_vectors(lat, lon)
     radius = 2 * math.sin(km / (2 * EARTH_RADIUS_KM))  # the chord of `km` on the unit sphere
     drop = np.zeros(len(splits), dtype=bool)
-    for keep, yield_ in (("test", ("val", "train")), ("val", ("train",))):
+    for keep, yield_ in (("test", ("validation", "train")), ("validation", ("train",))):
         anchors = np.flatnonzero((splits == keep) & ~drop)
         others = np.flatnonzero(np.isin(splits, yield_) & ~drop)
         if len(anchors) and len(others):

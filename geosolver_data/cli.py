@@ -91,7 +91,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def counts(found: dict[str, int]) -> str:
-    """`{"train": 64, "val": 8}` as people read it: `train 64, val 8` (`none` when empty)."""
+    """`{"train": 64, "test": 8}` as people read it: `train 64, test 8` (`none` when empty)."""
     return ", ".join(f"{k} {v:,}" for k, v in found.items()) or "none"
 
 

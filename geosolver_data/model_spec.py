@@ -54,8 +54,8 @@ class ModelConfig(SpecSection):
     gallery: Annotated[tuple[Literal["grid", "train", "geoclip_mp16"], ...], Field(min_length=1)] = ("grid",)
     """where guesses are chosen from (evaluation, `predict`, `play`; training never uses it): `grid` (centres of the H3
     cells at `gallery_resolution` that hold a populated place: split-independent, ~65K at res 5), `train` (the
-    training locations, one per cell: none inside a val/test block) and/or `geoclip_mp16` (GeoCLIP's 100K MP-16
-    gallery); several are joined
+    training locations, one per cell: none inside a validation or test block) and/or `geoclip_mp16` (GeoCLIP's
+    100K MP-16 gallery); several are joined
     """
     val_every: Annotated[int, Field(ge=0)] = 0
     """steps between validation-split median errors in the training curve (0 = never)"""

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from geosolver_data.report.card import dataset_card
 from geosolver_data.report.catalog import rebuild_catalog
 from geosolver_data.report.coverage import coverage_map
-from geosolver_data.schemas import REJECT_SCHEMA
+from geosolver_data.schemas import REJECT_SCHEMA, SPLITS
 from geosolver_data.shards import shard_columns, write_shards
 from geosolver_data.spec import DatasetSpec
 from geosolver_data.store.artifact import Artifact
@@ -57,7 +57,7 @@ def publish_dataset(layout: DatasetLayout, spec: DatasetSpec, balanced: pa.Table
             "rows": balanced.num_rows,
             "columns": shard_columns(spec.h3_resolutions),
             "h3_resolutions": list(spec.h3_resolutions),
-            "splits": {s: int((splits == s).sum()) for s in ("train", "val", "test")},
+            "splits": {s: int((splits == s).sum()) for s in SPLITS},
             "shards": [asdict(s) for s in shard_set.shards],
             "content_sha256": shard_set.content_hash,
             "balance": balance_report,

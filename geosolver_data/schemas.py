@@ -7,6 +7,17 @@ from typing import Literal
 
 import pyarrow as pa
 
+# The splits, named as the Hugging Face Hub names them. Versions published before December 2026 called the
+# validation split `val` (in shards, manifests and specs): readers of old versions and old specs map it.
+SPLITS = ("train", "validation", "test")
+OLD_SPLIT_NAMES = {"val": "validation"}
+
+
+def split_name(name: str) -> str:
+    """A split's name today, whatever the version or spec that holds it says."""
+    return OLD_SPLIT_NAMES.get(name, name)
+
+
 RAW_SCHEMA = pa.schema([
     ("image_id", pa.string()),
     ("source", pa.string()),

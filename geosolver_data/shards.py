@@ -36,7 +36,7 @@ COLUMN_DOCS = {
     "lon": "longitude of the photo, degrees (WGS84)",
     "h3_r<N>": "the H3 cell of the photo at resolution N (uint64), one column per `h3_resolutions` entry",
     "country": "ISO 3166 alpha-2 code of the nearest populated place (GeoNames)",
-    "split": "`train`, `val` or `test`: spatially disjoint blocks (the Hub names the `val` split `validation`)",
+    "split": "`train`, `validation` or `test` (the Hub's names): spatially disjoint blocks",
     "image": "the photo, JPEG, upright, short side at `image.min_side`",
     "width": "stored width, pixels",
     "height": "stored height, pixels",

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from geosolver_data.parts import IngestUnit, units
+from geosolver_data.schemas import SPLITS, split_name
 from geosolver_data.spec_errors import SpecError, describe_errors
 
 __all__ = ["SPEC_ENV", "BalanceSpec", "DatasetSpec", "DedupSpec", "ImageSpec", "Region", "ShardSpec", "SourceSpec",
@@ -251,18 +252,27 @@ class BalanceSpec(SpecSection):
     puts a test photo's neighbourhood in training, as OSV-5M does; 1 (~600,000 km²) holds out whole regions, for
     region-generalisation studies
     """
-    splits: dict[Literal["train", "val", "test"], Share] = Field(
-        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
-    """split fractions; blocks are assigned to the split furthest below its fraction (see Splits)"""
+    splits: dict[Literal["train", "validation", "test"], Share] = Field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    """split fractions; blocks are assigned to the split furthest below its fraction (see Splits). `val`, the name
+    before December 2026, is read as `validation`
+    """
     seed: Annotated[int, Field(ge=0)] = 0
     """keys the selection, split and shuffle hashes"""
+
+    @field_validator("splits", mode="before")
+    @classmethod
+    def _today_names(cls, splits: object) -> object:
+        if isinstance(splits, dict) and not (set(splits) >= {"val", "validation"}):
+            return {split_name(k) if isinstance(k, str) else k: v for k, v in splits.items()}
+        return splits
 
     @field_validator("splits")
     @classmethod
     def _sum_to_one(cls, splits: dict[str, float]) -> dict[str, float]:
         if abs(sum(splits.values()) - 1) > 1e-6:
             raise ValueError(f"fractions must sum to 1, got {sum(splits.values()):g} from {splits}")
-        missing = [s for s in ("train", "val", "test") if s not in splits]
+        missing = [s for s in SPLITS if s not in splits]
         if missing:  # an evaluation with no test rows measures nothing: leaving one out must be said
             raise ValueError(f"{', '.join(missing)} missing from {splits}: give each a share, or write it with "
                              "0 to build without it (its evaluation is then skipped)")

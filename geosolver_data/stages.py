@@ -24,6 +24,7 @@ from geosolver_data.ingest.progress import Progress
 from geosolver_data.ingest.sources import Opening, open_source
 from geosolver_data.parts import IngestUnit
 from geosolver_data.publish import publish_dataset
+from geosolver_data.schemas import split_name
 from geosolver_data.spec import DatasetSpec, SourceSpec
 from geosolver_data.store.artifact import Artifact, ArtifactMissing
 from geosolver_data.store.atomic import atomic_path, write_json
@@ -142,7 +143,8 @@ def previous_splits(spec: DatasetSpec, layout: DatasetLayout) -> dict[int, str]:
     if version is None or not layout.shelf.exists(version):
         return {}
     manifest = layout.shelf.get(version).info
-    before = manifest.spec.get("balance", {})
+    before = dict(manifest.spec.get("balance", {}))
+    before["splits"] = {split_name(k): v for k, v in before.get("splits", {}).items()}  # an older version's `val`
     if any(before.get(k) != spec.balance.model_dump()[k] for k in SPLIT_SETTINGS):
         return {}
     column = h3_column(spec.balance.resolution)
@@ -150,7 +152,7 @@ def previous_splits(spec: DatasetSpec, layout: DatasetLayout) -> dict[int, str]:
                              for path in manifest.shard_paths(layout.version_dir(version)))
     blocks = split_blocks(table.column(column).to_numpy(), table.column("lat").to_numpy(),
                           table.column("lon").to_numpy(), spec.balance).tolist()
-    return dict(zip(blocks, table.column("split").to_pylist(), strict=True))
+    return dict(zip(blocks, map(split_name, table.column("split").to_pylist()), strict=True))
 
 
 def publish(spec: DatasetSpec, layout: DatasetLayout) -> Artifact:

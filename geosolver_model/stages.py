@@ -149,7 +149,7 @@ def training_runs(spec: Spec) -> dict[str, tuple[str, Spec]]:
 def _write_cards(spec: Spec, dataset_dir: Path, staging: Path, manifest: ModelManifest, log: Log) -> None:
     """Each saved model folder gets its README.md, with its figures on the dataset's validation split
     (each trained model scored once: the published folder holds the first objective's weights)."""
-    val = dataset_split(dataset_dir, "val", spec.model.eval_max_images)
+    val = dataset_split(dataset_dir, "validation", spec.model.eval_max_images)
     gallery = spec_gallery(spec.model, dataset_dir)
     runs = training_runs(spec)
     scored: dict[str, dict | None] = {}
@@ -244,7 +244,7 @@ def _in_memory_locator(spec: Spec, home: Home, model: Artifact, net: GeoRetrieve
     """The locator `predict` opens, over exact in-memory indexes of the same vectors: the published net's
     gallery embeddings, and the reference rows' (train + val) image embeddings (embedded once, reused by
     image_embeddings)."""
-    meta, vectors = load_embeddings(embed(spec, home, model, log=lambda _: None).files, ("train", "val"))
+    meta, vectors = load_embeddings(embed(spec, home, model, log=lambda _: None).files, ("train", "validation"))
     return Locator(net, flat_index(vectors), meta.select(["image_id", "lat", "lon"]).to_pydict(),
                    flat_index(gallery_emb.cpu().numpy()),
                    {"lat": gallery[:, 0].tolist(), "lon": gallery[:, 1].tolist()}, settings=spec.locate)

@@ -96,7 +96,7 @@ def _geocells(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -
 
 
 def _balanced_dataset(context: dg.AssetExecutionContext, geosolver: GeosolverResource) -> dg.MaterializeResult:
-    """Per-cell tempered quotas, deterministic selection, spatially disjoint train/val/test splits."""
+    """Per-cell tempered quotas, deterministic selection, spatially disjoint train/validation/test splits."""
     spec = geosolver.spec()
     layout = geosolver.layout(spec)
     report = stages.balance_dataset(spec, layout)

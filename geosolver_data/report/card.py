@@ -9,10 +9,9 @@ import pyarrow as pa
 import yaml
 
 from geosolver_data.report.markdown import table
+from geosolver_data.schemas import SPLITS
 from geosolver_data.shards import COLUMN_DOCS
 from geosolver_data.store.manifests import DatasetManifest
-
-HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # ours: Hugging Face's names
 
 
 def _hf_dtype(name: str, arrow_type: pa.DataType) -> str:
@@ -25,7 +24,7 @@ def _hf_dtype(name: str, arrow_type: pa.DataType) -> str:
 
 def hf_front_matter(manifest: DatasetManifest, schema: pa.Schema) -> str:
     """YAML front matter that makes the version folder a Hugging Face dataset."""
-    present = [s for s in HF_SPLITS if any(shard.split == s for shard in manifest.shards)]
+    present = [s for s in SPLITS if any(shard.split == s for shard in manifest.shards)]  # the Hub's names
     meta = {
         "pretty_name": f"{manifest.dataset} {manifest.version}",
         "license": "other",
@@ -35,10 +34,10 @@ def hf_front_matter(manifest: DatasetManifest, schema: pa.Schema) -> str:
         "tags": ["geolocation", "street-level imagery", "h3", "geosolver"],
         "size_categories": [_size_category(manifest.rows)],
         "configs": [{"config_name": "default", "data_files": [
-            {"split": HF_SPLITS[s], "path": f"shards/{s}-*.parquet"} for s in present]}],
+            {"split": s, "path": f"shards/{s}-*.parquet"} for s in present]}],
         "dataset_info": {
             "features": [{"name": f.name, "dtype": _hf_dtype(f.name, f.type)} for f in schema],
-            "splits": [{"name": HF_SPLITS[s], "num_examples": manifest.splits[s]} for s in present],
+            "splits": [{"name": s, "num_examples": manifest.splits[s]} for s in present],
         },
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"

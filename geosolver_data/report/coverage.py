@@ -24,7 +24,7 @@ def _pyplot() -> ModuleType:
 
     return plt
 
-_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#d62728"}
+_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#d62728"}
 
 
 def world_axes() -> tuple[plt.Figure, plt.Axes]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geosolver_data.schemas import split_name
+
 
 class Record(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -62,7 +64,7 @@ class DatasetManifest(Manifest):
 
     def shard_paths(self, folder: Path, split: str | None = None) -> list[Path]:
         """The version's shard files (of one split, when given), in manifest order."""
-        return [folder / s.path for s in self.shards if split is None or s.split == split]
+        return [folder / s.path for s in self.shards if split is None or split_name(s.split) == split]
 
 
 class DatasetRef(Record):

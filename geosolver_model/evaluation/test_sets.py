@@ -56,7 +56,7 @@ def dataset_test_split(version_dir: Path, limit: int = 0) -> TestSet:
 
 
 def dataset_split(version_dir: Path, split: str, limit: int = 0, rank: int = 0, world_size: int = 1) -> TestSet:
-    """One split of a dataset version (`test` is what evaluations report; `val`, what model cards do);
+    """One split of a dataset version (`test` is what evaluations report; `validation`, what model cards do);
     with `world_size` > 1, the rows rank, rank + world_size, ... of it (one DDP rank's share)."""
     manifest = read_dataset_manifest(version_dir)
     paths = manifest.shard_paths(version_dir, split)

@@ -24,7 +24,7 @@ from geosolver_model.train.loop import Validate
 
 def val_errors_km(model: GeoRetriever, version_dir: Path, spec: ModelConfig, gallery: np.ndarray) -> np.ndarray:
     """This rank's share of the validation split scored, then every rank's errors (km), in rank order."""
-    val = dataset_split(version_dir, "val", spec.eval_max_images, D.rank(), D.world_size())
+    val = dataset_split(version_dir, "validation", spec.eval_max_images, D.rank(), D.world_size())
     pred = run_predictor(retrieval_predictor(model, gallery, spec.top_k), val)
     return D.gather_numpy(haversine_km(pred[:, 0], pred[:, 1], val.latlon[:, 0], val.latlon[:, 1]))
 

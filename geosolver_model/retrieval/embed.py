@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 
 from geosolver_data.ingest.progress import Progress
+from geosolver_data.schemas import OLD_SPLIT_NAMES
 from geosolver_data.store.atomic import atomic_path
 from geosolver_data.store.manifests import DatasetManifest, read_dataset_manifest
 from geosolver_model.net.images import decode
@@ -85,8 +86,9 @@ def embed_dataset(load_model: Callable[[], GeoRetriever], dataset_dir: Path, fol
 def load_embeddings(files: list[Path], splits: tuple[str, ...] | None = None) -> tuple[pa.Table, np.ndarray]:
     """(metadata table, (N, D) float32 vectors), optionally keeping only some splits."""
     table = pa.concat_tables([pq.read_table(f) for f in files])
-    if splits is not None:
-        table = table.filter(pa.compute.is_in(table.column("split"), pa.array(list(splits))))
+    if splits is not None:  # rows of an older version say `val` for `validation`
+        wanted = [*splits, *(old for old, new in OLD_SPLIT_NAMES.items() if new in splits)]
+        table = table.filter(pa.compute.is_in(table.column("split"), pa.array(wanted)))
     emb = table.column("embedding").combine_chunks()
     dim = emb.type.list_size
     vectors = emb.values.to_numpy(zero_copy_only=False).reshape(len(emb), dim).astype(np.float32)

@@ -93,7 +93,7 @@ def test_selection_is_deterministic_and_stable_under_refresh() -> None:
 def test_splits_follow_their_fractions_over_many_blocks() -> None:
     blocks = np.arange(20_000, dtype=np.uint64)
     splits = assign_splits(blocks, BalanceSpec(splits={"train": 0.7, "val": 0.2, "test": 0.1}))
-    shares = {s: (splits == s).mean() for s in ("train", "val", "test")}
+    shares = {s: (splits == s).mean() for s in ("train", "validation", "test")}
     assert shares["train"] == pytest.approx(0.7, abs=0.02) and shares["test"] == pytest.approx(0.1, abs=0.02)
 
 

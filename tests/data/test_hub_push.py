@@ -75,7 +75,7 @@ def test_push_twice_makes_one_commit_and_load_dataset_reads_it(built, hub) -> No
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     splits = json.loads((folder / "manifest.json").read_text())["splits"]
     train, validation, test, size = loaded.stdout.split(maxsplit=3)
-    assert (int(train), int(validation), int(test)) == (splits["train"], splits["val"], splits["test"])
+    assert (int(train), int(validation), int(test)) == (splits["train"], splits["validation"], splits["test"])
     assert size.strip().startswith("(") and fake.cdn_gets > 0  # decoded images, read through the file host
 
 

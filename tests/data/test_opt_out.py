@@ -90,7 +90,9 @@ def test_robots_txt_is_obeyed_when_asked_fetched_once_and_retried_when_unavailab
         _, rejects = outcomes(layout, spec)
         assert {r["reason"] for r in rejects.values()} == {"robots_unavailable"} and len(rejects) == 6
         assert not any(r["final"] for r in rejects.values())  # held back, not lost
-        assert imagery.hits["/robots.txt"] == 2  # once per run and host (a 503 retried once: max_retries 1)
+        # Once per run and host, not per photo: the 503 and its one retry (max_retries 1). The retry may die on
+        # a kept-alive connection the server closed before reaching it (seen once under a loaded CI), so 1 or 2.
+        assert imagery.hits["/robots.txt"] in (1, 2)
         assert sum(imagery.hits[i] for i in imagery.images) == 0  # no photo fetched while it was unknown
 
         imagery.robots_status = 200  # the next run finds it: our group applies, not the `*` one

@@ -47,7 +47,7 @@ def test_shards_have_the_contract_columns(built) -> None:
                 "phash", "captured_at", "sequence_id", "license", "creator", "h3_r1", "h3_r3", "h3_r5"):
         assert col in table.column_names, col
     assert table.schema.field("h3_r3").type == pa.uint64() and table.schema.field("phash").type == pa.uint64()
-    assert set(table.column("split").to_pylist()) <= {"train", "val", "test"}
+    assert set(table.column("split").to_pylist()) <= {"train", "validation", "test"}
     assert all(v.startswith("synthetic:") for v in table.column("image_id").to_pylist())
     assert table.num_rows == published.manifest["rows"] <= spec.balance.target_size
 
@@ -67,7 +67,7 @@ def test_invariants_checked_independently(built) -> None:
         block = h3.cell_to_parent(h3.int_to_str(r["h3_r3"]), spec.balance.split_resolution)
         block_split.setdefault(block, set()).add(r["split"])
     assert all(len(s) == 1 for s in block_split.values())
-    assert {s for v in block_split.values() for s in v} == {"train", "val", "test"}
+    assert {s for v in block_split.values() for s in v} == {"train", "validation", "test"}
 
 
 def test_manifest_matches_files(built) -> None:
@@ -91,7 +91,7 @@ def test_dataset_card_accounts_for_every_image(built) -> None:
     meta = yaml.safe_load(front)
     assert meta["license"] == "other" and meta["size_categories"] == ["n<1K"] and meta["task_categories"]
     assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {
-        {"val": "validation"}.get(k, k): v for k, v in published.manifest["splits"].items() if v}
+        k: v for k, v in published.manifest["splits"].items() if v}
     counts = {}  # section title -> the count column of its table
     for block in card.split("\n## ")[1:]:
         title, _, body = block.partition("\n")
@@ -179,7 +179,7 @@ def test_validate_reports_overlapping_splits_and_quota_breaches(tmp_path: Path) 
     same_cell = 0x832A100FFFFFFFF
     pq.write_table(pa.table({
         "h3_r3": pa.array([same_cell] * 4 + [0x8344A5FFFFFFFFF], pa.uint64()),
-        "split": ["train", "train", "train", "test", "val"],
+        "split": ["train", "train", "train", "test", "validation"],
     }), tmp_path / "shards" / "x.parquet")
     overlap = validate.split_overlap(tmp_path, spec)
     assert overlap == ["block 812a3ffffffffff is in splits ['test', 'train']"]
@@ -214,7 +214,7 @@ def test_a_version_folder_loads_with_hugging_face_datasets(built, tmp_path: Path
     import datasets  # the dev lock's; imported here, it is slow to import
     _, _, published = built
     loaded = datasets.load_dataset(str(published.path), cache_dir=str(tmp_path / "hf"))
-    wanted = {{"val": "validation"}.get(k, k): v for k, v in published.manifest["splits"].items() if v}
+    wanted = {k: v for k, v in published.manifest["splits"].items() if v}
     assert {name: len(split) for name, split in loaded.items()} == wanted
     train = loaded["train"]
     assert isinstance(train.features["image"], datasets.Image)
@@ -345,3 +345,29 @@ def test_a_dataset_version_with_a_missing_shard_is_refused_and_rebuilt(tmp_path:
     (again.path / "manifest.json").write_text("{")
     run = subprocess.run([str(geosolver), "validate"], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "manifest.json: unreadable" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_version_from_before_the_split_rename_reads_as_today(built, tmp_path: Path) -> None:
+    """Versions published before December 2026 say `val`: its rows are the validation split to every reader,
+    and a new version keeps its split blocks (no image moves between splits across the rename)."""
+    spec, layout, published = built
+    today = stages.previous_splits(spec, layout)
+    assert set(today.values()) == {"train", "validation", "test"}
+    old_home = tmp_path / "home"
+    shutil.copytree(layout.home, old_home)
+    old = DatasetLayout(old_home, spec.name)
+    folder = old.version_dir(published.version)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for shard in manifest["shards"]:  # what an older version holds: `val` in the rows, the manifest and its spec
+        table = pq.read_table(folder / shard["path"])
+        renamed = pc.replace_substring_regex(table.column("split"), "^validation$", "val")
+        column = table.schema.get_field_index("split")
+        pq.write_table(table.set_column(column, "split", renamed), folder / shard["path"])
+        shard["split"] = {"validation": "val"}.get(shard["split"], shard["split"])
+    manifest["splits"] = {{"validation": "val"}.get(k, k): v for k, v in manifest["splits"].items()}
+    balance = manifest["spec"]["balance"]
+    balance["splits"] = {{"validation": "val"}.get(k, k): v for k, v in balance["splits"].items()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert stages.previous_splits(spec, old) == today
+    info = old.shelf.get(published.version).info
+    assert info.shard_paths(folder, "validation") == [folder / s.path for s in info.shards if s.split == "val"] != []

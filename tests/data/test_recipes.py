@@ -57,7 +57,7 @@ def test_the_mapillary_recipe_builds_end_to_end_against_the_loopback_api(mapilla
                     "loc_layers": 2, "steps": 10, "batch_size": 8, "val_every": 5, "eval_max_images": 20}
     spec = parse_spec(raw)
     dataset = data_stages.build_dataset(spec, DatasetLayout(home, spec.name), log=lambda _: None)
-    assert dataset.info.rows > 50 and set(dataset.info.splits) == {"train", "val", "test"}
+    assert dataset.info.rows > 50 and set(dataset.info.splits) == {"train", "validation", "test"}
 
     store = Home(home)
     model = model_stages.finetune(spec, store, dataset.version, log=lambda _: None)

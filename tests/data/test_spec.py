@@ -176,7 +176,7 @@ def test_aliases_a_person_writes_still_work(tmp_path: Path) -> None:
 
 
 def test_splits_that_leave_out_val_or_test_must_say_so() -> None:
-    with pytest.raises(SpecError, match="val, test missing"):
+    with pytest.raises(SpecError, match="validation, test missing"):
         parse_spec({**TINY, "balance": {**TINY["balance"], "splits": {"train": 1.0}}})
     explicit = parse_spec({**TINY, "balance": {**TINY["balance"], "splits": {"train": 0.9, "val": 0.0, "test": 0.1}}})
-    assert explicit.balance.splits["val"] == 0.0
+    assert explicit.balance.splits["validation"] == 0.0  # `val`, the old name, read as `validation`

@@ -86,7 +86,7 @@ def test_index_artifacts_are_versioned_and_self_describing(built) -> None:
     assert same.version == image.version and not same.new
     index, ids, _ = ix.load_index(image.path)
     assert index.ntotal == ids.num_rows == m["index"]["count"]
-    assert set(ids.column("split").to_pylist()) <= {"train", "val"}  # the test split is not indexed
+    assert set(ids.column("split").to_pylist()) <= {"train", "validation"}  # the test split is not indexed
 
 
 def test_a_new_model_gives_a_new_version_and_keeps_the_old(built) -> None:
