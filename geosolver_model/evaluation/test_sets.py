@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from geosolver_data.geo import invalid_coordinate_reason
 from geosolver_data.ingest.archives import MemberAt, image_index, read_member
 from geosolver_data.ingest.images import ImageRejected
 from geosolver_data.spec import ImageSpec
@@ -119,16 +120,24 @@ def _reason(exc: ValueError) -> str:
     return cause.reason if isinstance(cause, ImageRejected) else "undecodable"
 
 
-def _photo_set(name: str, rows: list[tuple[str, Photo | None, float, float]], limit: int) -> TestSet:
-    """A public set from its listing: (name, where its photo is or None, lat, lon) per row."""
+def _photo_set(name: str, rows: list[tuple[str, Photo | None, float | None, float | None]], limit: int) -> TestSet:
+    """A public set from its listing: (name, where its photo is or None, lat, lon) per row. A row whose
+    position is not a number on the globe is listed and counted as `invalid_coordinates`, never scored."""
     rows = rows[: limit or None]
-    present = [(photo, lat, lon) for _, photo, lat, lon in rows if photo is not None]
-    missing = [row_name for row_name, photo, _, _ in rows if photo is None]
+    placed, invalid = [], []
+    for row_name, photo, lat, lon in rows:
+        if lat is None or lon is None or invalid_coordinate_reason(lat, lon):
+            invalid.append(row_name)
+        else:
+            placed.append((row_name, photo, lat, lon))
+    present = [(photo, lat, lon) for _, photo, lat, lon in placed if photo is not None]
+    missing = [row_name for row_name, photo, _, _ in placed if photo is None]
     digest = hashlib.sha256()
     for photo, lat, lon in present:  # the listing and each photo's size and time: cheap, and what changes
         digest.update(f"{photo.stamp()}:{lat}:{lon}\n".encode())
-    digest.update(f"missing:{','.join(missing)}".encode())
-    return _scored(name, present, len(rows), {"missing": missing} if missing else {}, digest.hexdigest()[:16])
+    digest.update(f"missing:{','.join(missing)};invalid:{','.join(invalid)}".encode())
+    left_out = {reason: names for reason, names in (("missing", missing), ("invalid_coordinates", invalid)) if names}
+    return _scored(name, present, len(rows), left_out, digest.hexdigest()[:16])
 
 
 def _scored(name: str, present: list[tuple[Photo, float, float]], listed: int, not_scored: dict[str, list[str]],
@@ -169,8 +178,6 @@ def im2gps_style(folder: Path, name: str, limit: int = 0) -> TestSet:
     rows = []
     for r in _csv_rows(table):
         image, lat, lon = r.get("IMG_ID") or "", _float(r.get("LAT")), _float(r.get("LON"))
-        if lat is None or lon is None:
-            continue  # a row without a position cannot be scored; counted in `listed` only if it has one
         path = folder / "images" / image
         rows.append((image, Photo(image, path) if image and path.is_file() else None, lat, lon))
     return _photo_set(name, rows, limit)
@@ -184,8 +191,6 @@ def osv5m(folder: Path, limit: int = 0) -> TestSet:
     rows = []
     for r in _csv_rows(folder / "test.csv"):
         key, lat, lon = str(r.get("id") or ""), _float(r.get("latitude")), _float(r.get("longitude"))
-        if lat is None or lon is None:
-            continue
         at = found.get(key)
         photo = None
         if at is not None:

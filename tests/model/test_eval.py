@@ -75,7 +75,8 @@ def test_benchmark_loaders(tmp_path: Path) -> None:
     folder = tmp_path / "benchmarks" / "im2gps3k"
     (folder / "images").mkdir(parents=True)
     Image.new("RGB", (120, 90), (200, 10, 10)).save(folder / "images" / "a.jpg")
-    (folder / "im2gps3k_places365.csv").write_text("IMG_ID,LAT,LON\na.jpg,48.85,2.35\nmissing.jpg,1,1\n")
+    (folder / "im2gps3k_places365.csv").write_text("IMG_ID,LAT,LON\na.jpg,48.85,2.35\nmissing.jpg,1,1\n"
+                                                    "a.jpg,north,2\na.jpg,95.0,2\n")  # no number, off the globe
     osv = tmp_path / "benchmarks" / "osv5m"
     (osv / "images").mkdir(parents=True)
     Image.new("RGB", (40, 30)).save(osv / "images" / "123.jpg")
@@ -83,7 +84,8 @@ def test_benchmark_loaders(tmp_path: Path) -> None:
     found = {t.name: t for t in public_benchmarks(tmp_path / "benchmarks")}
     assert set(found) == {"im2gps3k", "osv5m_test"}
     assert found["im2gps3k"].size == 1 and found["im2gps3k"].latlon.tolist() == [[48.85, 2.35]]
-    assert found["im2gps3k"].listed == 2 and found["im2gps3k"].not_scored == {"missing": ["missing.jpg"]}
+    assert found["im2gps3k"].listed == 4 and found["im2gps3k"].not_scored == {
+        "missing": ["missing.jpg"], "invalid_coordinates": ["a.jpg", "a.jpg"]}  # every listed row accounted for
     assert next(found["im2gps3k"].images(ImageSpec())).size == (120, 90)  # never upscaled
     assert im2gps_style(folder, "x").size == 1 and osv5m(osv).latlon.tolist() == [[-33.9, 151.2]]
 
