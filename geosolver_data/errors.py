@@ -20,3 +20,8 @@ class UsageError(GeosolverError):
     argparse's own usage errors."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, for a one-line message that wraps it (its type's name when it says nothing)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

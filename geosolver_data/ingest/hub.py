@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosolver_data.errors import GeosolverError
+from geosolver_data.errors import GeosolverError, first_line
 from geosolver_data.ingest.archives import INDEX_SCHEMA, TAIL_BYTES, NeedEarlier, directory_from_tail
 from geosolver_data.ingest.fetch import Fetcher, FetchError
 from geosolver_data.store.atomic import atomic_path
@@ -78,7 +78,7 @@ def open_split(repo: str, revision: str, split: str) -> HubSplit:
         files = [f for f in api.list_repo_tree(repo, f"images/{split}", recursive=True, repo_type="dataset",
                                                revision=commit) if f.path.endswith(".zip") and hasattr(f, "size")]
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-        raise HubError(f"cannot read {reading} of the {where} on {api.endpoint}: {_first_line(exc)} (a private "
+        raise HubError(f"cannot read {reading} of the {where} on {api.endpoint}: {first_line(exc)} (a private "
                        "repo needs HF_TOKEN; check the repo id, the revision, the split and HF_ENDPOINT)") from exc
     archives = tuple(HubArchive(f.path, f.size, (f.lfs.sha256 if f.lfs else f.blob_id),
                                 hf_hub_url(repo, f.path, repo_type="dataset", revision=commit))
@@ -86,10 +86,6 @@ def open_split(repo: str, revision: str, split: str) -> HubSplit:
     if not archives:
         raise HubError(f"the {where} has no images/{split}/*.zip archives (is it in OSV-5M's layout?)")
     return HubSplit(repo, commit, metadata, archives)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 async def directory_index(fetcher: Fetcher, archives: tuple[HubArchive, ...], cache: Path,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from geosolver_data.errors import GeosolverError
+from geosolver_data.errors import GeosolverError, first_line
 from geosolver_data.store.artifact import Artifact
 
 RepoType = Literal["dataset", "model"]
@@ -69,13 +69,9 @@ def push_version(artifact: Artifact, repo: str, repo_type: RepoType, name: str =
                                  commit_description=f"Published by Geosolver from {artifact.kind} version "
                                                     f"{artifact.version}.")
     except (HfHubHTTPError, OSError, ValueError, RuntimeError) as exc:  # huggingface_hub wraps a failed upload
-        first = "; ".join(_first_line(e) for e in (exc, exc.__cause__) if e is not None)[:300]  # in a RuntimeError
+        first = "; ".join(first_line(e) for e in (exc, exc.__cause__) if e is not None)[:300]  # in a RuntimeError
         raise PushError(f"cannot push {artifact.kind} version {artifact.version} to the {repo_type} repo {repo} on "
                         f"{api.endpoint}: {first} (HF_TOKEN must hold a token with write access)") from exc
     prefix = "datasets/" if repo_type == "dataset" else ""
     return Pushed(repo, repo_type, artifact.version, info.oid, f"{api.endpoint}/{prefix}{repo}",
                   new_commit=info.oid != before)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

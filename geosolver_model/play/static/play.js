@@ -369,4 +369,4 @@ async function start() {
   await newGame();
 }
 
-start().catch((err) => { document.body.insertAdjacentHTML("afterbegin", `<p class="error">${err.message}</p>`); });
+start().catch((err) => { document.body.prepend(el("p", { class: "error" }, err.message)); }); // text, never HTML
