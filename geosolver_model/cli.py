@@ -30,9 +30,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     geo = Geolocator.from_home(home.root, index=args.index, spec=load_spec(args.spec))
     results, failed = [], 0
     # A bar on a terminal; elsewhere (a pipe, CI) a line every 10 s on stderr. stdout keeps only the answers.
-    progress = Progress("predict", lambda line: print(line, file=sys.stderr), every_s=10.0)
-    progress.listed(len(args.images))
-    progress.listing_finished()
+    progress = Progress("predict", lambda line: print(line, file=sys.stderr), every_s=10.0, total=len(args.images))
     for path in args.images:
         try:
             found = geo.locate(path, args.top_k)
@@ -43,8 +41,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         finally:
             progress.advance()
         results.append({"image": path, **found})
-    if progress.bar is not None:
-        progress.bar.close()
+    progress.close(report=False)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

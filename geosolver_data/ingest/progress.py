@@ -18,18 +18,19 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts finished items against a total that may still be growing (a listing in progress)."""
+    """Counts finished items against a total that may still be growing (a listing in progress), or, given
+    `total`, one known from the start."""
 
     def __init__(self, label: str, log: Callable[[str], None], every_s: float = 5.0, bar: bool | None = None,
-                 unit: str = "images") -> None:
+                 unit: str = "images", total: int | None = None) -> None:
         self.label, self.log, self.every_s, self.unit = label, log, every_s, unit
-        self.total, self.done, self.listing_done = 0, 0, False
+        self.total, self.done, self.listing_done = total or 0, 0, total is not None
         self.start = self.last = time.monotonic()
         self.bar = None
         if bar if bar is not None else sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=label, unit="img", total=0, dynamic_ncols=True)
+            self.bar = tqdm(desc=label, unit="img", total=self.total, dynamic_ncols=True)
 
     def listed(self, n: int = 1) -> None:
         self.total += n
@@ -64,8 +65,10 @@ class Progress:
         self.last = time.monotonic()
         self.log(self.message())
 
-    def close(self) -> None:
+    def close(self, report: bool = True) -> None:
+        """The bar closed; with `report`, a last log line (the totals and the rate)."""
         self.listing_done = True
         if self.bar is not None:
             self.bar.close()
-        self.report()
+        if report:
+            self.report()

@@ -98,12 +98,9 @@ def evaluate(comparators: dict[str, Predictor], tests: list[TestSet],
         if not test.size:
             log(f"eval {test.name}: skipped, the set has no images")
         for name, predictor in comparators.items():
-            progress = Progress(f"eval {test.name} {name}", log, every_s=15.0)
-            progress.listed(test.size)
-            progress.listing_finished()
+            progress = Progress(f"eval {test.name} {name}", log, every_s=15.0, total=test.size)
             pred = run_predictor(predictor, test, progress)
-            if progress.bar is not None:
-                progress.bar.close()
+            progress.close(report=False)
             results[test.name][name] = geo_metrics(pred, test.latlon, test.country)
             if test.listed is not None:
                 results[test.name][name] |= {"listed": test.listed,

@@ -66,9 +66,8 @@ def embed_dataset(load_model: Callable[[], GeoRetriever], dataset_dir: Path, fol
     h3_cols = [f"h3_r{r}" for r in manifest.h3_resolutions]
     files = embedding_files(folder, manifest)
     model, embedded, reused = None, 0, 0
-    progress = Progress("embedding", log, every_s=10.0)
-    progress.listed(sum(s.rows for s, out in zip(manifest.shards, files, strict=True) if not out.exists()))
-    progress.listing_finished()
+    progress = Progress("embedding", log, every_s=10.0,
+                        total=sum(s.rows for s, out in zip(manifest.shards, files, strict=True) if not out.exists()))
     for shard, out in zip(manifest.shards, files, strict=True):
         if out.exists():
             reused += shard.rows
@@ -76,10 +75,7 @@ def embed_dataset(load_model: Callable[[], GeoRetriever], dataset_dir: Path, fol
         model = model or load_model().eval()
         embedded += _embed_shard(model, dataset_dir / shard.path, h3_cols, out)
         progress.advance(shard.rows)
-    if embedded:
-        progress.close()  # the last line: images, rate
-    elif progress.bar is not None:
-        progress.bar.close()
+    progress.close(report=embedded > 0)  # the last line, images and rate, when there was something to embed
     return EmbeddingSet(files, embedded, reused)
 
 
