@@ -157,11 +157,20 @@ def ingest_file(task: IngestTask, c: Candidate) -> Outcome:
 _ARCHIVES: dict[str, int] = {}  # archive path -> an open file descriptor, kept for the worker's life
 
 
+def oversized_member(task: IngestTask, c: Candidate) -> Outcome | None:
+    """`too_large`, unread, for a zip member (in a local archive or one on the Hub) whose declared size is
+    over the cap; None otherwise."""
+    if c.member_at is not None and c.member_at.size > task.image.max_file_bytes:
+        return reject(task, c.image_id, "too_large", f"{c.member_at.size} bytes > {task.image.max_file_bytes}",
+                      routed=True)
+    return None
+
+
 def ingest_member(task: IngestTask, c: Candidate) -> Outcome:
     """A member of a zip archive (OSV-5M ships its images so), read at the offset the index holds."""
     assert c.path is not None and c.member_at is not None
-    if c.member_at.size > task.image.max_file_bytes:
-        return reject(task, c.image_id, "too_large", f"{c.member_at.size} bytes", routed=True)
+    if (oversized := oversized_member(task, c)) is not None:
+        return oversized
     try:
         fd = _ARCHIVES.get(c.path)
         if fd is None:
@@ -179,8 +188,7 @@ _NET: _Net | None = None
 class _Net:
     """A worker's own event loop, in a thread, with its own Fetcher."""
 
-    def __init__(self, policy: FetchPolicy, max_file_bytes: int) -> None:
-        self.max_file_bytes = max_file_bytes
+    def __init__(self, policy: FetchPolicy) -> None:
         self.hub_headers: dict[str, str] | None = None  # read when the first archive member is asked for
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
@@ -206,8 +214,6 @@ class _Net:
         and bytes (a second when its local extra field is longer than allowed for), checked against
         the central directory's size and CRC (a mismatch is `corrupt_member`)."""
         assert c.url is not None and c.member_at is not None and c.member is not None
-        if c.member_at.size > self.max_file_bytes:
-            raise FetchError("too_large", f"{c.member_at.size} bytes > {self.max_file_bytes}")
         if self.hub_headers is None:
             self.hub_headers = auth_headers()
         start, end = member_span(c.member_at, c.member)
@@ -320,10 +326,15 @@ def work_batch(batch: list[Candidate], drain: bool = False) -> tuple[list[tuple[
     task = _TASK
     if _NET is None and any(c.url for c in batch):
         assert task.fetch is not None, "a URL candidate needs the source's fetch policy"
-        _NET = _Net(task.fetch, task.image.max_file_bytes)
+        _NET = _Net(task.fetch)
     results: list[tuple[str, Outcome]] = []
-    if _NET is not None:
-        _PENDING.update({_NET.get(c): (c, 0) for c in batch if c.url})
+    for c in batch:
+        if c.url:  # downloads start first; an oversized member on the Hub is refused without one
+            assert _NET is not None
+            if (oversized := oversized_member(task, c)) is not None:
+                results.append((c.image_id, oversized))
+            else:
+                _PENDING[_NET.get(c)] = (c, 0)
     for c in batch:  # files and archive members while the downloads run
         if not c.url:
             handle = (lambda c=c: ingest_member(task, c)) if c.member_at else (lambda c=c: ingest_file(task, c))

@@ -5,6 +5,7 @@ tail), then only the region's members by range requests, through the CDN redirec
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
@@ -156,3 +157,15 @@ def test_a_redirect_is_reused_until_its_signature_is_refused(hub) -> None:
     assert asyncio.run(read()) == [body[:100], body[100:300], body[300:400]]
     assert fake.requests[f"GET /datasets/{REPO}/resolve/main/{archive}"] == 2  # the first read, and after expiry
     assert fake.cdn_gets == 3
+
+
+def test_a_member_over_the_size_cap_is_refused_without_a_download(hub, home: Path) -> None:
+    fake, repo, _ = hub
+    spec = remote_spec({"type": "osv5m", "hub": REPO}, image={"max_file_bytes": 1000})  # every photo is larger
+    layout = DatasetLayout(home, spec.name)
+    ingest_region(spec, layout, "north", log=lambda _: None)
+    stored, rejects = _outcomes(layout, "north")
+    members = {f"osv5m:{k}" for k in repo.ids_in(tuple(NORTH)) if k in repo.member_bytes}
+    assert stored == set() and {k for k, r in rejects.items() if r == "too_large"} == members
+    served = {(sha, start) for _, sha, start, _ in fake.cdn_log}  # only central directories were read
+    assert not served & {(hashlib.sha256(repo.files[p]).hexdigest(), at) for p, at in repo.member_at.values()}
