@@ -126,8 +126,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
     checks = {name: find(folder, spec) for name, (_, find) in validate.CHECKS.items()}
     if args.json:
         print(json.dumps({"version": dataset.version, "checks": checks}, indent=2))
-    for name, problems in checks.items() if not args.json else ():
-        print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n     {p}" for p in problems[:10]))
+    else:
+        for name, problems in checks.items():
+            print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n     {p}" for p in problems[:10]))
     if any(checks.values()):
         raise SystemExit(1)
 

@@ -37,12 +37,11 @@ def demo_results(home: Home) -> str:
     lines = [f"Latest demo results (`make run` on a clean home, dataset `{model.info.dataset.version}`, model "
              f"`{model.version}`, {n} test images; written by `make docs-demo` from that run's eval.json):", "",
              "| comparator | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    labels = {"finetuned": f"finetuned = {published}", "locator": "locator (what `predict` and `play` answer)"}
     for name, figures in results.items():
-        label = {"finetuned": f"finetuned = {published}", "locator": "locator (what `predict` and `play` answer)"}.get(
-            name, name)
         if name == published:
             continue  # the same weights as `finetuned`, scored once
-        bold = name == "locator"
+        label, bold = labels.get(name, name), name == "locator"
         cells = [_cell(figures.get(c), c) for c in COLUMNS]
         lines.append(f"| {'**' + label + '**' if bold else label} | "
                      + " | ".join(f"**{c}**" if bold else c for c in cells) + " |")
