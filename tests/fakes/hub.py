@@ -151,13 +151,7 @@ class FakeHub:
                                  status=400 if errors else 200)
 
     def _preupload(self, kind: str):
-        async def preupload(request: web.Request) -> web.StreamResponse:
-            if (refused := self._writer(request)) is not None:
-                return refused
-            found = self._files(kind, request)
-            if isinstance(found, web.Response):
-                return found
-            _, files = found
+        async def preupload(request: web.Request, commit: str, files: dict[str, bytes]) -> web.StreamResponse:
             answer = []
             for entry in (await request.json())["files"]:
                 lfs = entry["path"].endswith(LFS_SUFFIXES)
@@ -165,8 +159,8 @@ class FakeHub:
                 oid = None if old is None else hashlib.sha256(old).hexdigest() if lfs else _git_oid(old)
                 answer.append({"path": entry["path"], "uploadMode": "lfs" if lfs else "regular",
                                "shouldIgnore": False, "oid": oid})
-            return web.json_response({"files": answer, "commitOid": found[0]})
-        return preupload
+            return web.json_response({"files": answer, "commitOid": commit})
+        return self._on_repo(kind, preupload, write=True)
 
     async def _lfs_batch(self, request: web.Request) -> web.StreamResponse:
         self.requests[f"{request.method} {request.path}"] += 1
@@ -193,13 +187,8 @@ class FakeHub:
         return web.Response(status=200)
 
     def _commit(self, kind: str):
-        async def commit(request: web.Request) -> web.StreamResponse:
-            if (refused := self._writer(request)) is not None:
-                return refused
-            found = self._files(kind, request)
-            if isinstance(found, web.Response):
-                return found
-            files = dict(found[1])
+        async def commit(request: web.Request, parent: str, files: dict[str, bytes]) -> web.StreamResponse:
+            files = dict(files)
             header: dict = {}
             for line in (await request.read()).splitlines():
                 item = json.loads(line)
@@ -221,7 +210,19 @@ class FakeHub:
             prefix = "datasets/" if kind == "dataset" else ""
             return web.json_response({"commitUrl": f"{request.url.origin()}/{prefix}{repo}/commit/{oid}",
                                       "commitOid": oid, "pullRequestUrl": None})
-        return commit
+        return self._on_repo(kind, commit, write=True)
+
+    def _on_repo(self, kind: str, handler, write: bool = False):
+        """`handler(request, commit, files)` behind what every repo endpoint checks first: a token for a write,
+        the repo, its visibility and the revision (their errors as the Hub answers them)."""
+        async def answer(request: web.Request) -> web.StreamResponse:
+            if write and (refused := self._writer(request)) is not None:
+                return refused
+            found = self._files(kind, request)
+            if isinstance(found, web.Response):
+                return found
+            return await handler(request, *found)
+        return answer
 
     def _files(self, kind: str, request: web.Request) -> tuple[str, dict[str, bytes]] | web.Response:
         """The commit and files a request names, or the Hub's error answer (the request counted)."""
@@ -243,22 +244,14 @@ class FakeHub:
         return commit, files
 
     def _info(self, kind: str):
-        async def info(request: web.Request) -> web.StreamResponse:
-            found = self._files(kind, request)
-            if isinstance(found, web.Response):
-                return found
-            commit, files = found
+        async def info(request: web.Request, commit: str, files: dict[str, bytes]) -> web.StreamResponse:
             repo = f"{request.match_info['owner']}/{request.match_info['name']}"
             return web.json_response({"id": repo, "sha": commit, "private": repo in self.private,
                                       "siblings": [{"rfilename": name} for name in sorted(files)]})
-        return info
+        return self._on_repo(kind, info)
 
     def _tree(self, kind: str):
-        async def tree(request: web.Request) -> web.StreamResponse:
-            found = self._files(kind, request)
-            if isinstance(found, web.Response):
-                return found
-            _, files = found
+        async def tree(request: web.Request, commit: str, files: dict[str, bytes]) -> web.StreamResponse:
             under = request.match_info.get("path", "").strip("/")
             prefix = f"{under}/" if under else ""
             recursive = request.query.get("recursive", "false").lower() == "true"
@@ -280,7 +273,7 @@ class FakeHub:
             entries += [{"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "path": f}
                         for f in sorted(folders)]
             return web.json_response(entries)
-        return tree
+        return self._on_repo(kind, tree)
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         """The file host: a signed URL's bytes (the signature is not checked), with Range and faults."""
@@ -325,11 +318,7 @@ class FakeHub:
         return response
 
     def _resolver(self, kind: str):
-        async def resolve(request: web.Request) -> web.StreamResponse:
-            found = self._files(kind, request)
-            if isinstance(found, web.Response):
-                return found
-            commit, files = found
+        async def resolve(request: web.Request, commit: str, files: dict[str, bytes]) -> web.StreamResponse:
             body = files.get(request.match_info["path"])
             if body is None:
                 return web.Response(status=404, headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit},
@@ -351,7 +340,7 @@ class FakeHub:
                 return web.Response(status=206, body=part, headers=headers)
             return web.Response(body=body, headers=headers)
 
-        return resolve
+        return self._on_repo(kind, resolve)
 
 
 def point_at(constants: Any, monkeypatch: Any, endpoint: str) -> None:
